@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX (plugin and portable flavours) -> TensorRT engine, with parity checks."""

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``fusion-edge`` CLI, one module each (see ``fusion_edge.cli``)."""

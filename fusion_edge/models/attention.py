@@ -1,0 +1,36 @@
+"""Channel attentions of the reference: ECA (on BCHW) and BiAttn (on BHWC)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ECA(nn.Module):
+    """Efficient channel attention: a 3-tap conv along channels of the spatial mean gates each channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, kernel_size=3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean(dim=(2, 3))
+        gate = torch.sigmoid(self.conv(pooled.unsqueeze(1)).squeeze(1))
+        return x * gate[:, :, None, None]
+
+
+class BiAttn(nn.Module):
+    """Channel gate from the mean of LN(x); scales the un-normalised x (keys ``se.*``)."""
+
+    def __init__(self, dim: int, ratio: float = 0.125) -> None:
+        super().__init__()
+        reduced = int(dim * ratio)
+        self.norm = nn.LayerNorm(dim)
+        self.global_reduce = nn.Linear(dim, reduced)
+        self.act = nn.GELU()
+        self.channel_select = nn.Linear(reduced, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.norm(x).mean(dim=(1, 2))
+        gate = torch.sigmoid(self.channel_select(self.act(self.global_reduce(pooled))))
+        return x * gate[:, None, None, :]

@@ -1,0 +1,189 @@
+"""FusionMamba: the infrared/visible fusion U-Net of the public reference, layer for layer.
+
+Key names, shapes and arithmetic follow the reference implementation (see docs), so its
+checkpoints load with ``strict=True`` and give its outputs. Inputs of any size are padded
+(reflect) to a multiple of 32 and the output cropped back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusion_edge.models.dffm import DFFMBlock
+from fusion_edge.models.dvss import DecoderStage, EncoderStage
+from fusion_edge.models.ldc import LDC
+from fusion_edge.models.patch import FinalPatchExpand2D, PatchEmbed2D
+
+SIZE_MULTIPLE = 32
+
+
+def _widths(dims: int | Sequence[int]) -> list[int]:
+    if isinstance(dims, int):
+        return [dims * 2**i for i in range(4)]
+    return list(dims)
+
+
+def _linspace(end: float, count: int) -> list[float]:
+    """torch.linspace(0, end, count) as floats (works while building on the meta device)."""
+    return [end * i / (count - 1) if count > 1 else 0.0 for i in range(count)]
+
+
+def _is_exporting() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
+class FusionMamba(nn.Module):
+    """The reference ``VSSM_Fusion``. ``model(x1, x2)``: x1 = visible (grey), x2 = infrared.
+
+    Both are (B, in_chans, H, W) floats in [0, 1]; returns the raw (unclamped) fused image
+    (B, 1, H, W) = head + residual_scale * (x1 + x2).
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 4,
+        in_chans: int = 1,
+        num_classes: int = 1000,
+        depths: Sequence[int] = (2, 2, 9, 2),
+        depths_decoder: Sequence[int] = (2, 9, 2, 2),
+        dims: int | Sequence[int] = (96, 192, 384, 768),
+        dims_decoder: int | Sequence[int] | None = None,
+        d_state: int = 16,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        patch_norm: bool = True,
+        residual_scale: float = 2.0,
+        legacy_cross_ffn: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__()
+        dims = _widths(dims)
+        dims_decoder = _widths(dims_decoder) if dims_decoder is not None else dims[::-1]
+        if len(dims) != 4 or len(depths) != 4 or len(depths_decoder) != 4:
+            raise ValueError("FusionMamba has 4 stages: dims, depths and depths_decoder need 4 entries each")
+        if dims_decoder != dims[::-1] or any(b != 2 * a for a, b in zip(dims, dims[1:])):
+            raise ValueError(f"dims must double per stage and dims_decoder mirror them, got {dims} / {dims_decoder}")
+        if dims[0] % 4:
+            raise ValueError(f"dims[0] must be a multiple of 4 (final 4x expand), got {dims[0]}")
+        self.config = dict(
+            patch_size=patch_size, in_chans=in_chans, depths=list(depths), depths_decoder=list(depths_decoder),
+            dims=dims, d_state=d_state, drop_path_rate=drop_path_rate, residual_scale=residual_scale,
+            legacy_cross_ffn=legacy_cross_ffn,
+        )
+        self.in_chans = in_chans
+        self.residual_scale = residual_scale
+        self.check_inputs = True
+
+        self.patch_embed1 = PatchEmbed2D(patch_size, in_chans, dims[0], norm=patch_norm)
+        self.patch_embed2 = PatchEmbed2D(patch_size, in_chans, dims[0], norm=patch_norm)
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        enc_rates = _linspace(drop_path_rate, sum(depths))
+        dec_rates = _linspace(drop_path_rate, sum(depths_decoder))[::-1]
+        self.layers = nn.ModuleList()
+        for i, depth in enumerate(depths):
+            rates = enc_rates[sum(depths[:i]) : sum(depths[: i + 1])]
+            self.layers.append(EncoderStage(dims[i], depth, rates, downsample=i < 3))
+        self.layers_up = nn.ModuleList()
+        for i, depth in enumerate(depths_decoder):
+            rates = dec_rates[sum(depths_decoder[:i]) : sum(depths_decoder[: i + 1])]
+            self.layers_up.append(DecoderStage(dims_decoder[i], depth, rates, upsample=i > 0))
+        self.Cross_block: nn.ModuleList = nn.ModuleList(
+            DFFMBlock(dims[i], d_state=d_state, legacy_ffn=legacy_cross_ffn) for i in range(4)
+        )
+        self.final_up = FinalPatchExpand2D(dims_decoder[-1])
+        self.final_conv = nn.Conv2d(dims_decoder[-1] // 4, 1, kernel_size=1)
+        self._init_weights()
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self, x1: torch.Tensor, x2: torch.Tensor) -> None:
+        """Raise ValueError naming what is wrong with a pair of inputs."""
+        for name, x in (("x1 (visible)", x1), ("x2 (infrared)", x2)):
+            if not isinstance(x, torch.Tensor):
+                raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            if x.dim() != 4:
+                raise ValueError(f"{name} must be (B, C, H, W), got shape {tuple(x.shape)}")
+            if x.shape[1] != self.in_chans:
+                raise ValueError(f"{name} has {x.shape[1]} channels; this model takes in_chans={self.in_chans}")
+            if not x.is_floating_point():
+                raise ValueError(f"{name} must be floating point (scaled to [0, 1]), got {x.dtype}")
+        if x1.shape != x2.shape:
+            raise ValueError(f"visible and infrared shapes differ: {tuple(x1.shape)} vs {tuple(x2.shape)}")
+        for name, x in (("x1 (visible)", x1), ("x2 (infrared)", x2)):
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"{name} contains NaN or Inf values")
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        if self.check_inputs and not _is_exporting():
+            self.validate(x1, x2)
+        h, w = x1.shape[-2:]
+        pad_h, pad_w = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
+        if pad_h or pad_w:
+            x1, x2 = pad_to_multiple(x1, pad_h, pad_w), pad_to_multiple(x2, pad_h, pad_w)
+        out = self.forward_padded(x1, x2)
+        return out[..., :h, :w] if (pad_h or pad_w) else out
+
+    def forward_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """The reference forward; H and W must be multiples of 32."""
+        s1 = [self.pos_drop(self.patch_embed1(x1))]
+        s2 = [self.pos_drop(self.patch_embed2(x2))]
+        for layer in self.layers:  # one encoder, shared by both modalities
+            s1.append(layer(s1[-1]))
+            s2.append(layer(s2[-1]))
+        y = self.layers_up[0](s1[4] + s2[4])
+        for j in range(1, 4):
+            y = self.layers_up[j](y + self.Cross_block[4 - j](s1[4 - j], s2[4 - j]))
+        y = self.final_up(y).permute(0, 3, 1, 2)
+        y = self.final_conv(y)
+        if self.residual_scale == 2.0:
+            return y + x1 + x2 + x1 + x2  # the reference's order of additions
+        return y + self.residual_scale * (x1 + x2)
+
+    # --------------------------------------------------------------- inference
+    def for_inference(self) -> FusionMamba:
+        """A copy in eval mode with every LDC folded into one Conv2d and dead weights removed.
+
+        Removed (their results never reach the output): ``Cross_block.0``, every DFEM ``lastconv``
+        and the z half of each CMFM ``in_proj2``. The output is unchanged up to rounding.
+        """
+        model = copy.deepcopy(self).eval()
+        model.Cross_block[0] = nn.Identity()
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, LDC):
+                    setattr(module, name, child.fold())
+            if hasattr(module, "Diff_enhance"):
+                module.Diff_enhance = None
+            if hasattr(module, "drop_dead_weights"):
+                module.drop_dead_weights()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.inference_ready = True
+        return model
+
+    inference_ready = False
+
+
+def pad_to_multiple(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """Pad bottom/right; reflect where the image is large enough, else replicate."""
+    h, w = x.shape[-2:]
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)

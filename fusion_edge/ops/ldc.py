@@ -1,0 +1,62 @@
+"""LDC (learnable descriptive convolution): a 3x3 convolution with a learnt weight transform.
+
+W_eff = W * (M - theta * m[o, i] * e * sum_ab W[o, i]), e the centre-tap indicator.
+Once trained this is one ordinary convolution, which is why inference folds it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def centre_indicator(device=None, dtype=torch.float32) -> torch.Tensor:
+    e = torch.zeros(3, 3, device=device, dtype=dtype)
+    e[1, 1] = 1
+    return e
+
+
+def ldc_effective_weight(
+    weight: torch.Tensor, base_mask: torch.Tensor, learnable_mask: torch.Tensor, theta: torch.Tensor
+) -> torch.Tensor:
+    """The dense 3x3 weight the reference convolves with."""
+    kernel_sum = weight.sum(dim=(2, 3), keepdim=True)
+    e = centre_indicator(weight.device, weight.dtype)
+    mask = base_mask - theta * learnable_mask[:, :, None, None] * e * kernel_sum
+    return weight * mask
+
+
+def ldc_conv2d_ref(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    base_mask: torch.Tensor,
+    learnable_mask: torch.Tensor,
+    theta: torch.Tensor,
+) -> torch.Tensor:
+    return F.conv2d(x, ldc_effective_weight(weight, base_mask, learnable_mask, theta), padding=1)
+
+
+_CUDA_LDC = None
+
+
+def register_cuda_ldc(fn) -> None:
+    """Install the CUDA kernel that applies the transform inside the convolution."""
+    global _CUDA_LDC
+    _CUDA_LDC = fn
+
+
+def ldc_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    base_mask: torch.Tensor,
+    learnable_mask: torch.Tensor,
+    theta: torch.Tensor,
+    *,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """LDC forward: (B, Cin, H, W) -> (B, Cout, H, W), stride 1, padding 1, no bias."""
+    if impl == "cuda" or (impl is None and _CUDA_LDC is not None and x.is_cuda and not torch.is_grad_enabled()):
+        if _CUDA_LDC is None:
+            raise RuntimeError("the CUDA LDC kernel is not available (see fusion_edge.kernels)")
+        return _CUDA_LDC(x, weight, base_mask, learnable_mask, theta)
+    return ldc_conv2d_ref(x, weight, base_mask, learnable_mask, theta)

@@ -12,7 +12,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The reference's lighter depth setting.
     "tiny": dict(dims=[96, 192, 384, 768], depths=[2, 2, 1, 2], depths_decoder=[2, 1, 2, 2], d_state=16),
     # Ours, for Jetson-class devices: see README ("The edge preset").
-    "edge": dict(dims=[24, 48, 96, 192], depths=[1, 1, 2, 1], depths_decoder=[1, 2, 1, 1], d_state=16),
+    "edge": dict(dims=[16, 32, 64, 128], depths=[2, 2, 2, 1], depths_decoder=[1, 2, 2, 2], d_state=16),
 }
 
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order ``--help`` lists them. Each defines ``register(subparsers)``.
-COMMANDS = ["fuse"]
+COMMANDS = ["demo", "fuse"]
 
 
 class CommandError(Exception):

@@ -180,6 +180,7 @@ class FusionMamba(nn.Module):
         return model
 
     inference_ready = False
+    preset: str | None = None
 
 
 def pad_to_multiple(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:

@@ -1,0 +1,148 @@
+"""Model behaviour beyond conformance: presets, any input size, input errors, LDC fold, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fusion_edge import create_model, load_checkpoint
+from fusion_edge.models import PRESETS, FusionMamba
+from fusion_edge.models.ldc import LDC
+
+SMALL = dict(dims=[8, 16, 32, 64], depths=[1, 1, 1, 1], depths_decoder=[1, 1, 1, 1])
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    return FusionMamba(**SMALL).eval()
+
+
+def test_presets_build_and_edge_is_small():
+    assert set(PRESETS) >= {"paper", "tiny", "edge"}
+    with torch.device("meta"):
+        edge = create_model("edge")
+        tiny = create_model("tiny")
+    trainable = sum(p.numel() for p in edge.parameters() if p.requires_grad)
+    assert trainable <= 3_000_000
+    assert [len(s.blocks) for s in tiny.layers] == [2, 2, 1, 2]
+    assert [len(s.blocks) for s in tiny.layers_up] == [2, 1, 2, 2]
+    with pytest.raises(ValueError, match="unknown preset"):
+        create_model("huge")
+
+
+@pytest.mark.parametrize("size", [(480, 640), (512, 640), (250, 333), (20, 45)])
+def test_any_input_size(small_model, size):
+    x1, x2 = torch.rand(1, 1, *size), torch.rand(1, 1, *size)
+    with torch.no_grad():
+        out = small_model(x1, x2)
+    assert out.shape == (1, 1, *size)
+    assert torch.isfinite(out).all()
+
+
+def test_padding_is_reflect_and_cropped(small_model):
+    """A 250x333 input gives the crop of the model run on its own reflect-padded 256x352 version."""
+    x1, x2 = torch.rand(1, 1, 250, 333), torch.rand(1, 1, 250, 333)
+    pad = (0, 352 - 333, 0, 256 - 250)
+    p1 = torch.nn.functional.pad(x1, pad, mode="reflect")
+    p2 = torch.nn.functional.pad(x2, pad, mode="reflect")
+    with torch.no_grad():
+        direct = small_model(x1, x2)
+        padded = small_model(p1, p2)[..., :250, :333]
+    assert torch.allclose(direct, padded, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "x1, x2, message",
+    [
+        (torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 96), "shapes differ"),
+        (torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), "3 channels"),
+        (torch.rand(64, 64), torch.rand(64, 64), r"\(B, C, H, W\)"),
+        (torch.full((1, 1, 64, 64), float("nan")), torch.rand(1, 1, 64, 64), "NaN"),
+        (torch.rand(1, 1, 64, 64), torch.full((1, 1, 64, 64), float("inf")), "infrared"),
+        (torch.zeros(1, 1, 64, 64, dtype=torch.uint8), torch.zeros(1, 1, 64, 64, dtype=torch.uint8), "floating"),
+    ],
+)
+def test_bad_inputs_raise_value_error(small_model, x1, x2, message):
+    with pytest.raises(ValueError, match=message):
+        small_model(x1, x2)
+
+
+def test_ldc_fold_is_exact():
+    torch.manual_seed(1)
+    ldc = LDC(6, 5)
+    with torch.no_grad():
+        for p in (ldc.conv.weight, ldc.learnable_mask, ldc.learnable_theta, ldc.base_mask):
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(2, 6, 17, 23)
+    with torch.no_grad():
+        assert (ldc(x) - ldc.fold()(x)).abs().max() < 1e-6
+
+
+def test_ldc_only_changes_centre_tap_with_unit_mask():
+    ldc = LDC(3, 3)
+    weight = ldc.effective_weight().detach()
+    base = ldc.conv.weight.detach()
+    off_centre = torch.ones(3, 3, dtype=torch.bool)
+    off_centre[1, 1] = False
+    assert torch.equal(weight[:, :, off_centre], base[:, :, off_centre])
+    expected = base[:, :, 1, 1] * (1 - 0.5 * base.sum(dim=(2, 3)))
+    assert torch.allclose(weight[:, :, 1, 1], expected, atol=1e-7)
+
+
+def test_for_inference_keeps_output_and_training_model_intact(small_model):
+    x1, x2 = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    fast = small_model.for_inference()
+    with torch.no_grad():
+        assert (fast(x1, x2) - small_model(x1, x2)).abs().max() < 1e-4
+    assert isinstance(small_model.Cross_block[0], torch.nn.Module)
+    assert "Cross_block.0.ln_1.weight" in small_model.state_dict()
+    assert sum(p.numel() for p in fast.parameters()) < sum(p.numel() for p in small_model.parameters())
+
+
+def test_gradients_reach_parameters():
+    torch.manual_seed(0)
+    model = FusionMamba(**SMALL)
+    out = model(torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64))
+    out.mean().backward()
+    grad = model.layers[0].blocks[0].op.A_logs.grad
+    assert grad is not None and grad.abs().sum() > 0
+    # the reference's dead weights get no gradient
+    assert model.Cross_block[0].ln_1.weight.grad is None
+
+
+def test_checkpoint_round_trip_infers_config(tmp_path, small_model):
+    path = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in small_model.state_dict().items()}}, path)
+    loaded = load_checkpoint(path).eval()
+    assert loaded.config["dims"] == SMALL["dims"]
+    x1, x2 = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x1, x2), small_model(x1, x2))
+
+
+def test_checkpoint_preset_mismatch_is_clear(tmp_path, small_model):
+    path = tmp_path / "ckpt.pth"
+    torch.save(small_model.state_dict(), path)
+    with pytest.raises(ValueError, match="does not match preset 'edge'"):
+        load_checkpoint(path, preset="edge")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "junk.pth")
+
+
+def test_legacy_checkpoint_keys_are_upgraded(small_model):
+    state = {}
+    for key, value in small_model.state_dict().items():
+        key = key.replace(".Cross_layer.", ".DFEM.").replace(".self_attention_cross_spatial.", ".self_attention_cross_eca.")
+        state[key] = value
+    state["Cross_block.1.norm2.weight"] = torch.ones(16)
+    with pytest.warns(UserWarning, match="FFN"):
+        legacy = load_checkpoint(state).eval()
+    assert legacy.residual_scale == 1.0
+    x1, x2 = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        diff = legacy(x1, x2) - small_model(x1, x2)
+    assert torch.allclose(diff, -(x1 + x2), atol=1e-5)

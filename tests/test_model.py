@@ -136,7 +136,8 @@ def test_checkpoint_preset_mismatch_is_clear(tmp_path, small_model):
 def test_legacy_checkpoint_keys_are_upgraded(small_model):
     state = {}
     for key, value in small_model.state_dict().items():
-        key = key.replace(".Cross_layer.", ".DFEM.").replace(".self_attention_cross_spatial.", ".self_attention_cross_eca.")
+        key = key.replace(".Cross_layer.", ".DFEM.")
+        key = key.replace(".self_attention_cross_spatial.", ".self_attention_cross_eca.")
         state[key] = value
     state["Cross_block.1.norm2.weight"] = torch.ones(16)
     with pytest.warns(UserWarning, match="FFN"):

@@ -71,7 +71,8 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         return max(found) + 1 if found else 0
 
     c = embed.shape[0]
-    cross = next((v for k, v in state.items() if re.match(r"^Cross_block\.\d+\.self_attention_cross\.A_logs$", k)), None)
+    cross_a = re.compile(r"^Cross_block\.\d+\.self_attention_cross\.A_logs$")
+    cross = next((v for k, v in state.items() if cross_a.match(k)), None)
     return dict(
         patch_size=embed.shape[-1],
         in_chans=embed.shape[1],

@@ -1,1 +1,48 @@
-"""CUDA sources of our kernels (selective scan, ES2D, LDC) and the loader that compiles them."""
+"""CUDA kernels of fusion-edge: the selective scan, the fused ES2D route scan and LDC.
+
+The sources live beside this file as ``.cu``/``.cuh`` (one kernel family per folder, in the
+style of mamba_ssm's csrc). They are compiled at first use for the GPU at hand with NVRTC
+through CuPy and cached on disk, so the same wheel works on x86_64 and on aarch64 (Jetson).
+This package never imports torch: three callers share it, the PyTorch op
+(``fusion_edge.ops``), the TensorRT plugins and the torch-free runtime.
+
+Launch API (all launches are asynchronous on ``stream``)
+--------------------------------------------------------
+Array arguments may be ``cupy.ndarray``, a :class:`DeviceArray` (raw pointer + shape + dtype,
+for TensorRT's pointers), any object with ``__cuda_array_interface__``, or a CUDA
+``torch.Tensor`` (read through ``data_ptr()``, zero copy, bfloat16 included). All must be
+C-contiguous and on the same GPU. ``stream`` is a ``cupy.cuda.Stream``, a raw
+``cudaStream_t`` as int (``torch.cuda.current_stream().cuda_stream``, TensorRT's stream) or
+None (CuPy's current stream). Element types: "float32", "float16", "bfloat16".
+
+``launch_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, out=None, *,
+delta_softplus=False, stream=None) -> out``
+    mamba_ssm's selective scan forward. u, delta, z, out: (batch, dim, L), one element type;
+    A: (dim, N) float32, N <= 64; B, C: (batch, groups, N, L) in u's type or float32;
+    D, delta_bias: (dim,) float32. State and accumulation are float32. ``out`` is
+    allocated (CuPy) when None.
+
+``launch_es2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, out, *,
+workspace=None, stream=None) -> out``
+    The ES2D core (MODEL.md 3.2): reads x (batch, D, h, w) through the four skip-sampled
+    routes, projects, scans and writes ``out`` (batch, D, h, w) float32 in place; no gather
+    or scatter copies. Weights float32: x_proj_weight (4, R+2N, D), dt_projs_weight (4, D, R),
+    dt_projs_bias (4, D), A_logs (4D, N), Ds (4D). ``workspace`` holds the route projections:
+    at least ``es2d_workspace_bytes(batch, D, h, w, R, N)`` bytes, allocated when None.
+
+``launch_ldc_conv2d(x, weight, base_mask, learnable_mask, theta, out, *, stream=None) -> out``
+    3x3 convolution, stride 1, padding 1, no bias, with the LDC weight transform
+    (``fusion_edge.ops.ldc.ldc_effective_weight``) applied inside. x (batch, Cin, H, W),
+    out (batch, Cout, H, W) in x's type; weight and base_mask (Cout, Cin, 3, 3),
+    learnable_mask (Cout, Cin), theta (1,), float32.
+
+Loader
+------
+``is_available() -> bool``; ``ensure_available()`` raises :class:`KernelError` naming what
+is missing (cupy, a GPU, the CUDA driver/NVRTC). ``compile_ptx(family, arch) -> str``
+returns PTX of a family ("selective_scan", "es2d", "ldc") for e.g. ``"sm_87"`` (NVRTC
+through CuPy, else ``nvcc``), for ahead-of-time TensorRT plugins. ``kernel_source(family)``
+gives the self-contained source; kernels are ``extern "C"`` so their names are stable.
+The binary cache is CuPy's (``CUPY_CACHE_DIR``, default ``~/.cupy/kernel_cache``), keyed on
+the full source, options and GPU architecture.
+"""

@@ -1,0 +1,70 @@
+"""``fusion-edge train``: train a preset on a folder of ir/ and vis/ image pairs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on IR/visible pairs",
+        description="Train FusionMamba on DATA/ir and DATA/vis (pairs matched by file name). Writes "
+        "OUT/last.pt and OUT/best.pt each epoch, OUT/train_log.jsonl and OUT/config.json. Several GPUs: "
+        "torchrun --nproc-per-node N -m fusion_edge.cli train ... (--batch is per GPU).",
+    )
+    p.add_argument("--data", required=True, help="folder with ir/ and vis/ sub-folders")
+    p.add_argument("--preset", default="edge", help="model preset (paper, tiny, edge); default edge")
+    p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch", type=int, default=8, help="batch size (per GPU under torchrun)")
+    p.add_argument("--crop", type=int, default=128, help="random crop size in pixels (default 128)")
+    p.add_argument("--repeats", type=int, default=1, help="crops drawn from each pair per epoch (default 1)")
+    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default 2e-4)")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "reference", "constant"],
+                   help="cosine decay, the reference's lr*0.75^(epoch-1), or constant (default cosine)")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--loss", default="reference", choices=["reference", "paper"],
+                   help="reference: 10*L_ssim + 10*L_int + L_grad; paper: 100*L_int + 10*L_grad + L_ssim")
+    p.add_argument("--amp", nargs="?", const="bf16", default="auto", choices=["auto", "off", "bf16", "fp16"],
+                   help="mixed precision (default auto: bf16 on GPU, off on CPU; --amp alone means bf16)")
+    p.add_argument("--grad-clip", type=float, default=0.0, help="max gradient norm (default 0 = off)")
+    p.add_argument("--drop-path", type=float, default=0.1, help="drop-path rate (default 0.1, as the reference)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="pairs held out for validation (default 0.1)")
+    p.add_argument("--val-max-side", type=int, help="centre-crop validation images to this size")
+    p.add_argument("--workers", type=int, default=2, help="data loader worker processes (default 2)")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    p.add_argument("--time-limit", type=float, help="stop after this many seconds, then validate and save")
+    p.add_argument("--scan-impl", default="auto", help="selective-scan implementation (default auto)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--log-every", type=int, default=10, help="progress line every N steps when not a terminal")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a training checkpoint (e.g. OUT/last.pt)")
+    p.add_argument("--export", metavar="PATH", help="also write the final weights as a plain state_dict here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusion_edge.train import TrainConfig, export_weights, train
+
+    config = TrainConfig(
+        data=args.data, out=args.out, preset=args.preset, epochs=args.epochs, batch=args.batch, crop=args.crop,
+        repeats=args.repeats, lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps, loss=args.loss,
+        amp=args.amp, grad_clip=args.grad_clip, drop_path_rate=args.drop_path, seed=args.seed,
+        val_fraction=args.val_fraction, val_max_side=args.val_max_side, workers=args.workers,
+        max_steps=args.max_steps, time_limit=args.time_limit, scan_impl=args.scan_impl, device=args.device,
+        log_every=args.log_every,
+    )
+    summary = train(config, resume=args.resume)
+    import torch.distributed as dist
+
+    main_rank = not dist.is_initialized() or dist.get_rank() == 0
+    if main_rank:
+        if args.export:
+            record = export_weights(summary["checkpoint"], args.export)
+            summary["exported"] = {"path": args.export, "bytes": record["bytes"]}
+        print(json.dumps(summary, indent=2))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0

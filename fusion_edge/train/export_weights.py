@@ -1,0 +1,62 @@
+"""Turn a training checkpoint into the weights that ship: a plain state_dict plus a JSON record.
+
+The state_dict loads with ``fusion_edge.load_checkpoint`` (and with the reference code's
+``load_state_dict``); the JSON beside it says how the weights were trained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fusion_edge.train.checkpointing import atomic_save, atomic_write_text, load_training_checkpoint
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def export_weights(
+    checkpoint: str | Path,
+    out_path: str | Path,
+    *,
+    dtype: str = "fp16",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``out_path`` (state_dict, optimizer state dropped) and ``out_path`` with ``.json``.
+
+    ``dtype`` fp16 halves the file; loaders cast back to fp32. Returns the JSON record.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    ckpt = load_training_checkpoint(checkpoint)
+    cast = DTYPES[dtype]
+    state = {k: v.to(cast) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    out_path = Path(out_path)
+    atomic_save(state, out_path)
+    cfg = ckpt.get("config", {})
+    history = ckpt.get("history", [])
+    final = history[-1] if history else {}
+    record: dict[str, Any] = {
+        "preset": cfg.get("preset"),
+        "model_config": ckpt.get("model_config"),
+        "dtype": dtype,
+        "file": out_path.name,
+        "bytes": out_path.stat().st_size,
+        "training": {
+            "data": Path(cfg.get("data", "")).name,
+            "steps": ckpt["step"],
+            "epochs_completed": ckpt["epoch"],
+            "elapsed_s": round(float(ckpt.get("elapsed", 0.0)), 1),
+            **{k: cfg.get(k) for k in ("crop", "batch", "repeats", "loss", "lr", "schedule", "warmup_steps",
+                                       "min_lr_ratio", "amp", "grad_clip", "drop_path_rate", "seed",
+                                       "val_fraction", "val_max_side", "scan_impl")},
+        },
+        "environment": ckpt.get("environment", {}),
+        "final": {k: v for k, v in final.items() if k.startswith("val_") or k in ("train_loss", "step", "epoch")},
+    }
+    if extra:
+        record.update(extra)
+    atomic_write_text(json.dumps(record, indent=2) + "\n", out_path.with_suffix(".json"))
+    return record

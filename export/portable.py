@@ -1,0 +1,135 @@
+"""The portable flavour: standard ONNX operators only, the scan in chunked (parallel) form.
+
+Two things make the graph portable. The ES2D route gather pads unconditionally (pad amounts
+computed from the input shape) instead of branching on odd sizes, so a dynamic graph is right
+at every size. The scan is the ``chunked`` implementation: a fixed number of parallel steps
+made of standard ops, no Loop or Scan over tokens, which every ONNX runtime and TensorRT runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import onnx
+import torch
+import torch.nn.functional as F
+
+from fusion_edge.ops.es2d import ROUTES, es2d_scatter
+from fusion_edge.ops.selective_scan import available_impls, selective_scan, use_impl
+
+from .model_prep import swapped_ops
+
+SCAN_IMPL = "chunked"
+MIN_OPSET = 17
+# Control flow makes a graph data-dependent and slow in TensorRT; the portable graph has none.
+FORBIDDEN_OPS = frozenset({"Loop", "Scan", "If", "SequenceConstruct", "SequenceInsert", "SplitToSequence"})
+STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
+
+
+def chunked_available() -> bool:
+    if SCAN_IMPL not in available_impls():
+        with contextlib.suppress(ImportError):  # the module registers itself on import
+            import fusion_edge.ops.selective_scan_chunked  # noqa: F401
+    return SCAN_IMPL in available_impls()
+
+
+def gather_routes(x: torch.Tensor) -> torch.Tensor:
+    """(B, D, h, w) -> (B, 4, D, L'): ``es2d_gather`` without the branch on odd sizes."""
+    b, d, h, w = x.shape
+    x = F.pad(x, (0, w % 2, 0, h % 2))
+    h2, w2 = (h + h % 2) // 2, (w + w % 2) // 2
+    grid = x.reshape(b, d, h2, 2, w2, 2)
+    ee = grid[:, :, :, 0, :, 0]
+    oe = grid[:, :, :, 1, :, 0].transpose(2, 3)
+    eo = grid[:, :, :, 0, :, 1]
+    oo = grid[:, :, :, 1, :, 1].transpose(2, 3)
+    return torch.stack([r.reshape(b, d, h2 * w2) for r in (ee, oe, eo, oo)], dim=1)
+
+
+def es2d_scan_portable(
+    x: torch.Tensor,
+    x_proj_weight: torch.Tensor,
+    dt_projs_weight: torch.Tensor,
+    dt_projs_bias: torch.Tensor,
+    A_logs: torch.Tensor,
+    Ds: torch.Tensor,
+    *,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """The ES2D core with shape-generic gather and the chunked scan (same maths as ``es2d_scan``)."""
+    b, d, h, w = x.shape
+    dt_rank = dt_projs_weight.shape[2]
+    d_state = A_logs.shape[1]
+    xs = gather_routes(x.float())
+    proj = torch.einsum("bkdl,kcd->bkcl", xs, x_proj_weight.float())
+    dts, Bs, Cs = torch.split(proj, [dt_rank, d_state, d_state], dim=2)
+    dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float())
+    length = xs.shape[-1]
+    ys = selective_scan(
+        xs.reshape(b, ROUTES * d, length),
+        dts.reshape(b, ROUTES * d, length),
+        -torch.exp(A_logs.float()),
+        Bs.contiguous(),
+        Cs.contiguous(),
+        D=Ds.float(),
+        delta_bias=dt_projs_bias.reshape(-1).float(),
+        delta_softplus=True,
+        impl=impl or SCAN_IMPL,
+    )
+    return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
+
+
+@contextlib.contextmanager
+def portable_ops() -> Iterator[None]:
+    """Trace the model with the portable ES2D core and the chunked scan."""
+    if not chunked_available():
+        raise RuntimeError(
+            "the portable flavour needs the chunked selective scan (fusion_edge.ops.selective_scan_chunked), "
+            "which this installation lacks; use --flavour plugin"
+        )
+    with use_impl(SCAN_IMPL), swapped_ops(es2d=es2d_scan_portable):
+        yield
+
+
+def standard_op_types(opset: int) -> frozenset[str]:
+    """Operator names of the default ONNX domain that exist at ``opset``."""
+    names = set()
+    for schema in onnx.defs.get_all_schemas_with_history():
+        if schema.domain in STANDARD_DOMAINS and schema.since_version <= opset and not schema.deprecated:
+            names.add(schema.name)
+    return frozenset(names)
+
+
+def portability_problems(model: onnx.ModelProto) -> list[str]:
+    """Everything that keeps a graph from being plain standard ONNX; empty when portable."""
+    problems = []
+    opsets = {o.domain: o.version for o in model.opset_import}
+    opset = opsets.get("", opsets.get("ai.onnx", 0))
+    if opset < MIN_OPSET:
+        problems.append(f"opset {opset} is older than {MIN_OPSET}")
+    extra = sorted(d for d in opsets if d not in STANDARD_DOMAINS)
+    if extra:
+        problems.append(f"non-standard opset domains imported: {extra}")
+    if model.functions:
+        problems.append(f"graph defines local functions: {[f.name for f in model.functions]}")
+    allowed = standard_op_types(opset)
+    for node in model.graph.node:
+        where = f"node {node.name or '?'} ({node.op_type})"
+        if node.domain not in STANDARD_DOMAINS:
+            problems.append(f"{where} is in domain {node.domain!r}")
+        elif node.op_type in FORBIDDEN_OPS:
+            problems.append(f"{where} is control flow")
+        elif node.op_type not in allowed:
+            problems.append(f"{where} is not a standard op at opset {opset}")
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            problems.append(f"{where} has a subgraph")
+    return problems
+
+
+def check_portable(model: onnx.ModelProto) -> None:
+    """Raise ValueError listing the first problems if the graph is not portable."""
+    problems = portability_problems(model)
+    if problems:
+        more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
+        raise ValueError("exported graph is not portable: " + "; ".join(problems[:8]) + more)

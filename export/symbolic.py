@@ -1,0 +1,137 @@
+"""The custom ONNX nodes of the plugin flavour, and the torch functions that emit them.
+
+One node per call, named the way TensorRT's ONNX parser looks plugins up: ``op_type`` is the
+plugin name, ``plugin_version`` / ``plugin_namespace`` are string attributes, and the plugin
+fields are the remaining attributes. The parser dispatches on ``op_type`` alone (the domain is
+not consulted), so the nodes live in ``ai.onnx.contrib``, the one domain in which
+onnxruntime-extensions runs Python custom ops: the same file runs in TensorRT (through our
+plugins) and in ONNX Runtime on a CPU (through :mod:`fusion_edge.export.ort_custom_ops`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fusion_edge.ops.es2d import es2d_scan_unfused
+from fusion_edge.ops.ldc import ldc_conv2d_ref
+
+DOMAIN = "ai.onnx.contrib"
+DOMAIN_VERSION = 1
+PLUGIN_NAMESPACE = "fusion_edge"
+PLUGIN_VERSION = "1"
+
+ES2D_OP = "FusionEdgeES2DScan"
+LDC_OP = "FusionEdgeLDC"
+CUSTOM_OPS = (ES2D_OP, LDC_OP)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What a reader of the ONNX file needs to know about one custom node type."""
+
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    fields: tuple[str, ...]  # integer attributes besides plugin_version / plugin_namespace
+    doc: str
+
+
+ES2D_SPEC = NodeSpec(
+    op_type=ES2D_OP,
+    inputs=("x", "x_proj_weight", "dt_projs_weight", "dt_projs_bias", "A_logs", "Ds"),
+    outputs=("y",),
+    fields=("d_state", "dt_rank"),
+    doc=(
+        "ES2D core (skip-sampled 4-route selective scan): x (B, D, h, w) fp32 -> y (B, D, h, w) fp32; "
+        "x_proj_weight (4, R+2N, D), dt_projs_weight (4, D, R), dt_projs_bias (4, D), A_logs (4D, N), Ds (4D); "
+        "softplus on delta, A = -exp(A_logs); odd h/w zero-padded and scanned as the reference does"
+    ),
+)
+LDC_SPEC = NodeSpec(
+    op_type=LDC_OP,
+    inputs=("x", "weight", "base_mask", "learnable_mask", "theta"),
+    outputs=("y",),
+    fields=(),
+    doc=(
+        "LDC 3x3 convolution, stride 1, padding 1, no bias: W_eff = W * (M - theta * m[o,i] * e * sum(W[o,i])); "
+        "x (B, Cin, H, W) fp32 -> y (B, Cout, H, W) fp32"
+    ),
+)
+SPECS = {spec.op_type: spec for spec in (ES2D_SPEC, LDC_SPEC)}
+
+
+def _plugin_attrs() -> dict[str, str]:
+    return {"plugin_version_s": PLUGIN_VERSION, "plugin_namespace_s": PLUGIN_NAMESPACE}
+
+
+class ES2DScanNode(torch.autograd.Function):
+    """Computes the ES2D core in PyTorch; exports as one ``FusionEdgeES2DScan`` node."""
+
+    @staticmethod
+    def forward(ctx, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+        return es2d_scan_unfused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+
+    @staticmethod
+    def symbolic(g, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+        # The weights are initializers, so their shapes are static: the fields come from them.
+        d_state = A_logs.type().sizes()[1]
+        dt_rank = dt_projs_weight.type().sizes()[2]
+        y = g.op(
+            f"{DOMAIN}::{ES2D_OP}",
+            x,
+            x_proj_weight,
+            dt_projs_weight,
+            dt_projs_bias,
+            A_logs,
+            Ds,
+            d_state_i=int(d_state),
+            dt_rank_i=int(dt_rank),
+            **_plugin_attrs(),
+        )
+        y.setType(x.type())
+        return y
+
+
+class LDCNode(torch.autograd.Function):
+    """Computes an unfolded LDC in PyTorch; exports as one ``FusionEdgeLDC`` node."""
+
+    @staticmethod
+    def forward(ctx, x, weight, base_mask, learnable_mask, theta):
+        return ldc_conv2d_ref(x, weight, base_mask, learnable_mask, theta)
+
+    @staticmethod
+    def symbolic(g, x, weight, base_mask, learnable_mask, theta):
+        y = g.op(f"{DOMAIN}::{LDC_OP}", x, weight, base_mask, learnable_mask, theta, **_plugin_attrs())
+        y.setType(x.type())  # every LDC of the model maps C channels to C channels
+        return y
+
+
+def es2d_scan_node(
+    x: torch.Tensor,
+    x_proj_weight: torch.Tensor,
+    dt_projs_weight: torch.Tensor,
+    dt_projs_bias: torch.Tensor,
+    A_logs: torch.Tensor,
+    Ds: torch.Tensor,
+    *,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """Drop-in for ``es2d_scan`` that exports as one custom node (fp32 in and out)."""
+    weights = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    return ES2DScanNode.apply(x.float(), *(w.float() for w in weights))
+
+
+def ldc_node(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    base_mask: torch.Tensor,
+    learnable_mask: torch.Tensor,
+    theta: torch.Tensor,
+    *,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """Drop-in for ``ldc_conv2d`` that exports as one custom node (fp32 in and out)."""
+    y = LDCNode.apply(x.float(), weight.float(), base_mask.float(), learnable_mask.float(), theta.float())
+    return y.to(x.dtype)

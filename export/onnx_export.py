@@ -14,10 +14,10 @@ from pathlib import Path
 import onnx
 import torch
 
+from .contract import DOMAIN, DOMAIN_VERSION
 from .model_prep import ExportWrapper
 from .plugin_graph import plugin_node_problems, plugin_ops
 from .portable import MIN_OPSET, check_portable, portable_ops
-from .symbolic import DOMAIN, DOMAIN_VERSION
 
 FLAVOURS = ("plugin", "portable")
 INPUT_NAMES = ("vis", "ir")

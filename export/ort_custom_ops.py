@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .symbolic import ES2D_OP, LDC_OP
+from .contract import ES2D_OP, LDC_OP
 
 ROUTES = 4
 _REGISTERED = False

@@ -1,7 +1,7 @@
 """The plugin flavour: each ES2D core (and each unfolded LDC) becomes one custom node.
 
 Everything else stays standard ONNX. The custom nodes are described in
-:mod:`fusion_edge.export.symbolic`; TensorRT resolves them to the plugins in
+:mod:`fusion_edge.export.contract`; TensorRT resolves them to the plugins in
 :mod:`fusion_edge.export.plugins`, ONNX Runtime to :mod:`fusion_edge.export.ort_custom_ops`.
 """
 
@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import onnx
 
+from .contract import CUSTOM_OPS, DOMAIN, PLUGIN_NAMESPACE, PLUGIN_VERSION, SPECS
 from .model_prep import swapped_ops
-from .symbolic import CUSTOM_OPS, DOMAIN, PLUGIN_NAMESPACE, PLUGIN_VERSION, SPECS, es2d_scan_node, ldc_node
+from .symbolic import es2d_scan_node, ldc_node
 
 
 @contextlib.contextmanager

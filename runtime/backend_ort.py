@@ -1,0 +1,138 @@
+"""ONNX Runtime backend: TensorRT, CUDA, then CPU execution providers, as installed.
+
+On a GPU provider, inputs and the output are bound as device pointers (I/O binding), so
+CuPy / DLPack frames are fused without a trip through host memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from fusion_edge.runtime.arrays import is_device_array, require_cupy, to_device, to_host
+from fusion_edge.runtime.engines import INPUT_NAMES, OUTPUT_NAME, Backend, check_io_names
+
+log = logging.getLogger(__name__)
+
+TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+_WANTED = {"auto": [TRT_EP, CUDA_EP, CPU_EP], "tensorrt": [TRT_EP, CUDA_EP, CPU_EP], "cuda": [CUDA_EP, CPU_EP],
+           "cpu": [CPU_EP]}
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError(
+            "the ONNX Runtime backend needs onnxruntime (`pip install onnxruntime`, or onnxruntime-gpu "
+            f"for CUDA/TensorRT): {exc}"
+        ) from exc
+    return onnxruntime
+
+
+def choose_providers(ort, wanted: str) -> list[str]:
+    """The execution providers to ask for, best first, among those this onnxruntime has."""
+    if wanted not in _WANTED:
+        raise ValueError(f"providers must be one of {sorted(_WANTED)}, got {wanted!r}")
+    available = ort.get_available_providers()
+    chosen = [p for p in _WANTED[wanted] if p in available]
+    if wanted in ("tensorrt", "cuda") and _WANTED[wanted][0] not in available:
+        raise RuntimeError(
+            f"ONNX Runtime here has no {_WANTED[wanted][0]} (available: {', '.join(available)}); "
+            "install onnxruntime-gpu built for your CUDA"
+        )
+    return chosen
+
+
+class OrtBackend(Backend):
+    def __init__(self, path: Path, *, device_id: int = 0, providers: str = "auto", threads: int | None = None,
+                 fp16: bool = False) -> None:
+        ort = import_onnxruntime()
+        self.path = Path(path)
+        self.device_id = device_id
+        chosen = choose_providers(ort, providers)
+        self._cupy = None
+        gpu_wanted = chosen[0] in (TRT_EP, CUDA_EP)
+        if gpu_wanted:
+            cupy = require_cupy("ONNX Runtime on the GPU (device buffers and a CUDA stream)")
+            cupy.cuda.Device(device_id).use()
+            self._cupy = cupy
+            self.stream = cupy.cuda.Stream(non_blocking=True)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        provider_args = []
+        for p in chosen:
+            if p == CUDA_EP:
+                provider_args.append((p, {"device_id": device_id, "user_compute_stream": str(self.stream.ptr)}))
+            elif p == TRT_EP:
+                cache = Path(os.environ.get("FUSION_EDGE_CACHE", Path.home() / ".cache" / "fusion-edge")) / "ort-trt"
+                cache.mkdir(parents=True, exist_ok=True)
+                provider_args.append((p, {"device_id": device_id, "trt_fp16_enable": bool(fp16),
+                                          "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                                          "user_compute_stream": str(self.stream.ptr)}))
+            else:
+                provider_args.append(p)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            if not gpu_wanted:
+                raise ValueError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
+            # Older providers reject user_compute_stream: run on their own stream instead.
+            log.warning("ONNX Runtime rejected our CUDA stream (%s); retrying on its own stream", exc)
+            provider_args = [(p[0], {k: v for k, v in p[1].items() if k != "user_compute_stream"})
+                             if isinstance(p, tuple) else p for p in provider_args]
+            try:
+                self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
+            except Exception as exc2:
+                raise ValueError(f"ONNX Runtime cannot load {self.path}: {exc2}") from exc2
+        inputs = self.session.get_inputs()
+        check_io_names([i.name for i in inputs], [o.name for o in self.session.get_outputs()], self.path)
+        shape = next(i.shape for i in inputs if i.name == "vis")
+        self.input_hw = tuple(d if isinstance(d, int) else None for d in list(shape)[-2:])
+        active = self.session.get_providers()
+        self.on_gpu = active[0] in (TRT_EP, CUDA_EP)
+        if gpu_wanted and not self.on_gpu:
+            log.warning("ONNX Runtime fell back to %s (asked for %s)", active[0], chosen[0])
+            self.stream = None
+        self.name = f"onnxruntime[{active[0].replace('ExecutionProvider', '')}]"
+        self._run_options = ort.RunOptions()
+
+    def infer(self, vis, ir):
+        if not self.on_gpu:
+            feeds = {"vis": _host_batch(vis, "vis"), "ir": _host_batch(ir, "ir")}
+            return self.session.run([OUTPUT_NAME], feeds, self._run_options)[0]
+        cupy = self._cupy
+        with self.stream:
+            arrays = {"vis": _device_batch(cupy, vis, "vis"), "ir": _device_batch(cupy, ir, "ir")}
+            out = cupy.empty(arrays["vis"].shape, dtype=cupy.float32)
+        binding = self.session.io_binding()
+        for name in INPUT_NAMES:
+            a = arrays[name]
+            binding.bind_input(name, "cuda", self.device_id, np.float32, list(a.shape), a.data.ptr)
+        binding.bind_output(OUTPUT_NAME, "cuda", self.device_id, np.float32, list(out.shape), out.data.ptr)
+        # ORT queues on our stream (user_compute_stream) and synchronises before returning;
+        # this sync covers providers that ignore the option.
+        self.stream.synchronize()
+        self.session.run_with_iobinding(binding, self._run_options)
+        return out
+
+    def close(self) -> None:
+        self.session = None
+
+
+def _host_batch(x, name: str) -> np.ndarray:
+    a = to_host(x)
+    if a.ndim != 4 or a.shape[1] != 1:
+        raise ValueError(f"{name} batch must be (B, 1, H, W), got shape {tuple(a.shape)}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _device_batch(cupy, x, name: str):
+    a = to_device(x) if (is_device_array(x) or not isinstance(x, np.ndarray)) else cupy.asarray(x)
+    if a.ndim != 4 or a.shape[1] != 1:
+        raise ValueError(f"{name} batch must be (B, 1, H, W), got shape {tuple(a.shape)}")
+    return cupy.ascontiguousarray(a, dtype=cupy.float32)

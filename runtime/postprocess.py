@@ -1,0 +1,54 @@
+"""Turn the engine's fused luma back into an image like the input: crop the padding, resize
+to the output size, put the VIS chroma back for colour, clamp and convert the dtype.
+OpenCV on the host, ``imageops`` on the GPU (the result stays there until asked for)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from fusion_edge.runtime import imageops
+from fusion_edge.runtime.preprocess import Prepared
+
+
+class Postprocessor:
+    def __init__(self) -> None:
+        self._maps: dict = {}
+
+    def finish(self, fused, prep: Prepared):
+        """fused (B, 1, H, W) float32 from the engine -> (H, W) or (H, W, 3) image of ``prep.out_dtype``."""
+        if fused.ndim != 4 or fused.shape[1] != 1:
+            raise ValueError(f"engine output must be (B, 1, H, W), got shape {tuple(fused.shape)}")
+        h, w = prep.work_hw
+        if fused.shape[2] < h or fused.shape[3] < w:
+            raise ValueError(f"engine output {tuple(fused.shape[2:])} is smaller than its input {prep.work_hw}")
+        if prep.on_device:
+            return self.finish_xp(_cupy_of(fused), fused, prep)
+        y = np.asarray(fused[0, 0, :h, :w], dtype=np.float32)
+        if prep.out_hw != (h, w):
+            y = cv2.resize(y, (prep.out_hw[1], prep.out_hw[0]), interpolation=cv2.INTER_LINEAR)
+        if prep.crcb is not None:
+            ycrcb = np.concatenate([y[:, :, None], prep.crcb], axis=2)
+            y = cv2.cvtColor(np.ascontiguousarray(ycrcb, dtype=np.float32), cv2.COLOR_YCrCb2BGR)
+        return imageops.from_unit_float(np, y, prep.out_dtype)
+
+    def finish_xp(self, xp, fused, prep: Prepared):
+        """The array-module path (CuPy on the GPU; numpy in tests, checked against OpenCV)."""
+        h, w = prep.work_hw
+        y = fused[0, 0, :h, :w].astype(xp.float32)
+        if prep.out_hw != (h, w):
+            key = (xp.__name__, (h, w), prep.out_hw)
+            m = self._maps.get(key)
+            if m is None:
+                self._maps.clear()
+                m = self._maps[key] = imageops.BilinearMap.build(
+                    xp, imageops.resize_matrix((h, w), prep.out_hw), (h, w), prep.out_hw, "clamp")
+            y = m.apply(xp, y)
+        if prep.crcb is not None:
+            y = imageops.ycrcb_to_bgr(xp, y, prep.crcb)
+        return imageops.from_unit_float(xp, y, prep.out_dtype)
+
+
+def _cupy_of(x):
+    from fusion_edge.runtime.arrays import array_module
+
+    return array_module(x)

@@ -181,6 +181,7 @@ class Trainer:
             from fusion_edge.ops import set_default_impl
 
             set_default_impl(cfg.scan_impl)
+        resume = self._load_resume(self.resume_path) if self.resume_path else None
         self._seed(cfg.seed)
         pairs = find_pairs(cfg.data)
         if len(pairs) < 2 and cfg.val_fraction > 0:
@@ -223,15 +224,21 @@ class Trainer:
         self._saved_step = -1
         self.best_val: float | None = None
         self.history: list[dict[str, Any]] = []
-        if self.resume_path:
-            self._resume(self.resume_path)
+        if resume is not None:
+            self._resume(resume)
 
-    def _resume(self, path: str) -> None:
+    def _load_resume(self, path: str) -> dict[str, Any]:
+        """Read a checkpoint to resume and check it fits this run's model (before any data is read)."""
         ckpt = load_training_checkpoint(path)
+        ckpt["path"] = path
         saved = ckpt.get("config", {})
         if saved.get("preset") != self.config.preset or saved.get("model_overrides", {}) != self.config.model_overrides:
             raise ValueError(f"{path} was trained as preset {saved.get('preset')!r} "
                              f"{saved.get('model_overrides') or ''}; this run builds {self.config.preset!r}")
+        return ckpt
+
+    def _resume(self, ckpt: dict[str, Any]) -> None:
+        path = ckpt["path"]
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
@@ -409,7 +416,8 @@ class Trainer:
             with open(self.out / "train_log.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             shown = " ".join(f"{k} {v:.4f}" for k, v in val.items())
-            log(f"epoch {self.epoch} step {self.step}: train loss {train_loss:.4f}; val {shown or '(none)'}")
+            label = f"epoch {self.epoch + 1} (stopped early)" if partial else f"epoch {self.epoch}"
+            log(f"{label} step {self.step}: train loss {train_loss:.4f}; val {shown or '(none)'}")
             if val and (self.best_val is None or val["loss"] < self.best_val):
                 self.best_val = val["loss"]
                 self.save("best.pt")
@@ -431,7 +439,7 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
     return {
         "device": describe_device(device),
         "gpus": world_size if device.type == "cuda" else 0,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
     }

@@ -52,7 +52,7 @@ def validate(
     model.eval()
     quality = _metric_functions()
     sums: dict[str, float] = {}
-    count = 0
+    counts: dict[str, int] = {}
     try:
         for vis, ir in loader:
             vis, ir = vis.to(device, non_blocking=True), ir.to(device, non_blocking=True)
@@ -69,10 +69,13 @@ def validate(
             if quality:
                 f8, v8, i8 = to_uint8(fused), to_uint8(vis), to_uint8(ir)
                 for name, fn in quality.items():
-                    values[name] = float(fn(f8, i8, v8))
+                    try:
+                        values[name] = float(fn(f8, i8, v8))
+                    except ValueError:  # image too small for this metric (VIF needs 41 px): leave it out
+                        pass
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
-            count += 1
+                counts[key] = counts.get(key, 0) + 1
     finally:
         model.train(was_training)
-    return {key: value / max(count, 1) for key, value in sums.items()}
+    return {key: value / counts[key] for key, value in sums.items()}

@@ -1,0 +1,421 @@
+"""Training: loss terms on analytic cases, the MS-SSIM quirk, the pair dataset and its errors,
+a few-step run with checkpoint, resume and export, the CLI, and DDP on CPU (gloo)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fusion_edge.train import (
+    FusionLoss,
+    RandomCropPairs,
+    TrainConfig,
+    clamp_unit,
+    export_weights,
+    find_pairs,
+    msssim_reference,
+    split_pairs,
+    train,
+)
+from fusion_edge.train.data import FullImagePairs, pad_to
+from fusion_edge.train.losses import MSSSIM_WEIGHTS, SobelGradient
+from fusion_edge.train.schedule import learning_rate
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"dims": 8, "depths": [1, 1, 1, 1], "depths_decoder": [1, 1, 1, 1]}
+
+
+# ----------------------------------------------------------------------------- helpers
+def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    img = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 2.0)
+    return (img - img.min()) / (img.max() - img.min())
+
+
+def make_pairs(root: Path, count: int = 4, size: tuple[int, int] = (40, 52), seed: int = 0) -> Path:
+    """``count`` pairs: grey PNG infrared, colour PNG visible, of ``size`` (h, w)."""
+    rng = np.random.default_rng(seed)
+    (root / "ir").mkdir(parents=True)
+    (root / "vis").mkdir(parents=True)
+    for i in range(count):
+        base = smooth_image(rng, *size)
+        cv2.imwrite(str(root / "ir" / f"pair{i}.png"), (base * 255).astype(np.uint8))
+        vis = np.stack([1 - base, base, 0.5 * base], axis=-1)
+        cv2.imwrite(str(root / "vis" / f"pair{i}.png"), (vis * 255).astype(np.uint8))
+    return root
+
+
+def numpy_ssim_cs(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """SSIM and cs of one level, written out directly: valid windows, Gaussian of size
+    min(11, h, w) centred at size // 2 with sigma 1.5, range 1 (images in [0, 1])."""
+    size = min(11, *a.shape)
+    g = np.exp(-((np.arange(size) - size // 2) ** 2) / (2 * 1.5**2))
+    g /= g.sum()
+    win = np.outer(g, g)
+    view = np.lib.stride_tricks.sliding_window_view
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return np.einsum("ijkl,kl->ij", view(x, (size, size)), win)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    cs_map = (2 * cov + c2) / (var_a + var_b + c2)
+    ssim_map = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1) * cs_map
+    return float(ssim_map.mean()), float(cs_map.mean())
+
+
+def numpy_msssim_levels(a: np.ndarray, b: np.ndarray) -> list[tuple[float, float]]:
+    levels = []
+    for _ in MSSSIM_WEIGHTS:
+        levels.append(numpy_ssim_cs(a, b))
+        h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+        a = a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        b = b[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    return levels
+
+
+# ----------------------------------------------------------------------------- loss
+def test_loss_is_zero_when_all_three_images_are_identical():
+    img = torch.from_numpy(smooth_image(np.random.default_rng(1), 48, 64))[None, None].double()
+    total, terms = FusionLoss()(img, img, img)
+    assert float(terms["ssim"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(terms["int"]) == 0.0
+    assert float(terms["grad"]) == 0.0
+    assert float(total) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_intensity_term_targets_the_elementwise_maximum():
+    vis = torch.full((1, 1, 32, 32), 0.2)
+    ir = torch.full((1, 1, 32, 32), 0.7)
+    ir[..., :16] = 0.1  # left half: visible is brighter
+    fused = torch.zeros(1, 1, 32, 32)
+    _, terms = FusionLoss()(fused, vis, ir)
+    assert float(terms["int"]) == pytest.approx(0.5 * 0.2**2 + 0.5 * 0.7**2, rel=1e-6)
+
+
+def test_sobel_gradient_of_a_ramp():
+    ramp = torch.arange(16.0).repeat(16, 1)[None, None]  # x[i, j] = j
+    g = SobelGradient()(ramp)
+    assert torch.allclose(g[..., 1:-1, 1:-1], torch.full((14, 14), 8.0))  # |Sobel_x| = 8, Sobel_y = 0 inside
+    assert float(g[0, 0, 5, 0]) == pytest.approx(4 * 1 + 0)  # zero padding at the left border: only +x taps
+
+
+def test_gradient_term_against_a_direct_formula():
+    rng = np.random.default_rng(2)
+    vis, ir, fused = (torch.from_numpy(smooth_image(rng, 32, 40))[None, None] for _ in range(3))
+    _, terms = FusionLoss()(fused, vis, ir)
+    kx = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float)
+    ky = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float)
+
+    def grad(x):
+        p = np.pad(x[0, 0].double().numpy(), 1)
+        win = np.lib.stride_tricks.sliding_window_view(p, (3, 3))
+        return np.abs(np.einsum("ijkl,kl->ij", win, kx)) + np.abs(np.einsum("ijkl,kl->ij", win, ky))
+
+    expected = np.abs(np.maximum(grad(vis), grad(ir)) - grad(fused)).mean()
+    assert float(terms["grad"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_msssim_matches_the_direct_formula_with_the_repository_quirk():
+    rng = np.random.default_rng(3)
+    a, b = smooth_image(rng, 64, 80).astype(np.float64), smooth_image(rng, 64, 80).astype(np.float64)
+    a = 0.6 * a + 0.4 * b  # correlated, so every factor is well inside (0, 1)
+    got = float(msssim_reference(torch.from_numpy(a)[None, None].double(), torch.from_numpy(b)[None, None].double()))
+    levels = numpy_msssim_levels(a, b)
+    ssim = [(s + 1) / 2 for s, _ in levels]
+    cs = [(c + 1) / 2 for _, c in levels]
+    w = MSSSIM_WEIGHTS
+    quirk = math.prod(cs[i] ** w[i] for i in range(4)) * ssim[4] ** (4 * w[4])
+    standard = math.prod(cs[i] ** w[i] for i in range(4)) * ssim[4] ** w[4]
+    assert got == pytest.approx(quirk, rel=1e-9)
+    assert abs(quirk - standard) > 1e-3  # the quirk is not a no-op on this pair
+
+
+def test_msssim_range_comes_from_the_first_argument():
+    rng = np.random.default_rng(4)
+    a = torch.from_numpy(smooth_image(rng, 32, 32))[None, None].double()
+    b = torch.from_numpy(smooth_image(rng, 32, 32))[None, None].double()
+    # scaling both by 255 keeps SSIM (C1, C2 scale with L = 255)
+    assert float(msssim_reference(255 * a, 255 * b)) == pytest.approx(float(msssim_reference(a, b)), rel=1e-6)
+
+
+def test_msssim_rejects_small_or_mismatched_images():
+    with pytest.raises(ValueError, match="at least 16x16"):
+        msssim_reference(torch.rand(1, 1, 8, 40), torch.rand(1, 1, 8, 40))
+    with pytest.raises(ValueError, match="one shape"):
+        msssim_reference(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 16))
+
+
+def test_paper_weighting():
+    rng = np.random.default_rng(5)
+    vis, ir, fused = (torch.from_numpy(smooth_image(rng, 32, 32))[None, None] for _ in range(3))
+    ref_total, t = FusionLoss("reference")(fused, vis, ir)
+    paper_total, _ = FusionLoss("paper")(fused, vis, ir)
+    assert float(ref_total) == pytest.approx(float(10 * t["ssim"] + 10 * t["int"] + t["grad"]), rel=1e-6)
+    assert float(paper_total) == pytest.approx(float(t["ssim"] + 100 * t["int"] + 10 * t["grad"]), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown loss"):
+        FusionLoss("l2")
+
+
+def test_clamp_passes_no_gradient_outside_the_unit_range():
+    x = torch.tensor([-0.5, 0.25, 0.75, 1.5], requires_grad=True)
+    y = clamp_unit(x)
+    y.sum().backward()
+    assert y.tolist() == [0.0, 0.25, 0.75, 1.0]
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_learning_rate_schedules():
+    # the reference: 1e-4 * 0.75 ** (epoch - 1) with 0-based epochs
+    assert learning_rate("reference", 1e-4, epoch=0, step=0, progress=0) == pytest.approx(1e-4 / 0.75)
+    assert learning_rate("reference", 1e-4, epoch=1, step=99, progress=0.5) == pytest.approx(1e-4)
+    assert learning_rate("cosine", 1e-3, epoch=0, step=0, progress=0.0) == pytest.approx(1e-3)
+    assert learning_rate("cosine", 1e-3, epoch=0, step=0, progress=1.0, min_lr_ratio=0.1) == pytest.approx(1e-4)
+    assert learning_rate("constant", 1e-3, epoch=0, step=1, progress=0.0, warmup_steps=4) == pytest.approx(5e-4)
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        learning_rate("step", 1e-3, epoch=0, step=0, progress=0)
+
+
+# ----------------------------------------------------------------------------- data
+def test_pairs_are_matched_by_stem_and_visible_is_read_with_bgr2gray(tmp_path):
+    root = make_pairs(tmp_path / "d", count=3)
+    pairs = find_pairs(root)
+    assert [p.name for p in pairs] == ["pair0", "pair1", "pair2"]
+    data = FullImagePairs(pairs)
+    vis, _ = data[0]
+    expected = cv2.cvtColor(cv2.imread(str(pairs[0].vis)), cv2.COLOR_BGR2GRAY)
+    assert np.array_equal((vis[0].numpy() * 255).round().astype(np.uint8), expected)
+
+
+def test_dataset_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data folder not found"):
+        find_pairs(tmp_path / "nope")
+    (tmp_path / "only_ir" / "ir").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="missing: vis/"):
+        find_pairs(tmp_path / "only_ir")
+    (tmp_path / "empty" / "ir").mkdir(parents=True)
+    (tmp_path / "empty" / "vis").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        find_pairs(tmp_path / "empty")
+    root = make_pairs(tmp_path / "unmatched", count=2)
+    (root / "vis" / "pair1.png").rename(root / "vis" / "other.png")
+    with pytest.raises(ValueError, match=r"1 in ir/ without a vis/ partner \(e.g. pair1\).*other"):
+        find_pairs(root)
+    root = make_pairs(tmp_path / "sizes", count=1)
+    cv2.imwrite(str(root / "ir" / "pair0.png"), np.zeros((10, 12), np.uint8))
+    with pytest.raises(ValueError, match="visible is 52x40 but infrared is 12x10"):
+        RandomCropPairs(find_pairs(root), crop=32)
+    root = make_pairs(tmp_path / "broken", count=1)
+    (root / "ir" / "pair0.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image .*pair0.png"):
+        RandomCropPairs(find_pairs(root), crop=32)
+
+
+def test_random_crops_are_padded_aligned_and_flipped(tmp_path):
+    root = tmp_path / "d"
+    (root / "ir").mkdir(parents=True)
+    (root / "vis").mkdir()
+    grey = (smooth_image(np.random.default_rng(6), 20, 24) * 255).astype(np.uint8)
+    cv2.imwrite(str(root / "ir" / "a.png"), grey)
+    cv2.imwrite(str(root / "vis" / "a.png"), np.repeat(grey[..., None], 3, axis=-1))  # grey in colour form
+    data = RandomCropPairs(find_pairs(root), crop=32, repeats=8)
+    assert len(data) == 8
+    torch.manual_seed(0)
+    seen_flips = set()
+    for i in range(len(data)):
+        vis, ir = data[i]
+        assert vis.shape == ir.shape == (1, 32, 32)
+        assert torch.equal(vis, ir)  # same window and same flips for both modalities
+        crop = (vis[0] * 255).round().to(torch.uint8).numpy()
+        padded = pad_to(grey, 32, 32)  # smaller than the crop: the crop is the whole reflect-padded image
+        assert np.array_equal(padded[:20, :24], grey)
+        matches = [f for f in (None, 1, 0, (0, 1)) if np.array_equal(crop, padded if f is None else np.flip(padded, f))]
+        assert len(matches) == 1
+        seen_flips.add(matches[0])
+    assert len(seen_flips) >= 3  # flips happen, both ways
+    with pytest.raises(ValueError, match="crop must be at least 16"):
+        RandomCropPairs(find_pairs(root), crop=8)
+
+
+def test_split_is_deterministic_and_disjoint(tmp_path):
+    pairs = find_pairs(make_pairs(tmp_path / "d", count=10))
+    train_a, val_a = split_pairs(pairs, 0.2, seed=3)
+    train_b, val_b = split_pairs(pairs, 0.2, seed=3)
+    assert (train_a, val_a) == (train_b, val_b)
+    assert len(val_a) == 2 and len(train_a) == 8
+    assert not {p.name for p in train_a} & {p.name for p in val_a}
+    assert split_pairs(pairs, 0.0)[1] == []
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_pairs(pairs, 1.0)
+
+
+# ----------------------------------------------------------------------------- training
+def tiny_config(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), epochs=1, batch=2, crop=32, workers=0, lr=1e-3,
+                model_overrides=TINY, log_every=1, val_max_side=32)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 3-step run on 5 generated pairs (4 train, 1 validation)."""
+    root = tmp_path_factory.mktemp("train")
+    data = make_pairs(root / "data", count=5)
+    summary = train(tiny_config(data, root / "run", epochs=3, max_steps=3, val_fraction=0.2))
+    return root, data, summary
+
+
+def test_short_run_writes_a_loadable_checkpoint_and_log(trained):
+    root, _, summary = trained
+    assert summary["steps"] == 3
+    assert math.isfinite(summary["train_loss"])
+    assert set(summary["val"]) >= {"loss", "loss_ssim", "loss_int", "loss_grad", "msssim_vis", "msssim_ir"}
+    ckpt = torch.load(root / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["epoch"] == 1  # 2 steps per epoch: one full epoch, one partial
+    assert "Cross_block.0.ln_1.weight" in ckpt["frozen_parameters"]  # its output is never read
+    assert (root / "run" / "best.pt").is_file()
+    log = [json.loads(line) for line in (root / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 3] and log[-1]["partial_epoch"]
+    from fusion_edge.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(root / "run" / "last.pt")
+    assert model.config["dims"] == [8, 16, 32, 64]
+    out = model.eval()(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+    assert out.shape == (1, 1, 32, 32) and torch.isfinite(out).all()
+
+
+def test_training_changes_only_parameters_that_receive_gradients(trained):
+    from fusion_edge.models import create_model
+
+    root, _, _ = trained
+    ckpt = torch.load(root / "run" / "last.pt", map_location="cpu", weights_only=True)
+    torch.manual_seed(0)
+    init = create_model("edge", drop_path_rate=0.1, **TINY).state_dict()
+    frozen = set(ckpt["frozen_parameters"])
+    assert any(name.startswith("Cross_block.0.") for name in frozen)
+    for name in frozen:
+        assert torch.equal(ckpt["model"][name], init[name]), name
+    assert not torch.equal(ckpt["model"]["final_conv.weight"], init["final_conv.weight"])
+
+
+def test_resume_continues_the_step_count(trained, tmp_path):
+    root, data, _ = trained
+    out = tmp_path / "resumed"
+    config = tiny_config(data, out, epochs=3, max_steps=5, val_fraction=0.2)
+    summary = train(config, resume=str(root / "run" / "last.pt"))
+    assert summary["steps"] == 5
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    # the interrupted second epoch is run again from its start: steps 4 and 5
+    assert ckpt["step"] == 5 and ckpt["epoch"] == 2
+    assert [r["step"] for r in ckpt["history"]] == [2, 3, 5]
+    with pytest.raises(ValueError, match="trained as preset"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "x"), crop=32, workers=0), resume=str(out / "last.pt"))
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        torch.save({"a": torch.zeros(1)}, tmp_path / "plain.pt")
+        train(tiny_config(data, tmp_path / "y"), resume=str(tmp_path / "plain.pt"))
+
+
+def test_loss_decreases_when_fitting_a_fixed_batch(tmp_path):
+    data = make_pairs(tmp_path / "d", count=2, size=(32, 32))
+    cfg = tiny_config(data, tmp_path / "run", epochs=8, batch=2, val_fraction=0.0, lr=3e-3, drop_path_rate=0.0,
+                      schedule="constant")
+    summary = train(cfg)
+    history = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["history"]
+    losses = [r["train_loss"] for r in history]
+    assert summary["steps"] == 8
+    assert losses[-1] < losses[0]
+
+
+def test_export_writes_a_plain_state_dict_and_a_record(trained, tmp_path):
+    root, _, summary = trained
+    record = export_weights(root / "run" / "last.pt", tmp_path / "w" / "tiny.pt", dtype="fp16")
+    state = torch.load(tmp_path / "w" / "tiny.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert state["final_conv.weight"].dtype == torch.float16
+    meta = json.loads((tmp_path / "w" / "tiny.json").read_text())
+    assert meta == record
+    assert meta["training"]["steps"] == 3 and meta["training"]["crop"] == 32
+    assert meta["final"]["val_loss"] == pytest.approx(summary["val"]["loss"])
+    assert "device" in meta["environment"]
+    from fusion_edge.models.checkpoint import load_checkpoint
+
+    full, half = load_checkpoint(root / "run" / "last.pt").eval(), load_checkpoint(tmp_path / "w" / "tiny.pt").eval()
+    x, y = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        diff = (full(x, y) - half(x, y)).abs()
+    assert float(diff.max()) < 0.05 and float(diff.mean()) < 2e-3  # fp16 rounding of the weights only
+    with pytest.raises(ValueError, match="unknown dtype"):
+        export_weights(root / "run" / "last.pt", tmp_path / "w" / "x.pt", dtype="int8")
+
+
+def test_config_errors(tmp_path):
+    data = make_pairs(tmp_path / "d", count=3)
+    with pytest.raises(ValueError, match="batch 8 is larger than the 2 crops"):
+        train(tiny_config(data, tmp_path / "o", batch=8, val_fraction=0.3))
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        train(tiny_config(data, tmp_path / "o", amp="bf16", device="cpu"))
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        train(tiny_config(data, tmp_path / "o", schedule="linear"))
+
+
+# ----------------------------------------------------------------------------- command line
+def test_train_command_reports_data_errors(tmp_path, capsys):
+    from fusion_edge.cli import main
+
+    (tmp_path / "ir").mkdir()
+    (tmp_path / "vis").mkdir()
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+def test_train_command_time_limit_and_export(tmp_path, capsys):
+    from fusion_edge.cli import main
+
+    data = make_pairs(tmp_path / "d", count=3, size=(32, 32))
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "o"), "--crop", "32", "--batch", "1",
+                 "--epochs", "100", "--time-limit", "0.001", "--val-fraction", "0", "--workers", "0",
+                 "--export", str(tmp_path / "w.pt")])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 1  # the clock is checked after each step
+    assert summary["exported"]["bytes"] == (tmp_path / "w.pt").stat().st_size
+    from fusion_edge.models.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "w.pt", preset="edge").preset == "edge"
+
+
+# ----------------------------------------------------------------------------- distributed
+def test_two_process_ddp_on_cpu(tmp_path):
+    """torchrun with 2 processes (gloo): both ranks take the same steps; only rank 0 writes."""
+    data = make_pairs(tmp_path / "d", count=5)
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os
+        from fusion_edge.train import TrainConfig, train
+        cfg = TrainConfig(data={str(data)!r}, out={str(tmp_path / "run")!r}, epochs=2, batch=1, crop=32,
+                          workers=0, model_overrides={TINY!r}, val_fraction=0.2, val_max_side=32, device="cpu")
+        s = train(cfg)
+        print("RESULT", os.environ["RANK"], json.dumps(s["steps"]))
+    """))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+           str(script)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+    assert results == [["0", "4"], ["1", "4"]]  # 4 train pairs / 2 ranks / batch 1 = 2 steps x 2 epochs
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4 and ckpt["epoch"] == 2
+    assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 2

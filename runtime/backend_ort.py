@@ -79,7 +79,9 @@ class OrtBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
         except Exception as exc:  # ORT raises its own exception types for bad files
-            if not gpu_wanted:
+            if _needs_custom_ops(exc):
+                self.session = self._with_custom_ops(ort, options, provider_args, exc)
+            elif not gpu_wanted:
                 raise ValueError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
             # Older providers reject user_compute_stream: run on their own stream instead.
             log.warning("ONNX Runtime rejected our CUDA stream (%s); retrying on its own stream", exc)
@@ -100,6 +102,25 @@ class OrtBackend(Backend):
             self.stream = None
         self.name = f"onnxruntime[{active[0].replace('ExecutionProvider', '')}]"
         self._run_options = ort.RunOptions()
+
+    def _with_custom_ops(self, ort, options, provider_args, first_error):
+        """A plugin-flavour graph (our custom nodes): run them through onnxruntime-extensions."""
+        try:
+            from fusion_edge.export import ort_custom_ops
+
+            ext = ort_custom_ops._import_extensions()
+            ort_custom_ops.register()
+        except ImportError as exc:
+            raise ValueError(
+                f"{self.path.name} is a plugin-flavour graph (custom nodes); ONNX Runtime runs it only with "
+                f"onnxruntime-extensions and fusion_edge.export ({exc}). Export the portable flavour for ONNX Runtime, "
+                "or build a TensorRT engine"
+            ) from first_error
+        options.register_custom_ops_library(ext.get_library_path())
+        try:
+            return ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
+        except Exception as exc:
+            raise ValueError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
 
     def infer(self, vis, ir):
         if not self.on_gpu:
@@ -122,6 +143,11 @@ class OrtBackend(Backend):
 
     def close(self) -> None:
         self.session = None
+
+
+def _needs_custom_ops(exc: Exception) -> bool:
+    text = str(exc)
+    return "ai.onnx.contrib" in text or "FusionEdge" in text
 
 
 def _host_batch(x, name: str) -> np.ndarray:

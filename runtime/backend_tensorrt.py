@@ -48,7 +48,10 @@ def register_plugins(trt, logger) -> str:
     except ImportError as exc:
         return f"our TensorRT plugins could not be imported ({exc}); engines using them will not load"
     try:
-        plugins.register()
+        try:
+            plugins.register(trt)
+        except TypeError:  # a register() that finds TensorRT itself
+            plugins.register()
     except Exception as exc:
         return f"registering our TensorRT plugins failed ({exc}); engines using them will not load"
     return "our TensorRT plugins are registered"

@@ -80,10 +80,12 @@ class WindowSink(Sink):
 
 class VideoFileSink(Sink):
     """A video file (.mp4: mp4v, .avi: MJPG, .mkv: XVID, or ``fourcc``), opened at the first
-    frame's size; later frames of another size are resized to it. Written as
+    frame's size; later frames of another size are resized to it. ``fps`` may be a function,
+    called at the first frame (a camera's rate is known once it is open). Written as
     ``.NAME.partial.EXT`` and renamed on close, after OpenCV has finalised the container."""
 
-    def __init__(self, path: str | Path, fps: float = 30.0, fourcc: str | None = None) -> None:
+    def __init__(self, path: str | Path, fps: float | Callable[[], float | None] = 30.0,
+                 fourcc: str | None = None) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if fourcc is None:
@@ -94,7 +96,8 @@ class VideoFileSink(Sink):
         if len(fourcc) != 4:
             raise ValueError(f"fourcc must be 4 characters, got {fourcc!r}")
         self.fourcc = fourcc
-        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self._fps = fps  # a callable is asked at the first frame, when a camera knows its rate
+        self.fps = 30.0
         self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.frames = 0
         self._writer = None
@@ -107,6 +110,8 @@ class VideoFileSink(Sink):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._size = (image.shape[1], image.shape[0])
             self._colour = image.ndim == 3
+            fps = self._fps() if callable(self._fps) else self._fps
+            self.fps = float(fps) if fps and 0 < fps < 1000 else 30.0
             writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self._size,
                                      self._colour)
             if not writer.isOpened():

@@ -46,3 +46,32 @@ gives the self-contained source; kernels are ``extern "C"`` so their names are s
 The binary cache is CuPy's (``CUPY_CACHE_DIR``, default ``~/.cupy/kernel_cache``), keyed on
 the full source, options and GPU architecture.
 """
+
+from fusion_edge.kernels.arrays import DeviceArray
+from fusion_edge.kernels.es2d_launch import es2d_workspace_bytes, launch_es2d_scan
+from fusion_edge.kernels.ldc_launch import launch_ldc_conv2d
+from fusion_edge.kernels.loader import (
+    FAMILIES,
+    KernelError,
+    compile_ptx,
+    ensure_available,
+    is_available,
+    kernel_names,
+    kernel_source,
+)
+from fusion_edge.kernels.scan_launch import launch_selective_scan
+
+__all__ = [
+    "FAMILIES",
+    "DeviceArray",
+    "KernelError",
+    "compile_ptx",
+    "ensure_available",
+    "es2d_workspace_bytes",
+    "is_available",
+    "kernel_names",
+    "kernel_source",
+    "launch_es2d_scan",
+    "launch_ldc_conv2d",
+    "launch_selective_scan",
+]

@@ -1,0 +1,199 @@
+// Fused ES2D route scan (MODEL.md 3.2): the four skip-sampled routes are read straight out of
+// the (batch, D, h, w) map and written back into it; no gathered or scattered copies exist.
+//
+//   fe_es2d_project_<x>  route projections  proj[b, k, c, l] = sum_d x_proj_weight[k, c, d] * x_k[d, l]
+//                        (x_k read through the route indexing; padding pixels read as 0)
+//   fe_es2d_delta        delta[b, k*D + d, l] = sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l]
+//   fe_es2d_scan_<x>_n<N>  the selective scan of kernels/selective_scan/scan_core.cuh with u read
+//                        from the map and the output written to the map, A = -exp(A_logs),
+//                        softplus(delta + dt_projs_bias), skip Ds.
+// Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
+// row-major over the h2 x w2 sub-grid, routes 1 and 3 column-major (see route_pixel).
+#include "../selective_scan/scan_core.cuh"
+
+namespace fe {
+namespace es2d {
+
+constexpr int kProjL = 128;    // sequence positions per projection block (one per thread)
+constexpr int kProjC = 16;     // projection rows per block
+constexpr int kProjD = 32;     // channels per shared-memory stage
+constexpr int kDeltaD = 16;    // delta rows per thread
+
+// Offset row * w + col of the pixel at sequence index l of route k, or -1 for a padding pixel.
+__device__ __forceinline__ int route_pixel(int k, int l, int h, int w, int h2, int w2) {
+    int i, j;
+    if ((k & 1) == 0) { i = l / w2; j = l - i * w2; } else { j = l / h2; i = l - j * h2; }
+    const int row = 2 * i + (k & 1), col = 2 * j + (k >> 1);
+    return (row < h && col < w) ? row * w + col : -1;
+}
+
+// grid (ceil(L/kProjL), ceil(CP/kProjC), batch * 4 * splits), block kProjL threads.
+// With splits > 1 each block sums a slice of the channels and adds into a zeroed proj.
+template <typename TX>
+__device__ __forceinline__ void project(const TX* x, const float* xw, float* proj, int batch, int D,
+                                        int h, int w, int CP, int splits) {
+    __shared__ __align__(16) float xs[kProjD][kProjL];
+    __shared__ __align__(16) float ws[kProjD][kProjC];
+    __shared__ int pix[kProjL];
+    const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
+    const int split = blockIdx.z % splits;
+    const int bk = blockIdx.z / splits, b = bk / 4, k = bk % 4;
+    const int l0 = blockIdx.x * kProjL, c0 = blockIdx.y * kProjC;
+    const int tid = threadIdx.x;
+    const int d_per = ((D + splits - 1) / splits + kProjD - 1) / kProjD * kProjD;
+    const int d_begin = split * d_per, d_end = min(D, d_begin + d_per);
+    {
+        const int l = l0 + tid;
+        pix[tid] = l < L ? route_pixel(k, l, h, w, h2, w2) : -1;
+    }
+    float acc[kProjC];
+#pragma unroll
+    for (int i = 0; i < kProjC; ++i) acc[i] = 0.f;
+    const long plane = (long)h * w;
+    for (int d0 = d_begin; d0 < d_end; d0 += kProjD) {
+        __syncthreads();
+#pragma unroll 4
+        for (int dd = 0; dd < kProjD; ++dd) {
+            const int d = d0 + dd;
+            const int px = pix[tid];
+            xs[dd][tid] = (d < d_end && px >= 0) ? scan::load_elem(x, ((long)b * D + d) * plane + px) : 0.f;
+        }
+        for (int e = tid; e < kProjD * kProjC; e += kProjL) {
+            const int cc = e / kProjD, dd = e % kProjD;
+            const int c = c0 + cc, d = d0 + dd;
+            ws[dd][cc] = (c < CP && d < d_end) ? __ldg(xw + ((long)k * CP + c) * D + d) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int dd = 0; dd < kProjD; ++dd) {
+            const float xv = xs[dd][tid];
+#pragma unroll
+            for (int i = 0; i < kProjC; i += 4) {
+                const float4 wv = *reinterpret_cast<const float4*>(&ws[dd][i]);
+                acc[i] = fmaf(wv.x, xv, acc[i]);
+                acc[i + 1] = fmaf(wv.y, xv, acc[i + 1]);
+                acc[i + 2] = fmaf(wv.z, xv, acc[i + 2]);
+                acc[i + 3] = fmaf(wv.w, xv, acc[i + 3]);
+            }
+        }
+    }
+    const int l = l0 + tid;
+    if (l >= L) return;
+#pragma unroll
+    for (int i = 0; i < kProjC; ++i) {
+        const int c = c0 + i;
+        if (c < CP) {
+            float* dst = proj + (((long)b * 4 + k) * CP + c) * L + l;
+            if (splits > 1) atomicAdd(dst, acc[i]); else *dst = acc[i];
+        }
+    }
+}
+
+// grid (ceil(L/kProjL), ceil(D/kDeltaD), batch * 4), block kProjL threads.
+__device__ __forceinline__ void delta(const float* proj, const float* dtw, float* dbuf, int batch, int D,
+                                      int L, int CP, int R) {
+    const int bk = blockIdx.z, b = bk / 4, k = bk % 4;
+    const int l = blockIdx.x * kProjL + threadIdx.x, d0 = blockIdx.y * kDeltaD;
+    if (l >= L) return;
+    float acc[kDeltaD];
+#pragma unroll
+    for (int i = 0; i < kDeltaD; ++i) acc[i] = 0.f;
+    const float* prow = proj + ((long)b * 4 + k) * CP * L + l;
+    for (int r = 0; r < R; ++r) {
+        const float pr = __ldg(prow + (long)r * L);
+#pragma unroll
+        for (int i = 0; i < kDeltaD; ++i) {
+            const int d = min(d0 + i, D - 1);
+            acc[i] = fmaf(__ldg(dtw + ((long)k * D + d) * R + r), pr, acc[i]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < kDeltaD; ++i) {
+        const int d = d0 + i;
+        if (d < D) dbuf[(((long)b * 4 + k) * D + d) * L + l] = acc[i];
+    }
+}
+
+}  // namespace es2d
+}  // namespace fe
+
+#define FE_ES2D_PROJECT_ENTRY(NAME, TX)                                                              \
+    extern "C" __global__ void __launch_bounds__(fe::es2d::kProjL) NAME(                              \
+        const TX* x, const float* x_proj_weight, float* proj, int batch, int D, int h, int w, int CP, \
+        int splits) {                                                                                 \
+        fe::es2d::project<TX>(x, x_proj_weight, proj, batch, D, h, w, CP, splits);                   \
+    }
+
+// x: map (batch, D, h, w); delta: (batch, 4D, L); proj: (batch, 4, R+2N, L); out: map, float32.
+#define FE_ES2D_SCAN_ENTRY(NAME, TX, SPL)                                                             \
+    extern "C" __global__ void __launch_bounds__(fe::scan::kMaxWarps * 32) NAME(                     \
+        const TX* x, const float* delta, const float* A_logs, const float* proj, const float* Ds,    \
+        const float* dt_bias, float* out, int batch, int D, int h, int w, int N, int R, int vec_bc) { \
+        __shared__ fe::scan::WarpSmem<fe::scan::Tiling<SPL, float>::TL> smem[fe::scan::kMaxWarps];  \
+        fe::scan::Params p;                                                                          \
+        const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
+        p.u = x; p.delta = delta; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;     \
+        p.delta_bias = dt_bias; p.out = out;                                                         \
+        p.batch = batch; p.dim = 4 * D; p.L = h2 * w2; p.N = N; p.groups = 4;                        \
+        p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
+        p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
+        p.dt_rank = R;                                                                               \
+        fe::scan::scan_two_channels<TX, float, float, SPL, true>(p, reinterpret_cast<char*>(smem));  \
+    }
+
+using fe::half_t;
+using fe::bf16_t;
+
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_delta)
+extern "C" __global__ void __launch_bounds__(fe::es2d::kProjL) fe_es2d_delta(
+    const float* proj, const float* dt_projs_weight, float* delta, int batch, int D, int L, int CP, int R) {
+    fe::es2d::delta(proj, dt_projs_weight, delta, batch, D, L, CP, R);
+}
+#endif
+
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_f32)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_f32, float)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_f16)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_f16, half_t)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_bf16)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_bf16, bf16_t)
+#endif
+
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n16)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n16, float, 1)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n32)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n32, float, 2)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n48)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n48, float, 3)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n64)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n64, float, 4)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n16)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n16, half_t, 1)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n32)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n32, half_t, 2)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n48)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n48, half_t, 3)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n64)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n64, half_t, 4)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n16)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n16, bf16_t, 1)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n32)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n32, bf16_t, 2)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n48)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n48, bf16_t, 3)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n64)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n64, bf16_t, 4)
+#endif

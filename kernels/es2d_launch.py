@@ -1,0 +1,119 @@
+"""Fused ES2D launcher: route projections, delta, and the scan, reading and writing the map in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fusion_edge.kernels import launch, launch_params
+from fusion_edge.kernels.arrays import TYPE_CODE, DeviceArray, as_device_array, check, common_device
+from fusion_edge.kernels.scan_launch import FLOAT_TYPES
+
+ROUTES = 4
+_ALIGN = 256
+
+
+def _route_length(h: int, w: int) -> int:
+    return ((h + 1) // 2) * ((w + 1) // 2)
+
+
+def _aligned(nbytes: int) -> int:
+    return (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def es2d_workspace_bytes(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int) -> int:
+    """Bytes of scratch the fused ES2D op needs: route projections and delta, float32."""
+    length = _route_length(h, w)
+    proj = batch * ROUTES * (dt_rank + 2 * d_state) * length * 4
+    delta = batch * ROUTES * dim * length * 4
+    return _aligned(proj) + _aligned(delta)
+
+
+def launch_es2d_scan(
+    x: Any,
+    x_proj_weight: Any,
+    dt_projs_weight: Any,
+    dt_projs_bias: Any,
+    A_logs: Any,
+    Ds: Any,
+    out: Any = None,
+    *,
+    workspace: Any = None,
+    stream: Any = None,
+) -> Any:
+    """out (batch, D, h, w) float32 = the ES2D core of x (batch, D, h, w); see the package docstring."""
+    arrs = {
+        "x": as_device_array(x, "x"),
+        "x_proj_weight": as_device_array(x_proj_weight, "x_proj_weight"),
+        "dt_projs_weight": as_device_array(dt_projs_weight, "dt_projs_weight"),
+        "dt_projs_bias": as_device_array(dt_projs_bias, "dt_projs_bias"),
+        "A_logs": as_device_array(A_logs, "A_logs"),
+        "Ds": as_device_array(Ds, "Ds"),
+        "out": None if out is None else as_device_array(out, "out"),
+        "workspace": None if workspace is None else as_device_array(workspace, "workspace"),
+    }
+    xa = arrs["x"]
+    if len(xa.shape) != 4 or xa.dtype not in FLOAT_TYPES:
+        raise ValueError(f"x must be (batch, D, h, w) float32/float16/bfloat16, got {xa.shape} {xa.dtype}")
+    batch, dim, h, w = xa.shape
+    dtw = arrs["dt_projs_weight"]
+    if len(dtw.shape) != 3:
+        raise ValueError(f"dt_projs_weight must be (4, D, R), got shape {dtw.shape}")
+    rank = dtw.shape[2]
+    check(dtw, "dt_projs_weight", (ROUTES, dim, rank), ("float32",))
+    al = arrs["A_logs"]
+    if len(al.shape) != 2:
+        raise ValueError(f"A_logs must be (4D, N), got shape {al.shape}")
+    n_states = al.shape[1]
+    if not 1 <= n_states <= launch_params.SCAN_MAX_STATES:
+        raise ValueError(f"A_logs has N={n_states} states; the kernel supports 1..{launch_params.SCAN_MAX_STATES}")
+    check(al, "A_logs", (ROUTES * dim, n_states), ("float32",))
+    proj_rows = rank + 2 * n_states
+    check(arrs["x_proj_weight"], "x_proj_weight", (ROUTES, proj_rows, dim), ("float32",))
+    check(arrs["dt_projs_bias"], "dt_projs_bias", (ROUTES, dim), ("float32",))
+    check(arrs["Ds"], "Ds", (ROUTES * dim,), ("float32",))
+    device = common_device(arrs)
+    result = out
+    if arrs["out"] is None:
+        result = launch.alloc(0, "float32", xa.shape, device=device, stream=stream)
+        arrs["out"] = as_device_array(result, "out")
+    check(arrs["out"], "out", xa.shape, ("float32",))
+    if batch * dim * h * w == 0:
+        return result
+    length = _route_length(h, w)
+    need = es2d_workspace_bytes(batch, dim, h, w, rank, n_states)
+    ws = arrs["workspace"]
+    keep = None
+    if ws is None:
+        keep = launch.alloc(need, "uint8", (need,), device=device, stream=stream)
+        ws = as_device_array(keep, "workspace")
+    if ws.nbytes < need:
+        raise ValueError(f"workspace has {ws.nbytes} bytes; this shape needs {need} (es2d_workspace_bytes)")
+    if ws.ptr % 16:
+        raise ValueError("workspace must be 16-byte aligned")
+    proj_bytes = batch * ROUTES * proj_rows * length * 4
+    proj = DeviceArray(ws.ptr, (proj_bytes // 4,), "float32", ws.device)
+    delta = DeviceArray(ws.ptr + _aligned(proj_bytes), (batch * ROUTES * dim * length,), "float32", ws.device)
+
+    p, i = launch.ptr, launch.i32
+    code = TYPE_CODE[xa.dtype]
+    dev = launch.current_device() if device is None else device
+    splits = launch_params.es2d_project_splits(batch, length, proj_rows, dim, launch.sm_count(dev))
+    if splits > 1:
+        launch.memset_async(proj.ptr, proj_bytes, device=device, stream=stream)
+    grid, block = launch_params.es2d_project_grid(batch, length, proj_rows, splits)
+    launch.run("es2d", f"fe_es2d_project_{code}", grid, block,
+               (p(xa), p(arrs["x_proj_weight"]), p(proj), i(batch), i(dim), i(h), i(w), i(proj_rows), i(splits)),
+               device=device, stream=stream)
+    grid, block = launch_params.es2d_delta_grid(batch, length, dim)
+    launch.run("es2d", "fe_es2d_delta", grid, block,
+               (p(proj), p(dtw), p(delta), i(batch), i(dim), i(length), i(proj_rows), i(rank)),
+               device=device, stream=stream)
+    vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0)
+    spl = launch_params.scan_states_per_lane(n_states)
+    grid, block = launch_params.scan_grid(batch * ROUTES * dim)
+    launch.run("es2d", f"fe_es2d_scan_{code}_n{16 * spl}", grid, block,
+               (p(xa), p(delta), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
+                i(batch), i(dim), i(h), i(w), i(n_states), i(rank), i(vec_bc)),
+               device=device, stream=stream)
+    del keep  # CuPy's pool is stream-ordered: the block is reused only after our launches
+    return result

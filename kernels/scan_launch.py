@@ -1,0 +1,93 @@
+"""Selective scan forward launcher (mamba_ssm's ``selective_scan_fn`` forward semantics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fusion_edge.kernels import launch, launch_params
+from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, as_device_array, check, common_device
+
+FLOAT_TYPES = ("float32", "float16", "bfloat16")
+
+
+def selective_scan_kernel_name(u_dtype: str, bc_dtype: str, n_states: int) -> str:
+    spl = launch_params.scan_states_per_lane(n_states)
+    return f"fe_selective_scan_fwd_{TYPE_CODE[u_dtype]}_{TYPE_CODE[bc_dtype]}_n{16 * spl}"
+
+
+def launch_selective_scan(
+    u: Any,
+    delta: Any,
+    A: Any,
+    B: Any,
+    C: Any,
+    D: Any = None,
+    z: Any = None,
+    delta_bias: Any = None,
+    out: Any = None,
+    *,
+    delta_softplus: bool = False,
+    stream: Any = None,
+) -> Any:
+    """out = selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus); see the package docstring."""
+    arrs = {
+        "u": as_device_array(u, "u"),
+        "delta": as_device_array(delta, "delta"),
+        "A": as_device_array(A, "A"),
+        "B": as_device_array(B, "B"),
+        "C": as_device_array(C, "C"),
+        "D": None if D is None else as_device_array(D, "D"),
+        "z": None if z is None else as_device_array(z, "z"),
+        "delta_bias": None if delta_bias is None else as_device_array(delta_bias, "delta_bias"),
+        "out": None if out is None else as_device_array(out, "out"),
+    }
+    ua = arrs["u"]
+    if len(ua.shape) != 3:
+        raise ValueError(f"u must be (batch, dim, L), got shape {ua.shape}")
+    if ua.dtype not in FLOAT_TYPES:
+        raise ValueError(f"u must be float32, float16 or bfloat16, got {ua.dtype}")
+    batch, dim, length = ua.shape
+    check(arrs["delta"], "delta", ua.shape, (ua.dtype,))
+    if len(arrs["A"].shape) != 2 or arrs["A"].shape[0] != dim:
+        raise ValueError(f"A must be (dim={dim}, N), got shape {arrs['A'].shape}")
+    n_states = arrs["A"].shape[1]
+    if not 1 <= n_states <= launch_params.SCAN_MAX_STATES:
+        raise ValueError(f"A has N={n_states} states; the kernel supports 1..{launch_params.SCAN_MAX_STATES}")
+    check(arrs["A"], "A", (dim, n_states), ("float32",))
+    Ba, Ca = arrs["B"], arrs["C"]
+    if len(Ba.shape) == 3:  # (batch, N, L): one group
+        Ba = Ba._replace(shape=(Ba.shape[0], 1, *Ba.shape[1:]))
+    if len(Ca.shape) == 3:
+        Ca = Ca._replace(shape=(Ca.shape[0], 1, *Ca.shape[1:]))
+    if len(Ba.shape) != 4:
+        raise ValueError(f"B must be (batch, groups, N, L), got shape {arrs['B'].shape}")
+    groups = Ba.shape[1]
+    if groups < 1 or dim % groups:
+        raise ValueError(f"B has {groups} groups, which must divide dim={dim}")
+    check(Ba, "B", (batch, groups, n_states, length), (ua.dtype, "float32"))
+    check(Ca, "C", (batch, groups, n_states, length), (Ba.dtype,))
+    for name in ("D", "delta_bias"):
+        if arrs[name] is not None:
+            check(arrs[name], name, (dim,), ("float32",))
+    if arrs["z"] is not None:
+        check(arrs["z"], "z", ua.shape, (ua.dtype,))
+    device = common_device(arrs)
+    result = out
+    if arrs["out"] is None:
+        result = launch.alloc(0, ua.dtype, ua.shape, device=device, stream=stream)
+        arrs["out"] = as_device_array(result, "out")
+    check(arrs["out"], "out", ua.shape, (ua.dtype,))
+    if batch * dim == 0 or length == 0:
+        return result
+    itemsize = ITEMSIZE[Ba.dtype]
+    vec_bc = int(Ba.ptr % 16 == 0 and Ca.ptr % 16 == 0 and (length * itemsize) % 16 == 0)
+    name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states)
+    grid, block = launch_params.scan_grid(batch * dim)
+    p, i = launch.ptr, launch.i32
+    args = (
+        p(ua), p(arrs["delta"]), p(arrs["A"]), p(Ba), p(Ca), p(arrs["D"]), p(arrs["z"]),
+        p(arrs["delta_bias"]), p(arrs["out"]), i(batch), i(dim), i(length), i(n_states), i(groups),
+        i(int(bool(delta_softplus))), i(vec_bc),
+    )
+    launch.run("selective_scan", name, grid, block, args, device=device, stream=stream)
+    return result

@@ -34,7 +34,10 @@ def _linspace(end: float, count: int) -> list[float]:
 
 
 def _is_exporting() -> bool:
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    """True while tracing, exporting, compiling or capturing a CUDA graph: no host syncs allowed."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return True
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
 class FusionMamba(nn.Module):

@@ -11,19 +11,38 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from fusion_edge.ops.selective_scan_chunked import selective_scan_chunked
+from fusion_edge.ops.selective_scan_mamba import (
+    mamba_ssm_available,
+    mamba_ssm_unavailable_reason,
+    selective_scan_mamba,
+)
 from fusion_edge.ops.selective_scan_ref import selective_scan_ref
 
 ScanFn = Callable[..., torch.Tensor]
 
 _IMPLS: dict[str, ScanFn] = {"reference": selective_scan_ref}
 _AVAILABLE: dict[str, Callable[[torch.Tensor], bool]] = {"reference": lambda u: True}
+_REASONS: dict[str, Callable[[torch.Tensor], str]] = {}
 _default_impl = "auto"
 
 
-def register_impl(name: str, fn: ScanFn, available: Callable[[torch.Tensor], bool] | None = None) -> None:
-    """Add an implementation; ``available(u)`` says whether it can run on that input."""
+def register_impl(
+    name: str,
+    fn: ScanFn,
+    available: Callable[[torch.Tensor], bool] | None = None,
+    unavailable_reason: Callable[[torch.Tensor], str] | None = None,
+) -> None:
+    """Add an implementation; ``available(u)`` says whether it can run on that input.
+
+    ``unavailable_reason(u)``, if given, explains a False in the error raised when the
+    implementation is asked for by name.
+    """
     _IMPLS[name] = fn
     _AVAILABLE[name] = available or (lambda u: True)
+    _REASONS.pop(name, None)
+    if unavailable_reason is not None:
+        _REASONS[name] = unavailable_reason
 
 
 def available_impls() -> list[str]:
@@ -63,7 +82,8 @@ def resolve_impl(u: torch.Tensor, impl: str | None = None) -> str:
         if name not in _IMPLS:
             raise ValueError(f"unknown selective-scan implementation {name!r}; known: {', '.join(_IMPLS)}")
         if not _AVAILABLE[name](u):
-            raise RuntimeError(f"selective-scan implementation {name!r} cannot run on a {u.device} tensor here")
+            why = _REASONS[name](u) if name in _REASONS else f"not on a {u.device} tensor here"
+            raise RuntimeError(f"selective-scan implementation {name!r} cannot run: {why}")
         return name
     for candidate in AUTO_ORDER:
         if candidate in _IMPLS and _AVAILABLE[candidate](u):
@@ -87,3 +107,7 @@ def selective_scan(
     """Selective scan y = SSM(A, B, C, delta)(u) (+ D*u, * silu(z)); see module docstring for shapes."""
     fn = _IMPLS[resolve_impl(u, impl)]
     return fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+
+
+register_impl("chunked", selective_scan_chunked)
+register_impl("mamba_ssm", selective_scan_mamba, mamba_ssm_available, mamba_ssm_unavailable_reason)

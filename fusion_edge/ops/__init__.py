@@ -9,7 +9,11 @@ from fusion_edge.ops.selective_scan import (
     set_default_impl,
     use_impl,
 )
+from fusion_edge.ops.selective_scan_cuda import register as _register_cuda_kernels
 from fusion_edge.ops.selective_scan_ref import selective_scan_ref
+
+# Our CUDA kernels: impl "cuda", the fused ES2D op and the LDC kernel (CuPy loads on first use).
+_register_cuda_kernels()
 
 __all__ = [
     "available_impls",

@@ -1,0 +1,183 @@
+"""Our CUDA kernels behind the ops' dispatch: selective scan (impl "cuda"), fused ES2D, LDC.
+
+Forward runs the kernels of ``fusion_edge.kernels`` on torch's current stream, reading the
+tensors in place (zero copy). Backward of the scan has no kernel of its own yet: it
+recomputes the forward with the chunked op (the reference when the chunked op is absent)
+under autograd and differentiates that, so training works at the chunked op's speed for
+the backward pass. The fused ES2D op and the LDC kernel are inference paths: with
+gradients required they hand over to the unfused, differentiable paths.
+
+``register()`` installs all three; it imports no CuPy (that happens at the first CUDA call),
+so ``import fusion_edge`` works where CuPy is absent.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from fusion_edge.ops import es2d, ldc
+from fusion_edge.ops.selective_scan import get_default_impl, register_impl
+from fusion_edge.ops.selective_scan_ref import selective_scan_ref
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_STATES = 64
+
+
+@functools.cache
+def kernels_available() -> bool:
+    """True when CuPy, a GPU and NVRTC are present (checked once, on first use)."""
+    from fusion_edge import kernels
+
+    return kernels.is_available()
+
+
+def cuda_available(u: torch.Tensor) -> bool:
+    return u.is_cuda and u.dtype in SUPPORTED_DTYPES and kernels_available()
+
+
+def cuda_unavailable_reason(u: torch.Tensor) -> str:
+    """Why ``cuda_available(u)`` is False, in words a user can act on."""
+    if not u.is_cuda:
+        return f"our CUDA kernels run on CUDA tensors, got a {u.device} tensor"
+    if u.dtype not in SUPPORTED_DTYPES:
+        return f"our CUDA kernels take float32, float16 or bfloat16, got {u.dtype}"
+    from fusion_edge import kernels
+
+    try:
+        kernels.ensure_available()
+    except kernels.KernelError as exc:
+        return str(exc)
+    return ""
+
+
+def _backward_impl():
+    try:
+        from fusion_edge.ops.selective_scan_chunked import selective_scan_chunked
+    except ImportError:
+        return selective_scan_ref
+    return selective_scan_chunked
+
+
+def _stream(t: torch.Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def _scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool) -> torch.Tensor:
+    from fusion_edge import kernels
+
+    if A.shape[-1] > MAX_STATES:
+        raise ValueError(f"the CUDA selective scan supports up to {MAX_STATES} states, got N={A.shape[-1]}")
+    u = u.contiguous()
+    delta = delta.to(u.dtype).contiguous()
+    bc_dtype = u.dtype if B.dtype == u.dtype and C.dtype == u.dtype else torch.float32
+    B = B.to(bc_dtype).contiguous()
+    C = C.to(bc_dtype).contiguous()
+    z = None if z is None else z.to(u.dtype).contiguous()
+    A = A.float().contiguous()
+    D = None if D is None else D.float().contiguous()
+    delta_bias = None if delta_bias is None else delta_bias.float().contiguous()
+    out = torch.empty_like(u)
+    with torch.cuda.device(u.device):
+        kernels.launch_selective_scan(u, delta, A, B, C, D, z, delta_bias, out,
+                                      delta_softplus=delta_softplus, stream=_stream(u))
+    return out
+
+
+class _SelectiveScanCuda(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
+        ctx.delta_softplus = delta_softplus
+        return _scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        saved = ctx.saved_tensors
+        wanted = ctx.needs_input_grad[:8]
+        with torch.enable_grad():
+            leaves = [
+                None if t is None else (t.detach().requires_grad_(True) if need else t.detach())
+                for t, need in zip(saved, wanted)
+            ]
+            y = _backward_impl()(*leaves, delta_softplus=ctx.delta_softplus)
+            targets = [t for t, need in zip(leaves, wanted) if need and t is not None]
+            grads = iter(torch.autograd.grad(y, targets, grad_out, allow_unused=True)) if targets else iter(())
+        out = [next(grads) if need and t is not None else None for t, need in zip(leaves, wanted)]
+        return (*out, None)
+
+
+def selective_scan_cuda(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """mamba_ssm's selective scan on our CUDA kernel (output in u's dtype), differentiable."""
+    if not u.is_cuda:
+        raise RuntimeError(f"the CUDA selective scan needs CUDA tensors, got u on {u.device}")
+    if B.dim() == 3:
+        B = B.unsqueeze(1)
+    if C.dim() == 3:
+        C = C.unsqueeze(1)
+    return _SelectiveScanCuda.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
+
+
+def _inference_only(*tensors: torch.Tensor) -> bool:
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def es2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds) -> torch.Tensor:
+    """One pass over the map with no gather/scatter copies; falls back to the unfused path when
+    gradients are needed, the kernels are absent, or the scan is pinned to another impl."""
+    params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    usable = (
+        get_default_impl() in ("auto", "cuda")
+        and x.dtype in SUPPORTED_DTYPES
+        and A_logs.shape[-1] <= MAX_STATES
+        and _inference_only(x, *params)
+        and kernels_available()
+    )
+    if not usable:
+        return es2d.es2d_scan_unfused(x, *params)
+    from fusion_edge import kernels
+
+    b, d, h, w = x.shape
+    x = x.contiguous()
+    xw, dtw, dtb, al, ds = (t.detach().float().contiguous() for t in params)
+    out = torch.empty((b, d, h, w), device=x.device, dtype=torch.float32)
+    need = kernels.es2d_workspace_bytes(b, d, h, w, dtw.shape[2], al.shape[1])
+    workspace = torch.empty(need, device=x.device, dtype=torch.uint8)
+    with torch.cuda.device(x.device):
+        kernels.launch_es2d_scan(x, xw, dtw, dtb, al, ds, out, workspace=workspace, stream=_stream(x))
+    return out
+
+
+def ldc_conv2d_cuda(x, weight, base_mask, learnable_mask, theta) -> torch.Tensor:
+    """The LDC kernel (transform applied inside the convolution); reference path when unavailable."""
+    if not (x.dtype in SUPPORTED_DTYPES and kernels_available()):
+        return ldc.ldc_conv2d_ref(x, weight, base_mask, learnable_mask, theta)
+    from fusion_edge import kernels
+
+    x = x.contiguous()
+    w, m, lm, th = (t.detach().float().contiguous() for t in (weight, base_mask, learnable_mask, theta))
+    out = torch.empty((x.shape[0], w.shape[0], x.shape[2], x.shape[3]), device=x.device, dtype=x.dtype)
+    with torch.cuda.device(x.device):
+        kernels.launch_ldc_conv2d(x, w, m, lm, th.reshape(1), out, stream=_stream(x))
+    return out
+
+
+def register() -> None:
+    """Install the kernels in the ops' dispatch (lazily: nothing is imported until a CUDA call)."""
+    try:
+        register_impl("cuda", selective_scan_cuda, cuda_available, cuda_unavailable_reason)
+    except TypeError:  # a dispatch without reasons
+        register_impl("cuda", selective_scan_cuda, cuda_available)
+    es2d.register_fused(es2d_scan_fused)
+    ldc.register_cuda_ldc(ldc_conv2d_cuda)

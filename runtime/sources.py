@@ -215,6 +215,9 @@ class ImageFolderSource(Source):
 class SyntheticSource(Source):
     """Generated frames: a moving warm blob over a gradient, for tests and benchmarks.
 
+    ``live`` sources stamp frames with the capture time, as cameras do (pace them with
+    ``realtime`` to pair two of them); recordings (``live=False``) with index / fps.
+
     ``faults`` maps a frame index to what goes wrong there: "empty" (zero-size image), "none"
     (the decoder returned nothing), "wrong_size" (half the size), "nan" (float NaNs; float
     sources), "error" (``read`` raises, as a driver error would), "stop" (``read`` returns None
@@ -285,7 +288,7 @@ class SyntheticSource(Source):
                 time.sleep(delay)
         index = self._index
         self._index += 1
-        ts = index / self.fps
+        ts = time.monotonic() if self.live else index / self.fps  # like a camera / like a recording
         if fault == "empty":
             return Frame(ts, np.empty((0, 0), self.dtype))
         if fault == "none":
@@ -330,7 +333,8 @@ def open_source(spec: int | str | Source, **options: Any) -> Source:
 
     ``0``, ``/dev/video1``: cameras; a string with ``!``: a GStreamer pipeline; ``rtsp://...``:
     a network stream; a folder (or an image): its images; ``synthetic`` or
-    ``synthetic:WIDTHxHEIGHT[:COUNT]``: generated frames; anything else: a video file.
+    ``synthetic:WIDTHxHEIGHT[:COUNT][:rgb]``: generated frames (a live camera, or with COUNT a
+    recording of that many frames); anything else: a video file.
     ``options`` go to the source class (e.g. ``fps``, ``realtime``, ``size``).
     """
     if isinstance(spec, Source):
@@ -341,8 +345,9 @@ def open_source(spec: int | str | Source, **options: Any) -> Source:
         if not m:
             raise ValueError(f"synthetic source spec is synthetic[:WIDTHxHEIGHT][:COUNT][:rgb], got {spec!r}")
         w, h, count, colour = m.groups()
+        # with a COUNT it is a recording (ends, pairs by index); without, a live camera
         kwargs = dict(size=(int(h), int(w)) if w else (480, 640), count=int(count) if count else None,
-                      channels=3 if colour == "rgb" else 1, name=str(spec))
+                      channels=3 if colour == "rgb" else 1, name=str(spec), live=not count)
         return SyntheticSource(**{**kwargs, **options})
     if kind == "folder":
         allowed = {k: v for k, v in options.items() if k in ("fps", "loop", "realtime", "name")}

@@ -49,8 +49,16 @@ def check_scan_args(
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, dim, L), got shape {tuple(u.shape)}")
     batch, dim, length = u.shape
-    for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
-                    ("delta_bias", delta_bias)):
+    for name, t in (
+        ("u", u),
+        ("delta", delta),
+        ("A", A),
+        ("B", B),
+        ("C", C),
+        ("D", D),
+        ("z", z),
+        ("delta_bias", delta_bias),
+    ):
         if t is not None and not t.is_floating_point():
             raise ValueError(f"{name} must be a real floating-point tensor, got {t.dtype}")
     if delta.shape != u.shape:
@@ -77,9 +85,16 @@ def check_scan_args(
             raise ValueError(f"{name} must be (dim={dim},), got shape {tuple(t.shape)}")
 
 
+SOFTPLUS_THRESHOLD = 20.0
+
+
 def stable_softplus(x: torch.Tensor) -> torch.Tensor:
-    """log(1 + e^x) without overflow in any runtime; the gradient is right at 0 as well."""
-    return 0.5 * (x + x.abs()) + torch.log1p(torch.exp(-x.abs()))
+    """torch's softplus (x itself above 20) spelled in ops every ONNX runtime has.
+
+    The exp is clamped so that no runtime overflows in the branch it does not take, which
+    also keeps that branch's gradient finite.
+    """
+    return torch.where(x > SOFTPLUS_THRESHOLD, x, torch.log1p(torch.exp(x.clamp(max=SOFTPLUS_THRESHOLD))))
 
 
 def _steps_first(x: torch.Tensor, groups: int, per_group, chunk_len: int) -> torch.Tensor:

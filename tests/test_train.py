@@ -344,11 +344,14 @@ def test_export_writes_a_plain_state_dict_and_a_record(trained, tmp_path):
     state = torch.load(tmp_path / "w" / "tiny.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert state["final_conv.weight"].dtype == torch.float16
+    assert not any(k.endswith("base_mask") for k in state)  # all ones: the loader restores them
+    assert (tmp_path / "w" / "tiny.pt").stat().st_mode & 0o044  # readable by others, unlike a mkstemp file
     meta = json.loads((tmp_path / "w" / "tiny.json").read_text())
     assert meta == record
     assert meta["training"]["steps"] == 3 and meta["training"]["crop"] == 32
     assert meta["final"]["val_loss"] == pytest.approx(summary["val"]["loss"])
     assert "device" in meta["environment"]
+    assert meta["rounding"]["max_abs"] < 0.05
     from fusion_edge.models.checkpoint import load_checkpoint
 
     full, half = load_checkpoint(root / "run" / "last.pt").eval(), load_checkpoint(tmp_path / "w" / "tiny.pt").eval()

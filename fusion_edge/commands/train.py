@@ -34,6 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.1, help="pairs held out for validation (default 0.1)")
     p.add_argument("--val-max-side", type=int, help="centre-crop validation images to this size")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1; always at the end)")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes (default 2)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--time-limit", type=float, help="stop after this many seconds, then validate and save")
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, preset=args.preset, epochs=args.epochs, batch=args.batch, crop=args.crop,
         repeats=args.repeats, lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps, loss=args.loss,
         amp=args.amp, grad_clip=args.grad_clip, drop_path_rate=args.drop_path, seed=args.seed,
-        val_fraction=args.val_fraction, val_max_side=args.val_max_side, workers=args.workers,
+        val_fraction=args.val_fraction, val_max_side=args.val_max_side, val_every=args.val_every,
+        workers=args.workers,
         max_steps=args.max_steps, time_limit=args.time_limit, scan_impl=args.scan_impl, device=args.device,
         log_every=args.log_every,
     )

@@ -16,6 +16,13 @@ from typing import Any
 import torch
 
 
+def _default_mode() -> int:
+    """Permissions a plain open() would give (mkstemp's 0600 would hide shipped files from other users)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """torch.save to a temporary file in the target folder, then rename: never a half-written file."""
     path = Path(path)
@@ -24,6 +31,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -38,6 +46,7 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -62,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     val_max_side: int | None = None  # centre-crop validation images to this size (None: whole images)
+    val_every: int = 1  # validate every N epochs (and always at the end)
     workers: int = 2
     max_steps: int | None = None
     time_limit: float | None = None  # seconds of training; the run then validates, saves and stops
@@ -180,7 +181,7 @@ class Trainer:
         if cfg.scan_impl != "auto":
             from fusion_edge.ops import set_default_impl
 
-            set_default_impl(cfg.scan_impl)
+            set_default_impl(cfg.scan_impl)  # ValueError naming the known implementations
         resume = self._load_resume(self.resume_path) if self.resume_path else None
         self._seed(cfg.seed)
         pairs = find_pairs(cfg.data)
@@ -405,8 +406,10 @@ class Trainer:
 
     def _end_epoch(self, train_loss: float, partial: bool = False) -> dict[str, float]:
         val: dict[str, float] = {}
+        last = partial or self.epoch >= self.config.epochs or self._finished()  # every rank calls _finished
         if self.is_main:
-            if self.val_set is not None:
+            due = last or self.epoch % max(1, self.config.val_every) == 0
+            if self.val_set is not None and due:
                 loader = DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=0)
                 val = validate(self.model, loader, self.loss_fn, self.device, self.autocast)
             record = {"epoch": self.epoch, "step": self.step, "elapsed_s": round(self.elapsed, 1),
@@ -417,7 +420,7 @@ class Trainer:
                 handle.write(json.dumps(record) + "\n")
             shown = " ".join(f"{k} {v:.4f}" for k, v in val.items())
             label = f"epoch {self.epoch + 1} (stopped early)" if partial else f"epoch {self.epoch}"
-            log(f"{label} step {self.step}: train loss {train_loss:.4f}; val {shown or '(none)'}")
+            log(f"{label} step {self.step}: train loss {train_loss:.4f}; val {shown or '(not run)'}")
             if val and (self.best_val is None or val["loss"] < self.best_val):
                 self.best_val = val["loss"]
                 self.save("best.pt")

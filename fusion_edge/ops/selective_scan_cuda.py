@@ -96,15 +96,20 @@ class _SelectiveScanCuda(torch.autograd.Function):
     def backward(ctx, grad_out):
         saved = ctx.saved_tensors
         wanted = ctx.needs_input_grad[:8]
+        # Recompute in float32 (half-precision inputs too), differentiate, cast back.
         with torch.enable_grad():
             leaves = [
-                None if t is None else (t.detach().requires_grad_(True) if need else t.detach())
+                None if t is None else (t.detach().float().requires_grad_(True) if need else t.detach().float())
                 for t, need in zip(saved, wanted)
             ]
             y = _backward_impl()(*leaves, delta_softplus=ctx.delta_softplus)
             targets = [t for t, need in zip(leaves, wanted) if need and t is not None]
-            grads = iter(torch.autograd.grad(y, targets, grad_out, allow_unused=True)) if targets else iter(())
-        out = [next(grads) if need and t is not None else None for t, need in zip(leaves, wanted)]
+            grads = torch.autograd.grad(y, targets, grad_out.float(), allow_unused=True) if targets else ()
+        grads = iter(grads)
+        out = []
+        for t, need in zip(saved, wanted):
+            g = next(grads) if need and t is not None else None
+            out.append(None if g is None else g.to(t.dtype))
         return (*out, None)
 
 

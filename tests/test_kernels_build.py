@@ -1,0 +1,224 @@
+"""The CUDA sources build for every GPU we ship to, and the loader fails clearly without one (no GPU needed).
+
+Targets: sm_72 / sm_87 (Jetson Xavier / Orin), sm_86, sm_89, sm_120 (RTX), sm_90 (H100).
+CUDA 13's nvcc no longer targets sm_72; that target is then built with NVRTC 12 (the
+compiler the loader uses on a Jetson), from `pip install nvidia-cuda-nvrtc-cu12`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from fusion_edge.kernels import loader
+
+from fusion_edge import kernels
+
+ARCHS = ("sm_72", "sm_87", "sm_86", "sm_89", "sm_90", "sm_120")
+# Per family, the entry points built for every target in the fast test: the model's
+# configuration and the largest one (most states, bfloat16).
+REPRESENTATIVE = {
+    "selective_scan": ("fe_selective_scan_fwd_f16_f16_n16", "fe_selective_scan_fwd_bf16_f32_n64"),
+    "es2d": ("fe_es2d_project_f16", "fe_es2d_delta", "fe_es2d_scan_f16_n16", "fe_es2d_scan_bf16_n64"),
+    "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
+}
+
+
+@functools.cache
+def nvcc_archs(nvcc: str) -> frozenset[int]:
+    out = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True).stdout
+    return frozenset(int(a.split("_")[1]) for a in out.split() if a.startswith("compute_"))
+
+
+@functools.cache
+def nvrtc12() -> ctypes.CDLL | None:
+    try:
+        import nvidia.cuda_nvrtc as pkg
+    except ImportError:
+        return None
+    for folder in pkg.__path__:
+        for lib in sorted(glob.glob(str(Path(folder) / "lib" / "libnvrtc.so.12*"))):
+            return ctypes.CDLL(lib)
+    return None
+
+
+def nvrtc_cubin(lib: ctypes.CDLL, source: str, cc: int, defines: list[str]) -> bytes:
+    """Compile with NVRTC straight to a cubin (what the loader does on the device)."""
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"k.cu", 0, None, None) == 0
+    opts = [b"--std=c++17", f"--gpu-architecture=sm_{cc}".encode(), *(d.encode() for d in defines)]
+    arr = (ctypes.c_char_p * len(opts))(*opts)
+    status = lib.nvrtcCompileProgram(prog, len(opts), arr)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    assert status == 0, log.value.decode()
+    lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
+    cubin = ctypes.create_string_buffer(size.value)
+    assert lib.nvrtcGetCUBIN(prog, cubin) == 0
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    return cubin.raw
+
+
+def build(family: str, arch: str, defines: list[str], tmp_path: Path) -> bytes:
+    cc = loader.normalize_arch(arch)
+    nvcc = loader.find_nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc is not installed (the CUDA toolkit's compiler); cannot test the kernel builds")
+    if cc not in nvcc_archs(nvcc):
+        lib = nvrtc12()
+        if lib is None:
+            pytest.skip(f"this nvcc cannot target {arch} (CUDA 13 dropped it) and NVRTC 12 is absent "
+                        "(pip install nvidia-cuda-nvrtc-cu12)")
+        return nvrtc_cubin(lib, kernels.kernel_source(family), cc, defines)
+    out = tmp_path / f"{family}_{arch}.cubin"
+    cmd = [nvcc, "-cubin", "-std=c++17", f"-arch={arch}", *defines, "-o", str(out), str(loader.family_path(family))]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("family", sorted(kernels.FAMILIES))
+def test_kernels_build_for_every_target(family, arch, tmp_path):
+    cubin = build(family, arch, [f"-DFE_ONLY_{name}" for name in REPRESENTATIVE[family]], tmp_path)
+    assert cubin[:4] == b"\x7fELF"
+    for name in REPRESENTATIVE[family]:
+        assert name.encode() in cubin
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ("sm_72", "sm_87", "sm_90"))
+@pytest.mark.parametrize("family", sorted(kernels.FAMILIES))
+def test_all_entry_points_build(family, arch, tmp_path):
+    cubin = build(family, arch, ["-DFE_ALL_KERNELS"], tmp_path)
+    for name in kernels.kernel_names(family):
+        assert name.encode() in cubin
+
+
+def test_sources_are_self_contained_and_list_their_entry_points():
+    assert set(REPRESENTATIVE) == set(kernels.FAMILIES)
+    for family in kernels.FAMILIES:
+        source = kernels.kernel_source(family)
+        assert "#include" not in source
+        names = kernels.kernel_names(family)
+        assert set(REPRESENTATIVE[family]) <= set(names)
+        for name in names:
+            assert 'extern "C" __global__' in source and name in source
+    assert len(kernels.kernel_names("selective_scan")) == 20  # 5 type pairs x 4 state counts
+
+
+def test_compile_ptx_has_every_entry_point():
+    if loader.find_nvcc() is None:
+        pytest.skip("nvcc is not installed and CuPy's NVRTC is not either")
+    ptx = kernels.compile_ptx("ldc", "sm_87")
+    assert ".target sm_87" in ptx
+    for name in kernels.kernel_names("ldc"):
+        assert f".entry {name}" in ptx
+
+
+def test_normalize_arch():
+    assert loader.normalize_arch("sm_87") == loader.normalize_arch("compute_87") == loader.normalize_arch(87) == 87
+    assert loader.normalize_arch("8.7") == 87
+    with pytest.raises(ValueError, match="architecture"):
+        loader.normalize_arch("turing")
+    with pytest.raises(ValueError, match="unknown kernel family"):
+        kernels.kernel_source("conv")
+
+
+@pytest.fixture
+def no_cupy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
+    loader._check_device.cache_clear()
+    yield
+    loader._check_device.cache_clear()
+
+
+def test_missing_cupy_is_a_clear_error(no_cupy):
+    assert not kernels.is_available()
+    with pytest.raises(kernels.KernelError, match="CuPy is not installed.*pip install cupy"):
+        kernels.ensure_available()
+
+
+def test_missing_gpu_is_a_clear_error(monkeypatch):
+    class NoDevice(RuntimeError):
+        pass
+
+    def get_device_count():
+        raise NoDevice("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_device_count))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    loader._check_device.cache_clear()
+    try:
+        with pytest.raises(kernels.KernelError, match="no usable CUDA GPU.*no CUDA-capable device"):
+            kernels.ensure_available()
+        fake.cuda.runtime.getDeviceCount = lambda: 0
+        with pytest.raises(kernels.KernelError, match="no CUDA GPU is visible"):
+            kernels.ensure_available()
+    finally:
+        loader._check_device.cache_clear()
+
+
+def test_launch_without_cupy_raises_kernel_error(no_cupy):
+    u = kernels.DeviceArray(1 << 20, (1, 4, 8), "float32")
+    A = kernels.DeviceArray(1 << 21, (4, 16), "float32")
+    BC = kernels.DeviceArray(1 << 22, (1, 1, 16, 8), "float32")
+    out = kernels.DeviceArray(1 << 23, (1, 4, 8), "float32")
+    with pytest.raises(kernels.KernelError, match="CuPy is not installed"):
+        kernels.launch_selective_scan(u, u, A, BC, BC, out=out)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(delta=kernels.DeviceArray(1, (1, 4, 9), "float32")), r"delta must have shape \(1, 4, 8\)"),
+        (dict(A=kernels.DeviceArray(1, (4, 65), "float32")), "N=65 states"),
+        (dict(B=kernels.DeviceArray(1, (1, 3, 16, 8), "float32")), "3 groups, which must divide dim=4"),
+        (dict(C=kernels.DeviceArray(1, (1, 1, 16, 8), "float16")), "C must be float32"),
+        (dict(D=kernels.DeviceArray(1, (5,), "float32")), r"D must have shape \(4,\)"),
+        (dict(u=kernels.DeviceArray(1, (1, 4, 8), "float64")), "unsupported element type"),
+    ],
+)
+def test_launch_checks_arguments_before_touching_the_gpu(change, message):
+    args = dict(
+        u=kernels.DeviceArray(1, (1, 4, 8), "float32"),
+        delta=kernels.DeviceArray(1, (1, 4, 8), "float32"),
+        A=kernels.DeviceArray(1, (4, 16), "float32"),
+        B=kernels.DeviceArray(1, (1, 1, 16, 8), "float32"),
+        C=kernels.DeviceArray(1, (1, 1, 16, 8), "float32"),
+        D=None,
+    )
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        kernels.launch_selective_scan(**args, out=kernels.DeviceArray(1, (1, 4, 8), "float32"))
+
+
+def test_es2d_and_ldc_check_arguments():
+    f32 = "float32"
+    x = kernels.DeviceArray(1, (1, 8, 5, 6), "float16")
+    with pytest.raises(ValueError, match=r"x_proj_weight must have shape \(4, 34, 8\)"):
+        kernels.launch_es2d_scan(x, kernels.DeviceArray(1, (4, 33, 8), f32), kernels.DeviceArray(1, (4, 8, 2), f32),
+                                 kernels.DeviceArray(1, (4, 8), f32), kernels.DeviceArray(1, (32, 16), f32),
+                                 kernels.DeviceArray(1, (32,), f32))
+    with pytest.raises(ValueError, match=r"weight must be \(Cout, Cin=8, 3, 3\)"):
+        kernels.launch_ldc_conv2d(x, kernels.DeviceArray(1, (4, 8, 5, 5), f32),
+                                  kernels.DeviceArray(1, (4, 8, 3, 3), f32), kernels.DeviceArray(1, (4, 8), f32),
+                                  kernels.DeviceArray(1, (1,), f32))
+    # route length 3*3: projections 4*34*9 floats (4896 B -> 5120), delta 4*8*9 floats (1152 B -> 1280)
+    assert kernels.es2d_workspace_bytes(1, 8, 5, 6, 2, 16) == 5120 + 1280
+
+
+def test_importing_kernels_and_ops_needs_neither_cupy_nor_a_gpu():
+    code = "import sys, fusion_edge.kernels; assert 'torch' not in sys.modules, 'kernels imported torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    code = "import sys, fusion_edge.ops; assert 'cupy' not in sys.modules, 'ops imported cupy'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,270 @@
+"""Our CUDA kernels against float64 truths, on fresh random inputs (run on a machine with a GPU).
+
+Outputs are poisoned with NaN before each launch, so a position the kernel forgets to
+write fails. Error measure: max |out - truth| / max |truth|. Bounds: 1e-5 for float32
+inputs, 5e-3 for float16/bfloat16 inputs (the truth is computed from the same rounded
+inputs, so the bound covers the kernel's arithmetic and the rounding of its output).
+"""
+
+from __future__ import annotations
+
+import importlib
+import zlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fusion_edge.ops.es2d import ROUTES, es2d_gather, es2d_scan_unfused, es2d_scatter
+from fusion_edge.ops.ldc import ldc_effective_weight
+from fusion_edge.ops.selective_scan_ref import selective_scan_ref
+
+pytestmark = pytest.mark.gpu
+
+TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 5e-3}
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    from fusion_edge import kernels as k
+
+    k.ensure_available()
+    return k
+
+
+def seed(*key) -> int:
+    return zlib.crc32(repr(key).encode())
+
+
+def rel_err(out: torch.Tensor, truth: torch.Tensor) -> float:
+    out, truth = out.double(), truth.double()
+    assert not torch.isnan(out).any(), "NaN in the output (a position was not written?)"
+    return ((out - truth).abs().max() / truth.abs().max().clamp_min(1e-30)).item()
+
+
+def scan_inputs(batch, dim, length, n, groups, dtype, bc_dtype, softplus, gen):
+    dev = "cuda"
+
+    def rnd(*shape, scale=1.0, dt=torch.float32):
+        return (torch.randn(*shape, generator=gen, device=dev) * scale).to(dt)
+
+    u = rnd(batch, dim, length, dt=dtype)
+    if softplus:
+        delta = rnd(batch, dim, length, scale=0.7, dt=dtype)
+    else:  # already a step size: positive
+        delta = (torch.rand(batch, dim, length, generator=gen, device=dev) * 0.4 + 0.01).to(dtype)
+    A = -torch.exp(rnd(dim, n, scale=0.5))
+    B = rnd(batch, groups, n, length, dt=bc_dtype)
+    C = rnd(batch, groups, n, length, dt=bc_dtype)
+    D = rnd(dim)
+    z = rnd(batch, dim, length, dt=dtype)
+    bias = rnd(dim, scale=0.5)
+    return u, delta, A, B, C, D, z, bias
+
+
+SCAN_CASES = [
+    # batch, dim, L, N, groups, D/z/bias on, softplus
+    (1, 8, 1, 16, 1, True, True),
+    (2, 12, 37, 16, 4, True, True),
+    (2, 5, 64, 16, 1, False, False),
+    (1, 16, 1000, 1, 1, True, True),
+    (3, 8, 257, 64, 2, True, True),
+    (2, 10, 130, 33, 1, True, False),
+    (1, 4, 4099, 16, 4, True, True),
+    (8, 24, 160, 16, 4, True, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", SCAN_CASES)
+def test_selective_scan_matches_float64_reference(kernels, case, dtype):
+    batch, dim, length, n, groups, extras, softplus = case
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
+    u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, dtype, dtype, softplus, gen)
+    if not extras:
+        D = z = bias = None
+    out = torch.full_like(u, float("nan"))
+    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=softplus,
+                                  stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C)),
+                               D=None if D is None else D.double(), z=None if z is None else z.double(),
+                               delta_bias=None if bias is None else bias.double(), delta_softplus=softplus)
+    assert rel_err(out, truth) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_with_float32_B_C(kernels, dtype):
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    u, delta, A, B, C, D, z, bias = scan_inputs(2, 16, 301, 16, 4, dtype, torch.float32, True, gen)
+    out = torch.full_like(u, float("nan"))
+    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=True)
+    torch.cuda.synchronize()
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D, z, bias)), delta_softplus=True)
+    assert rel_err(out, truth) <= TOL[dtype]
+
+
+def test_very_long_sequence(kernels):
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    u, delta, A, B, C, D, z, bias = scan_inputs(1, 2, 65537, 16, 1, torch.float32, torch.float32, True, gen)
+    out = torch.full_like(u, float("nan"))
+    kernels.launch_selective_scan(u, delta, A, B, C, D, None, bias, out, delta_softplus=True)
+    torch.cuda.synchronize()
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D)), delta_bias=bias.double(),
+                               delta_softplus=True)
+    assert rel_err(out, truth) <= 1e-5
+
+
+def test_cupy_arrays_and_raw_pointers(kernels):
+    import cupy
+
+    gen = torch.Generator(device="cuda").manual_seed(11)
+    u, delta, A, B, C, D, z, bias = scan_inputs(1, 8, 77, 16, 2, torch.float32, torch.float32, True, gen)
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D, z, bias)), delta_softplus=True)
+    as_cp = [cupy.from_dlpack(t) for t in (u, delta, A, B, C, D, z, bias)]
+    out = kernels.launch_selective_scan(*as_cp, delta_softplus=True)  # out allocated by CuPy
+    cupy.cuda.get_current_stream().synchronize()
+    assert rel_err(torch.from_dlpack(out), truth) <= 1e-5
+    stream = torch.cuda.Stream()
+    raw = [kernels.DeviceArray(t.data_ptr(), tuple(t.shape), "float32", 0) for t in (u, delta, A, B, C, D, z, bias)]
+    out2 = torch.full_like(u, float("nan"))
+    stream.wait_stream(torch.cuda.current_stream())
+    kernels.launch_selective_scan(*raw, out=kernels.DeviceArray(out2.data_ptr(), tuple(u.shape), "float32", 0),
+                                  delta_softplus=True, stream=stream.cuda_stream)
+    stream.synchronize()
+    assert rel_err(out2, truth) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_torch_op_forward_and_autograd(kernels, dtype):
+    from fusion_edge.ops import selective_scan
+
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    u, delta, A, B, C, D, z, bias = scan_inputs(2, 8, 45, 16, 2, dtype, dtype, True, gen)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (u, delta, A, B, C, D, z, bias)]
+    y = selective_scan(*leaves[:5], D=leaves[5], z=leaves[6], delta_bias=leaves[7], delta_softplus=True,
+                       impl="cuda")
+    assert y.dtype == dtype
+    ref_leaves = [t.detach().double().requires_grad_(True) for t in (u, delta, A, B, C, D, z, bias)]
+    y_ref = selective_scan_ref(*ref_leaves[:5], D=ref_leaves[5], z=ref_leaves[6], delta_bias=ref_leaves[7],
+                               delta_softplus=True)
+    assert rel_err(y, y_ref) <= TOL[dtype]
+    g = torch.randn(y.shape, generator=gen, device="cuda").to(dtype)
+    y.backward(g)
+    y_ref.backward(g.double())
+    bound = 1e-4 if dtype == torch.float32 else 5e-3  # backward runs in float32, grads cast back
+    for name, a, b in zip(("u", "delta", "A", "B", "C", "D", "z", "delta_bias"), leaves, ref_leaves):
+        assert a.grad is not None, name
+        assert rel_err(a.grad, b.grad) <= bound, name
+
+
+def es2d_truth(x, xw, dtw, dtb, A_logs, Ds):
+    """es2d_scan_unfused's maths in float64."""
+    b, d, h, w = x.shape
+    rank, n = dtw.shape[2], A_logs.shape[1]
+    xs = es2d_gather(x.double())
+    length = xs.shape[-1]
+    proj = torch.einsum("bkdl,kcd->bkcl", xs, xw.double())
+    dts, Bs, Cs = torch.split(proj, [rank, n, n], dim=2)
+    dts = torch.einsum("bkrl,kdr->bkdl", dts, dtw.double())
+    ys = selective_scan_ref(xs.reshape(b, ROUTES * d, length), dts.reshape(b, ROUTES * d, length),
+                            -torch.exp(A_logs.double()), Bs, Cs, D=Ds.double(),
+                            delta_bias=dtb.reshape(-1).double(), delta_softplus=True)
+    return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
+
+
+def es2d_params(d, rank, n, gen):
+    dev = "cuda"
+    xw = torch.randn(ROUTES, rank + 2 * n, d, generator=gen, device=dev) / d**0.5
+    dtw = torch.randn(ROUTES, d, rank, generator=gen, device=dev) / rank**0.5
+    dtb = torch.randn(ROUTES, d, generator=gen, device=dev) * 0.5 - 2
+    A_logs = torch.randn(ROUTES * d, n, generator=gen, device=dev) * 0.5
+    Ds = torch.randn(ROUTES * d, generator=gen, device=dev)
+    return xw, dtw, dtb, A_logs, Ds
+
+
+ES2D_CASES = [
+    # batch, D, h, w, R, N
+    (1, 8, 1, 1, 1, 16),
+    (2, 16, 5, 7, 1, 16),
+    (1, 24, 8, 12, 2, 16),
+    (2, 8, 9, 4, 1, 64),
+    (1, 192, 16, 20, 6, 16),   # the paper preset's stage-1 widths on a small map
+    (1, 1536, 2, 3, 48, 16),   # stage 4 widths, odd sub-grid (split channel sums)
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", ES2D_CASES)
+def test_fused_es2d_matches_unfused(kernels, case, dtype):
+    batch, d, h, w, rank, n = case
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    params = es2d_params(d, rank, n, gen)
+    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
+    kernels.launch_es2d_scan(x, *params, out, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    truth = es2d_truth(x, *params)
+    assert rel_err(out, truth) <= 1e-5
+    if dtype == torch.float32 and d <= 24:
+        unfused = es2d_scan_unfused(x, *params, impl="reference")
+        assert rel_err(out, unfused) <= 1e-5
+
+
+def test_es2d_dispatch_uses_the_fused_op_and_falls_back_for_training(kernels):
+    from fusion_edge.ops import es2d_scan
+
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    x = torch.randn(1, 16, 6, 10, generator=gen, device="cuda")
+    params = es2d_params(16, 1, 16, gen)
+    with torch.no_grad():
+        fused = es2d_scan(x, *params)
+    truth = es2d_truth(x, *params)
+    assert rel_err(fused, truth) <= 1e-5
+    leaves = [p.clone().requires_grad_(True) for p in params]
+    y = es2d_scan(x, *leaves)  # gradients wanted: the unfused, differentiable path
+    y.sum().backward()
+    assert all(p.grad is not None for p in leaves)
+    assert rel_err(y.detach(), truth) <= 1e-5
+
+
+LDC_CASES = [(1, 3, 5, 1, 1), (2, 8, 8, 16, 20), (1, 13, 9, 33, 17), (1, 96, 96, 40, 48)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", LDC_CASES)
+def test_ldc_kernel_matches_reference(kernels, case, dtype):
+    batch, cin, cout, hgt, wid = case
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
+    x = torch.randn(batch, cin, hgt, wid, generator=gen, device="cuda").to(dtype)
+    weight = torch.randn(cout, cin, 3, 3, generator=gen, device="cuda") / (3 * cin**0.5)
+    base_mask = torch.ones(cout, cin, 3, 3, device="cuda") + 0.1 * torch.randn(cout, cin, 3, 3, generator=gen,
+                                                                                device="cuda")
+    lmask = torch.randn(cout, cin, generator=gen, device="cuda")
+    theta = torch.rand(1, generator=gen, device="cuda")
+    out = torch.full((batch, cout, hgt, wid), float("nan"), device="cuda").to(dtype)
+    kernels.launch_ldc_conv2d(x, weight, base_mask, lmask, theta, out)
+    torch.cuda.synchronize()
+    w_eff = ldc_effective_weight(weight.double(), base_mask.double(), lmask.double(), theta.double())
+    truth = F.conv2d(x.double(), w_eff, padding=1)
+    assert rel_err(out, truth) <= TOL[dtype]
+
+
+def test_model_forward_with_kernels_matches_reference():
+    from fusion_edge.models import create_model
+    from fusion_edge.ops import use_impl
+
+    torch.manual_seed(0)
+    model = create_model("edge").cuda().eval()
+    vis = torch.rand(1, 1, 64, 96, device="cuda")
+    ir = torch.rand(1, 1, 64, 96, device="cuda")
+    with torch.no_grad():
+        fast = model(vis, ir)
+        with use_impl("reference"):
+            ldc_ops = importlib.import_module("fusion_edge.ops.ldc")
+            saved, ldc_ops._CUDA_LDC = ldc_ops._CUDA_LDC, None
+            try:
+                slow = model(vis, ir)
+            finally:
+                ldc_ops._CUDA_LDC = saved
+    assert rel_err(fast, slow) <= 1e-4

@@ -121,9 +121,9 @@ def fmi(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray, feature: str = "edge
     The default is what the fusion-metric code computes for the column it calls "FMI_pixel":
     ``analysis_fmi(ir, vis, fused)`` without a feature argument, which falls back to
     feature = 'edge' (MATLAB's ``edge``, see ``sobel_edges``) and w = 3, on images scaled to
-    [0, 1]. ``feature="none"`` uses the raw pixels instead (Haghighat's documented default;
-    values are much lower, about 0.4-0.6 on TNO). The reference's quirk of testing the second
-    source's window against the fused window as normalised by the first comparison is kept.
+    [0, 1]. ``feature="none"`` uses the raw pixels instead (Haghighat's documented default; values
+    are much lower, 0.44-0.57 for the baselines on tno21). The reference's quirk of testing the
+    second source's window against the fused window as normalised by the first comparison is kept.
     """
     if feature not in FEATURES:
         raise ValueError(f"unknown FMI feature {feature!r}; choose one of: {', '.join(FEATURES)}")

@@ -1,0 +1,314 @@
+"""Benchmark of our CUDA kernels on the model's shapes; prints markdown tables naming the device.
+
+    python benchmarks/kernels.py [--out FILE.md] [--compile-budget SECONDS]
+
+1. Selective scan, every stage of the `paper` and `edge` presets at 256x256 and 512x640,
+   batch 1 and 8 (u (batch, 4*2*dims[s], L), B/C (batch, 4, 16, L), float16, softplus,
+   D and delta_bias): median time, the bytes the op must move, GB/s and the fraction of
+   the device-to-device copy bandwidth measured in the same run; beside it the chunked
+   op eager and under torch.compile, and the sequential reference (small cases only).
+2. Fused ES2D against gather + scan + scatter (es2d_scan_unfused) on the same maps.
+3. The LDC kernel against the folded convolution (cuDNN).
+4. Model forward (512x640, float16 autocast, batch 1) with our kernels and with the chunked scan.
+
+Timing: CUDA events around a batch of calls queued behind a GPU sleep (so CPU launch
+overhead does not pad the kernels' time), median of several rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from fusion_edge.models import create_model
+from fusion_edge.models.presets import PRESETS
+from fusion_edge.ops import use_impl
+from fusion_edge.ops.es2d import es2d_scan_unfused
+from fusion_edge.ops.ldc import ldc_effective_weight
+from fusion_edge.ops.selective_scan_chunked import selective_scan_chunked
+from fusion_edge.ops.selective_scan_cuda import es2d_scan_fused, ldc_conv2d_cuda, selective_scan_cuda
+from fusion_edge.ops.selective_scan_ref import selective_scan_ref
+
+RESOLUTIONS = ((256, 256), (512, 640))
+BATCHES = (1, 8)
+# mamba_ssm's own forward kernel on this H100 (issue 5's anchor), paper preset, batch 1, ms.
+MAMBA_ANCHOR_MS = {((512, 640), 0): 0.148, ((512, 640), 1): 0.104, ((512, 640), 2): 0.055,
+                   ((512, 640), 3): 0.041, ((256, 256), 0): 0.026}
+REFERENCE_MAX_STEPS = 5120      # sequential reference only for batch 1 and L up to this
+_CYCLES_PER_MS: float | None = None
+
+
+def cycles_per_ms() -> float:
+    global _CYCLES_PER_MS
+    if _CYCLES_PER_MS is None:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(1000)
+        start.record()
+        torch.cuda._sleep(10_000_000)
+        end.record()
+        end.synchronize()
+        _CYCLES_PER_MS = 10_000_000 / start.elapsed_time(end)
+    return _CYCLES_PER_MS
+
+
+def bench(fn: Callable[[], object], *, rounds: int = 7, reps: int = 20, warmup: int = 2) -> float:
+    """Median milliseconds per call of ``fn`` on the GPU timeline."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    cpu_ms = (time.perf_counter() - t0) * 1e3
+    reps = max(1, min(reps, int(200 / max(cpu_ms, 1e-3))))
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(rounds):
+        torch.cuda._sleep(int(min(reps * cpu_ms * 1.5 + 0.2, 400) * cycles_per_ms()))
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / reps)
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbs() -> float:
+    n = 1 << 28  # 1 GiB of float32
+    src = torch.empty(n, device="cuda")
+    dst = torch.empty_like(src)
+    ms = bench(lambda: dst.copy_(src), rounds=5, reps=5)
+    return 2 * src.numel() * 4 / ms / 1e6
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+def fmt(ms: float | None) -> str:
+    if ms is None:
+        return "—"
+    return f"{ms:.4f}" if ms < 1 else f"{ms:.2f}"
+
+
+def stage_shapes():
+    for preset in ("paper", "edge"):
+        dims = PRESETS[preset]["dims"]
+        for height, width in RESOLUTIONS:
+            for s in range(4):
+                h, w = height // 4 // 2**s, width // 4 // 2**s
+                yield preset, (height, width), s, 2 * dims[s], h, w
+
+
+def scan_inputs(batch: int, channels: int, length: int, gen: torch.Generator):
+    def rnd(*shape, scale=1.0, dtype=torch.float16):
+        return (torch.randn(*shape, generator=gen, device="cuda") * scale).to(dtype)
+
+    u = rnd(batch, channels, length)
+    delta = rnd(batch, channels, length, scale=0.5)
+    A = -torch.exp(rnd(channels, 16, scale=0.5, dtype=torch.float32))
+    B = rnd(batch, 4, 16, length)
+    C = rnd(batch, 4, 16, length)
+    D = rnd(channels, dtype=torch.float32)
+    bias = rnd(channels, scale=0.5, dtype=torch.float32) - 1
+    return u, delta, A, B, C, D, bias
+
+
+def scan_row(preset, res, s, channels, length, batch, copy_gbs, compiled, compile_left, gen):
+    """One table row; returns (row, seconds spent compiling)."""
+    u, delta, A, B, C, D, bias = scan_inputs(batch, channels, length, gen)
+    args = (u, delta, A, B, C)
+    kw = dict(D=D, delta_bias=bias, delta_softplus=True)
+    nbytes = (3 * u.numel() + B.numel() + C.numel()) * 2 + (A.numel() + D.numel() + bias.numel()) * 4
+    ours = bench(functools.partial(selective_scan_cuda, *args, **kw))
+    chunk = bench(functools.partial(selective_scan_chunked, *args, **kw), rounds=3, reps=3)
+    diff = rel_diff(selective_scan_cuda(*args, **kw), selective_scan_chunked(*args, **kw))
+    comp, spent = None, 0.0
+    wanted = batch == 1 and res == (512, 640) and (preset == "paper" or s == 0)
+    if wanted and compile_left > 0:
+        t0 = time.perf_counter()
+        compiled(*args, **kw)
+        torch.cuda.synchronize()
+        spent = time.perf_counter() - t0
+        comp = bench(functools.partial(compiled, *args, **kw), rounds=5, reps=5)
+    ref = None
+    if batch == 1 and length <= REFERENCE_MAX_STEPS:
+        ref = bench(functools.partial(selective_scan_ref, *args, **kw), rounds=1, reps=1, warmup=1)
+    anchor = MAMBA_ANCHOR_MS.get((res, s)) if preset == "paper" and batch == 1 else None
+    gbs = nbytes / ours / 1e6
+    row = (
+        f"| {preset} | {res[0]}x{res[1]} | {s + 1} | {batch} | ({batch}, {channels}, {length}) "
+        f"| {nbytes / 1e6:.1f} | {fmt(ours)} | {gbs:.0f} | {100 * gbs / copy_gbs:.1f}% | {fmt(chunk)} "
+        f"| {fmt(comp)} | {fmt(ref)} | {fmt(anchor)} | {f'{anchor / ours:.1f}x' if anchor else '—'} "
+        f"| {f'{comp / ours:.0f}x' if comp else '—'} | {diff:.1e} |"
+    )
+    return row, spent
+
+
+def scan_table(copy_gbs: float, compile_budget_s: float) -> list[str]:
+    lines = [
+        "| preset | HxW | stage | batch | u shape | MB moved | ours ms | GB/s | % of copy BW | chunked ms "
+        "| chunked compiled ms | reference ms | mamba_ssm anchor ms | ours vs anchor | ours vs compiled "
+        "| max rel diff vs chunked |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    compiled = torch.compile(selective_scan_chunked, dynamic=False)
+    spent = 0.0
+    for preset, res, s, d_inner, h, w in stage_shapes():
+        channels, length = 4 * d_inner, math.ceil(h / 2) * math.ceil(w / 2)
+        for batch in BATCHES:
+            row, took = scan_row(preset, res, s, channels, length, batch, copy_gbs, compiled,
+                                 compile_budget_s - spent, gen)
+            spent += took
+            lines.append(row)
+            print(row, flush=True)
+    lines.append("")
+    lines.append(f"torch.compile time spent: {spent:.0f} s (the compiled column is filled for batch 1 at 512x640 "
+                 f"while within {compile_budget_s:.0f} s).")
+    return lines
+
+
+def es2d_params(d: int, gen: torch.Generator):
+    rank, n = math.ceil(d / 2 / 16), 16
+    xw = torch.randn(4, rank + 2 * n, d, generator=gen, device="cuda") / d**0.5
+    dtw = torch.randn(4, d, rank, generator=gen, device="cuda") / rank**0.5
+    dtb = torch.randn(4, d, generator=gen, device="cuda") * 0.5 - 2
+    A_logs = torch.randn(4 * d, n, generator=gen, device="cuda") * 0.5
+    Ds = torch.randn(4 * d, generator=gen, device="cuda")
+    return xw, dtw, dtb, A_logs, Ds
+
+
+@torch.no_grad()
+def es2d_table() -> list[str]:
+    lines = [
+        "| preset | HxW | stage | batch | x shape | fused ms | gather+scan+scatter (our scan) ms "
+        "| gather+scan+scatter (chunked) ms | fused speed-up | max rel diff |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    for preset, res, s, d, h, w in stage_shapes():
+        for batch in BATCHES:
+            x = torch.randn(batch, d, h, w, generator=gen, device="cuda").half()
+            params = es2d_params(d, gen)
+            fused = bench(functools.partial(es2d_scan_fused, x, *params))
+            unfused = bench(functools.partial(es2d_scan_unfused, x, *params, impl="cuda"))
+            chunked = bench(functools.partial(es2d_scan_unfused, x, *params, impl="chunked"), rounds=3, reps=3)
+            diff = rel_diff(es2d_scan_fused(x, *params), es2d_scan_unfused(x, *params, impl="cuda"))
+            lines.append(
+                f"| {preset} | {res[0]}x{res[1]} | {s + 1} | {batch} | {tuple(x.shape)} | {fmt(fused)} "
+                f"| {fmt(unfused)} | {fmt(chunked)} | {unfused / fused:.1f}x | {diff:.1e} |"
+            )
+            print(lines[-1], flush=True)
+    return lines
+
+
+@torch.no_grad()
+def ldc_table() -> list[str]:
+    lines = ["| preset | HxW | stage | x shape | LDC kernel ms | folded conv (cuDNN) ms | max rel diff |",
+             "|---|---|---|---|---|---|---|"]
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    for preset, res, s, d_inner, h, w in stage_shapes():
+        if res != (512, 640):
+            continue
+        c = d_inner // 2
+        x = torch.randn(1, c, h, w, generator=gen, device="cuda").half()
+        weight = torch.randn(c, c, 3, 3, generator=gen, device="cuda") / (3 * c**0.5)
+        mask = torch.ones(c, c, 3, 3, device="cuda")
+        lmask = torch.randn(c, c, generator=gen, device="cuda")
+        theta = torch.full((1,), 0.5, device="cuda")
+        folded = ldc_effective_weight(weight, mask, lmask, theta).half()
+        ours = bench(functools.partial(ldc_conv2d_cuda, x, weight, mask, lmask, theta))
+        cudnn = bench(functools.partial(F.conv2d, x, folded, padding=1))
+        diff = rel_diff(ldc_conv2d_cuda(x, weight, mask, lmask, theta), F.conv2d(x, folded, padding=1))
+        lines.append(f"| {preset} | {res[0]}x{res[1]} | {s + 1} | {tuple(x.shape)} | {fmt(ours)} | {fmt(cudnn)} "
+                     f"| {diff:.1e} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+@contextlib.contextmanager
+def ldc_kernel(enabled: bool):
+    ldc_ops = importlib.import_module("fusion_edge.ops.ldc")
+    saved = ldc_ops._CUDA_LDC
+    ldc_ops._CUDA_LDC = saved if enabled else None
+    try:
+        yield
+    finally:
+        ldc_ops._CUDA_LDC = saved
+
+
+def autocast_forward(model, vis, ir):
+    with torch.autocast("cuda", dtype=torch.float16):
+        return model(vis, ir)
+
+
+@torch.no_grad()
+def model_table() -> list[str]:
+    lines = ["| preset | input | chunked scan ms | our kernels ms | our kernels + LDC kernel ms | speed-up "
+             "| max rel diff |", "|---|---|---|---|---|---|---|"]
+    for preset in ("paper", "edge"):
+        torch.manual_seed(0)
+        model = create_model(preset).cuda().eval()
+        vis = torch.rand(1, 1, 512, 640, device="cuda")
+        ir = torch.rand(1, 1, 512, 640, device="cuda")
+
+        run = functools.partial(autocast_forward, model, vis, ir)
+
+        with use_impl("chunked"), ldc_kernel(False):
+            chunked = bench(run, rounds=3, reps=2)
+            y_chunked = run()
+        with ldc_kernel(False):
+            ours = bench(run, rounds=5, reps=5)
+            y_ours = run()
+        with ldc_kernel(True):
+            ours_ldc = bench(run, rounds=5, reps=5)
+        lines.append(f"| {preset} | (1, 1, 512, 640) fp16 autocast | {fmt(chunked)} | {fmt(ours)} | {fmt(ours_ldc)} "
+                     f"| {chunked / ours:.1f}x | {rel_diff(y_ours, y_chunked):.1e} |")
+        print(lines[-1], flush=True)
+        del model
+        torch.cuda.empty_cache()
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="also write the tables to this markdown file")
+    parser.add_argument("--compile-budget", type=float, default=150.0, help="seconds of torch.compile to spend")
+    parser.add_argument("--sections", default="scan,es2d,ldc,model")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("this benchmark needs a CUDA GPU")
+    sections = args.sections.split(",")
+    copy_gbs = copy_bandwidth_gbs()
+    head = [f"Device: {torch.cuda.get_device_name()} (torch {torch.__version__}); device-to-device copy "
+            f"bandwidth measured in this run: {copy_gbs:.0f} GB/s (read + write).", ""]
+    print("\n".join(head), flush=True)
+    out = list(head)
+    if "scan" in sections:
+        out += ["## Selective scan (float16, N=16, 4 groups, softplus, D, delta_bias)", ""]
+        out += scan_table(copy_gbs, args.compile_budget) + [""]
+    if "es2d" in sections:
+        out += ["## Fused ES2D vs gather + scan + scatter (x float16, output float32)", ""] + es2d_table() + [""]
+    if "ldc" in sections:
+        out += ["## LDC kernel vs the folded convolution (float16, batch 1)", ""] + ldc_table() + [""]
+    if "model" in sections:
+        out += ["## Model forward, batch 1", ""] + model_table() + [""]
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -71,11 +71,27 @@ __device__ __forceinline__ float exp2_fast(float x) {
     return y;
 }
 
-// PyTorch's softplus with threshold 20 (mamba_ssm's delta_softplus).
-__device__ __forceinline__ float softplus(float x) { return x <= 20.f ? log1pf(expf(x)) : x; }
-
-__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
 
 constexpr float kLog2e = 1.4426950408889634f;
+
+// PyTorch's softplus with threshold 20 (mamba_ssm's delta_softplus), to about 5e-7 relative:
+// log(1 + e^x) = max(x, 0) + log1p(t), t = e^-|x| in (0, 1], and log1p(t) = 2 atanh(s) with
+// s = t / (2 + t) <= 1/3, an odd series that converges fast (7 terms). Cheaper than log1pf.
+__device__ __forceinline__ float softplus(float x) {
+    if (x > 20.f) return x;
+    const float t = exp2_fast(-fabsf(x) * kLog2e);
+    const float s = __fdividef(t, 2.f + t);
+    const float s2 = s * s;
+    float p = 1.f / 13.f;
+    p = fmaf(p, s2, 1.f / 11.f);
+    p = fmaf(p, s2, 1.f / 9.f);
+    p = fmaf(p, s2, 1.f / 7.f);
+    p = fmaf(p, s2, 1.f / 5.f);
+    p = fmaf(p, s2, 1.f / 3.f);
+    p = fmaf(p, s2, 1.f);
+    return fmaxf(x, 0.f) + 2.f * s * p;
+}
+
+__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
 
 }  // namespace fe

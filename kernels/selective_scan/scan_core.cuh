@@ -220,15 +220,17 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
     };
 
     LaneTile<M> t0, t1, t2;
-    unsigned rb[SPL][W], rc[SPL][W];
+    unsigned rbA[SPL][W], rcA[SPL][W], rbB[SPL][W], rcB[SPL][W];
     fetch(0, t0);
     fetch(TL, t1);
-    if (Tl::kPrefetchBC) load_bc(0, rb, rc);
+    if (Tl::kPrefetchBC) load_bc(0, rbA, rcA);
     prepare(t0);
 
-    for (int l0 = 0; l0 < L; l0 += TL) {
+    // One tile: scan timesteps l0 .. l0+TL-1 with B/C in (rb, rc) while the next tile's B/C
+    // land in (nb, nc); the two register sets swap roles from tile to tile (no copies).
+    auto tile = [&](int l0, unsigned (&rb)[SPL][W], unsigned (&rc)[SPL][W], unsigned (&nb)[SPL][W],
+                    unsigned (&nc)[SPL][W]) {
         fetch(l0 + 2 * TL, t2);
-        unsigned nb[SPL][W], nc[SPL][W];
         if (Tl::kPrefetchBC) {
             load_bc(l0 + TL, nb, nc);
         } else {
@@ -283,12 +285,12 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
         prepare(t1);
         t0 = t1;
         t1 = t2;
-        if (Tl::kPrefetchBC) {
-#pragma unroll
-            for (int k = 0; k < SPL; ++k)
-#pragma unroll
-                for (int i = 0; i < W; ++i) { rb[k][i] = nb[k][i]; rc[k][i] = nc[k][i]; }
-        }
+    };
+
+    for (int l0 = 0; l0 < L; l0 += 2 * TL) {
+        tile(l0, rbA, rcA, rbB, rcB);
+        if (l0 + TL >= L) break;
+        tile(l0 + TL, rbB, rcB, rbA, rcA);
     }
 }
 

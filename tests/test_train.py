@@ -273,7 +273,8 @@ def trained(tmp_path_factory):
     """A 3-step run on 5 generated pairs (4 train, 1 validation)."""
     root = tmp_path_factory.mktemp("train")
     data = make_pairs(root / "data", count=5)
-    summary = train(tiny_config(data, root / "run", epochs=3, max_steps=3, val_fraction=0.2))
+    # cuda_graph on a CPU run: a message, then the eager step
+    summary = train(tiny_config(data, root / "run", epochs=3, max_steps=3, val_fraction=0.2, cuda_graph=True))
     return root, data, summary
 
 

@@ -39,11 +39,26 @@ def clamp_unit(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 0, torch.zeros_like(x), x)
 
 
+# Constants per (size or name, device, dtype), made once: no host-to-device copy inside a step,
+# which also keeps the loss capturable in a CUDA graph.
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
 def gaussian_window(size: int, sigma: float = 1.5, device=None, dtype=torch.float32) -> torch.Tensor:
     """(1, 1, size, size) normalised Gaussian centred at size // 2 (off-centre for even sizes, as the repo)."""
-    g = torch.tensor([math.exp(-((x - size // 2) ** 2) / (2 * sigma**2)) for x in range(size)], dtype=dtype)
-    g = g / g.sum()
-    return (g[:, None] @ g[None, :]).to(device)[None, None]
+    key = ("window", size, sigma, str(device), dtype)
+    if key not in _CONSTANTS:
+        g = torch.tensor([math.exp(-((x - size // 2) ** 2) / (2 * sigma**2)) for x in range(size)], dtype=dtype)
+        g = g / g.sum()
+        _CONSTANTS[key] = (g[:, None] @ g[None, :]).to(device)[None, None]
+    return _CONSTANTS[key]
+
+
+def _msssim_weights(device, dtype) -> torch.Tensor:
+    key = ("msssim", str(device), dtype)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.tensor(MSSSIM_WEIGHTS, dtype=dtype).to(device)
+    return _CONSTANTS[key]
 
 
 def _dynamic_range(img: torch.Tensor) -> torch.Tensor:
@@ -88,7 +103,7 @@ def msssim_reference(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 
     if min(img1.shape[-2:]) < MIN_MSSSIM_SIZE:
         raise ValueError(f"MS-SSIM needs images of at least {MIN_MSSSIM_SIZE}x{MIN_MSSSIM_SIZE} "
                          f"(5 levels of 2x pooling), got {tuple(img1.shape[-2:])}")
-    weights = torch.tensor(MSSSIM_WEIGHTS, device=img1.device, dtype=img1.dtype)
+    weights = _msssim_weights(img1.device, img1.dtype)
     sims, css = [], []
     for level in range(len(MSSSIM_WEIGHTS)):
         sim, cs = ssim_and_cs(img1, img2, window_size)

@@ -67,6 +67,7 @@ class TrainConfig:
     max_steps: int | None = None
     time_limit: float | None = None  # seconds of training; the run then validates, saves and stops
     scan_impl: str = "auto"
+    cuda_graph: bool = False  # capture forward + loss + backward in a CUDA graph (one GPU, fixed shapes)
     device: str = "auto"
     log_every: int = 10
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"dims": 8} for tests
@@ -211,6 +212,9 @@ class Trainer:
                                           weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loss_fn = FusionLoss(cfg.loss).to(self.device)
+        self.graphed: torch.nn.Module | None = None
+        if cfg.cuda_graph:
+            self.graphed = self._capture_graph()
 
         per_rank = len(self.train_set) // self.dist.world_size
         if per_rank < cfg.batch:
@@ -252,6 +256,39 @@ class Trainer:
         if "rng" in ckpt:
             set_rng_state(ckpt["rng"])
         log(f"resumed from {path}: epoch {self.epoch}, step {self.step}", self.is_main)
+
+    def _capture_graph(self) -> torch.nn.Module | None:
+        """Forward, loss and backward as CUDA graphs: the edge model's step is a long chain of small
+        kernels, so launching them one by one costs more than running them. Falls back to eager
+        steps (with a message) where capture is impossible or the graphed loss disagrees."""
+        cfg = self.config
+        if self.device.type != "cuda" or self.dist.enabled:
+            log("--cuda-graph needs one CUDA device and no DDP; running eagerly", self.is_main)
+            return None
+        step = LossStep(self.model, self.loss_fn, self.amp_dtype)
+        shape = (cfg.batch, self.model.in_chans, cfg.crop, cfg.crop)
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        sample = tuple(torch.rand(shape, device=self.device, generator=gen) for _ in range(2))
+        rng = torch.cuda.get_rng_state(self.device)
+        try:
+            graphed = torch.cuda.make_graphed_callables(step, sample)
+            # same RNG state for both, and gradients on, so both take the same (training) code path
+            torch.cuda.set_rng_state(rng, self.device)
+            got = float(graphed(*sample)[0].detach())
+            torch.cuda.set_rng_state(rng, self.device)
+            want = float(step.eager(*sample)[0].detach())
+            if not math.isfinite(got) or abs(got - want) > 0.05 * abs(want) + 1e-3:
+                raise RuntimeError(f"graphed loss {got:.5f} vs eager {want:.5f}")
+        except Exception as exc:  # capture is best effort: the eager step is always correct
+            log(f"CUDA graph capture failed ({type(exc).__name__}: {str(exc)[:200]}); running eagerly", self.is_main)
+            torch.cuda.synchronize(self.device)
+            return None
+        finally:
+            torch.cuda.set_rng_state(rng, self.device)
+            self.model.zero_grad(set_to_none=True)
+        log(f"CUDA graph captured for batch {cfg.batch} x {cfg.crop}x{cfg.crop} (loss check {got:.4f} vs eager "
+            f"{want:.4f})", self.is_main)
+        return graphed
 
     def _loader(self, epoch: int) -> DataLoader:
         cfg = self.config
@@ -324,9 +361,13 @@ class Trainer:
             group["lr"] = lr
         vis = vis.to(self.device, non_blocking=True)
         ir = ir.to(self.device, non_blocking=True)
-        with self.autocast():
-            out = self.ddp_model(vis, ir)
-        loss, terms = self.loss_fn(clamp_unit(out.float()), vis, ir)
+        if self.graphed is not None:
+            loss, parts = self.graphed(vis, ir)  # static output buffers: used before the next replay
+            terms = {"ssim": parts[0], "int": parts[1], "grad": parts[2]}
+        else:
+            with self.autocast():
+                out = self.ddp_model(vis, ir)
+            loss, terms = self.loss_fn(clamp_unit(out.float()), vis, ir)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
@@ -430,6 +471,28 @@ class Trainer:
         if self.dist.enabled:
             dist.barrier()
         return val
+
+
+class LossStep(torch.nn.Module):
+    """Model, clamp and loss as one module, the unit a CUDA graph captures.
+
+    Returns (total loss, [ssim, int, grad] terms). Autocast runs inside with its weight cache off,
+    as graph capture requires.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: FusionLoss, amp_dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.amp_dtype = model, loss_fn, amp_dtype
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.eager(vis, ir)
+
+    def eager(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(vis.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None, cache_enabled=False):
+            out = self.model(vis, ir)
+        total, terms = self.loss_fn(clamp_unit(out.float()), vis, ir)
+        return total, torch.stack([terms["ssim"], terms["int"], terms["grad"]])
 
 
 def describe_device(device: torch.device) -> str:

@@ -17,6 +17,7 @@ mkdir -p "$PKG/fusion_edge"
 for f in "$REPO"/fusion_edge/*; do ln -s "$f" "$PKG/fusion_edge/"; done
 for sub in kernels runtime export; do [ -d "$REPO/$sub" ] && ln -s "$REPO/$sub" "$PKG/fusion_edge/$sub"; done
 export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}"
+# (PYTHONSAFEPATH keeps `python -m` from putting the checkout itself first on sys.path)
 export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/fusion_edge_cupy_cache}
 
 {
@@ -27,7 +28,7 @@ export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/fusion_edge_cupy_cache}
 status=0
 if [[ " $SUITE " == *" tests "* ]]; then
   t0=$(date +%s)
-  python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py ${TEST_ARGS:-} > "$OUT/tests.log" 2>&1 || status=1
+  PYTHONSAFEPATH=1 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py ${TEST_ARGS:-} > "$OUT/tests.log" 2>&1 || status=1
   echo "tests: $(( $(date +%s) - t0 )) s" >> "$OUT/device.txt"
 fi
 if [[ " $SUITE " == *" bench "* ]]; then

@@ -240,13 +240,14 @@ def ldc_table() -> list[str]:
 
 @contextlib.contextmanager
 def ldc_kernel(enabled: bool):
+    """Let the model's LDC layers run our kernel (otherwise the reference cuDNN convolution)."""
     ldc_ops = importlib.import_module("fusion_edge.ops.ldc")
-    saved = ldc_ops._CUDA_LDC
-    ldc_ops._CUDA_LDC = saved if enabled else None
+    saved = ldc_ops._CUDA_LDC_AUTO
+    ldc_ops._CUDA_LDC_AUTO = enabled
     try:
         yield
     finally:
-        ldc_ops._CUDA_LDC = saved
+        ldc_ops._CUDA_LDC_AUTO = saved
 
 
 def autocast_forward(model, vis, ir):

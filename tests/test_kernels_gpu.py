@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fusion_edge.ops.es2d import ROUTES, es2d_gather, es2d_scan_unfused, es2d_scatter
-from fusion_edge.ops.ldc import ldc_effective_weight
+from fusion_edge.ops.ldc import ldc_conv2d, ldc_effective_weight
 from fusion_edge.ops.selective_scan_ref import selective_scan_ref
 
 pytestmark = pytest.mark.gpu
@@ -248,6 +248,9 @@ def test_ldc_kernel_matches_reference(kernels, case, dtype):
     w_eff = ldc_effective_weight(weight.double(), base_mask.double(), lmask.double(), theta.double())
     truth = F.conv2d(x.double(), w_eff, padding=1)
     assert rel_err(out, truth) <= TOL[dtype]
+    with torch.no_grad():
+        via_op = ldc_conv2d(x, weight, base_mask, lmask, theta, impl="cuda")
+    assert rel_err(via_op, truth) <= TOL[dtype]
 
 
 def test_model_forward_with_kernels_matches_reference():
@@ -261,10 +264,12 @@ def test_model_forward_with_kernels_matches_reference():
     with torch.no_grad():
         fast = model(vis, ir)
         with use_impl("reference"):
-            ldc_ops = importlib.import_module("fusion_edge.ops.ldc")
-            saved, ldc_ops._CUDA_LDC = ldc_ops._CUDA_LDC, None
-            try:
-                slow = model(vis, ir)
-            finally:
-                ldc_ops._CUDA_LDC = saved
+            slow = model(vis, ir)
+        ldc_ops = importlib.import_module("fusion_edge.ops.ldc")
+        ldc_ops._CUDA_LDC_AUTO = True  # the model's LDC layers on our kernel too
+        try:
+            fast_ldc = model(vis, ir)
+        finally:
+            ldc_ops._CUDA_LDC_AUTO = False
     assert rel_err(fast, slow) <= 1e-4
+    assert rel_err(fast_ldc, slow) <= 1e-4

@@ -37,12 +37,18 @@ def ldc_conv2d_ref(
 
 
 _CUDA_LDC = None
+_CUDA_LDC_AUTO = False
 
 
-def register_cuda_ldc(fn) -> None:
-    """Install the CUDA kernel that applies the transform inside the convolution."""
-    global _CUDA_LDC
+def register_cuda_ldc(fn, *, auto: bool = False) -> None:
+    """Install the CUDA kernel that applies the transform inside the convolution.
+
+    It runs when asked for (``impl="cuda"``); with ``auto`` also for every CUDA inference call.
+    Ours is not auto: the folded convolution (cuDNN) is faster (benchmarks/results/kernels.md).
+    """
+    global _CUDA_LDC, _CUDA_LDC_AUTO
     _CUDA_LDC = fn
+    _CUDA_LDC_AUTO = auto
 
 
 def ldc_conv2d(
@@ -55,7 +61,8 @@ def ldc_conv2d(
     impl: str | None = None,
 ) -> torch.Tensor:
     """LDC forward: (B, Cin, H, W) -> (B, Cout, H, W), stride 1, padding 1, no bias."""
-    if impl == "cuda" or (impl is None and _CUDA_LDC is not None and x.is_cuda and not torch.is_grad_enabled()):
+    auto = impl is None and _CUDA_LDC_AUTO and _CUDA_LDC is not None and x.is_cuda and not torch.is_grad_enabled()
+    if impl == "cuda" or auto:
         if _CUDA_LDC is None:
             raise RuntimeError("the CUDA LDC kernel is not available (see fusion_edge.kernels)")
         return _CUDA_LDC(x, weight, base_mask, learnable_mask, theta)

@@ -29,12 +29,14 @@ __device__ __forceinline__ int route_pixel(int k, int l, int h, int w, int h2, i
 
 // grid (ceil(L/kProjL), ceil(CP/kProjC), batch * 4 * splits), block kProjL threads.
 // With splits > 1 each block sums a slice of the channels and adds into a zeroed proj.
+// The next channel stage of x and of the weights is loaded into registers (raw bits) while
+// the current one is multiplied, so the loads' latency overlaps the arithmetic.
 template <typename TX>
 __device__ __forceinline__ void project(const TX* x, const float* xw, float* proj, int batch, int D,
                                         int h, int w, int CP, int splits) {
+    constexpr int kWPer = kProjD * kProjC / kProjL;  // weights each thread stages
     __shared__ __align__(16) float xs[kProjD][kProjL];
     __shared__ __align__(16) float ws[kProjD][kProjC];
-    __shared__ int pix[kProjL];
     const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
     const int split = blockIdx.z % splits;
     const int bk = blockIdx.z / splits, b = bk / 4, k = bk % 4;
@@ -42,28 +44,41 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
     const int tid = threadIdx.x;
     const int d_per = ((D + splits - 1) / splits + kProjD - 1) / kProjD * kProjD;
     const int d_begin = split * d_per, d_end = min(D, d_begin + d_per);
-    {
-        const int l = l0 + tid;
-        pix[tid] = l < L ? route_pixel(k, l, h, w, h2, w2) : -1;
-    }
+    const int px = (l0 + tid) < L ? route_pixel(k, l0 + tid, h, w, h2, w2) : -1;
+    const long plane = (long)h * w;
+    const TX* xcol = x + (long)b * D * plane + (px >= 0 ? px : 0);
+
+    unsigned xr[kProjD];
+    float wr[kWPer];
+    auto stage = [&](int d0) {
+#pragma unroll
+        for (int dd = 0; dd < kProjD; ++dd) {
+            const int d = d0 + dd;
+            xr[dd] = (d < d_end && px >= 0) ? scan::load_bits(xcol, (long)d * plane) : 0u;
+        }
+#pragma unroll
+        for (int r = 0; r < kWPer; ++r) {
+            const int e = tid + r * kProjL, cc = e / kProjD, dd = e % kProjD;
+            const int c = c0 + cc, d = d0 + dd;
+            wr[r] = (c < CP && d < d_end) ? __ldg(xw + ((long)k * CP + c) * D + d) : 0.f;
+        }
+    };
+
     float acc[kProjC];
 #pragma unroll
     for (int i = 0; i < kProjC; ++i) acc[i] = 0.f;
-    const long plane = (long)h * w;
+    if (d_begin < d_end) stage(d_begin);
     for (int d0 = d_begin; d0 < d_end; d0 += kProjD) {
         __syncthreads();
-#pragma unroll 4
-        for (int dd = 0; dd < kProjD; ++dd) {
-            const int d = d0 + dd;
-            const int px = pix[tid];
-            xs[dd][tid] = (d < d_end && px >= 0) ? scan::load_elem(x, ((long)b * D + d) * plane + px) : 0.f;
-        }
-        for (int e = tid; e < kProjD * kProjC; e += kProjL) {
-            const int cc = e / kProjD, dd = e % kProjD;
-            const int c = c0 + cc, d = d0 + dd;
-            ws[dd][cc] = (c < CP && d < d_end) ? __ldg(xw + ((long)k * CP + c) * D + d) : 0.f;
+#pragma unroll
+        for (int dd = 0; dd < kProjD; ++dd) xs[dd][tid] = Word<TX>::get(xr[dd], 0);
+#pragma unroll
+        for (int r = 0; r < kWPer; ++r) {
+            const int e = tid + r * kProjL;
+            ws[e % kProjD][e / kProjD] = wr[r];
         }
         __syncthreads();
+        if (d0 + kProjD < d_end) stage(d0 + kProjD);
 #pragma unroll 8
         for (int dd = 0; dd < kProjD; ++dd) {
             const float xv = xs[dd][tid];

@@ -93,9 +93,11 @@ __device__ __forceinline__ void load_row(const TW* row, int l0, int L, bool vec,
     }
 }
 
-// The inputs of one lane for one tile: timesteps l0 + 16*m + s, m < M.
+// The inputs of one lane for one tile: timesteps l0 + 16*m + s, m < M. Kept as raw bits and
+// converted only when used, a tile or two later: converting at load time would stall the warp
+// on every load (at one warp per scheduler nothing else hides that latency).
 template <int M> struct LaneTile {
-    float u[M], d[M], z[M];
+    unsigned u[M], d[M], z[M];
     int off[M];     // element index of u/out, or -1 (past L, or an ES2D padding pixel)
     bool tv[M];     // the timestep exists (t < L)
 };
@@ -193,9 +195,9 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
             }
             t.tv[m] = tv;
             t.off[m] = off;
-            t.u[m] = off >= 0 ? load_elem(u, (ROUTES ? map_base : seq_base) + off) : 0.f;
-            t.d[m] = tv ? (ROUTES ? __ldg(dbuf + seq_base + tt) : load_elem(delta, seq_base + tt)) : 0.f;
-            t.z[m] = (has_z && tv) ? load_elem(z, seq_base + tt) : 0.f;
+            t.u[m] = off >= 0 ? load_bits(u, (ROUTES ? map_base : seq_base) + off) : 0u;
+            t.d[m] = tv ? (ROUTES ? load_bits(dbuf, seq_base + tt) : load_bits(delta, seq_base + tt)) : 0u;
+            t.z[m] = (has_z && tv) ? load_bits(z, seq_base + tt) : 0u;
         }
     };
     // delta -> dt = softplus(delta + bias), and dt * u, for the tile into shared memory.
@@ -204,11 +206,11 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
         for (int m = 0; m < M; ++m) {
             float dt = 0.f;
             if (t.tv[m]) {
-                dt = t.d[m] + bias;
+                dt = (ROUTES ? __uint_as_float(t.d[m]) : Word<TU>::get(t.d[m], 0)) + bias;
                 if (p.softplus) dt = softplus(dt);
             }
             sm.dt[half * sm.kStride + kSub * m + s] = dt;
-            sm.du[half * sm.kStride + kSub * m + s] = dt * t.u[m];
+            sm.du[half * sm.kStride + kSub * m + s] = dt * Word<TU>::get(t.u[m], 0);
         }
     };
     auto load_bc = [&](int l0, unsigned (&rb)[SPL][W], unsigned (&rc)[SPL][W]) {
@@ -276,8 +278,8 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
             float y = (acc[0] + acc[1]) + (acc[2] + acc[3]);
             __syncwarp();
             if (chan_ok && t0.off[m] >= 0) {
-                y = fmaf(Dv, t0.u[m], y);
-                if (has_z) y *= silu(t0.z[m]);
+                y = fmaf(Dv, Word<TU>::get(t0.u[m], 0), y);
+                if (has_z) y *= silu(Word<TU>::get(t0.z[m], 0));
                 out[(ROUTES ? map_base : seq_base) + t0.off[m]] = from_float<TO>(y);
             }
         }

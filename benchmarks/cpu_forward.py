@@ -1,0 +1,199 @@
+"""CPU forward latency of each preset with the sequential and the chunked selective scan.
+
+Prints two markdown tables: the whole model (batch 1, ``for_inference()``, no_grad) per
+preset, size and scan implementation, and the scan alone at each preset's stage-1 shape
+(where the sequence is longest), with the chunked scan's speed-up over the sequential one.
+
+    PYTHONPATH=. python3 benchmarks/cpu_forward.py --output benchmarks/results/cpu_forward.md
+    PYTHONPATH=. python3 benchmarks/cpu_forward.py --presets edge --sizes 256x256 --repeat 3
+
+A combination whose first (warm-up) run shows that its timed runs would take longer than
+``--cap`` seconds is not repeated; its cell shows that one cold run, marked as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from fusion_edge import create_model
+from fusion_edge.models.presets import PRESETS, preset_config
+from fusion_edge.ops import selective_scan, use_impl
+
+IMPLS = ("reference", "chunked")
+ROUTES = 4
+EXPAND = 2
+PATCH = 4
+SKIP = 2  # ES2D samples every second row and column
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_line() -> str:
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (
+        f"Device: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); load average at start {load}"
+    )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    h, _, w = text.lower().partition("x")
+    if not (h.isdigit() and w.isdigit()):
+        raise argparse.ArgumentTypeError(f"size must look like 512x640 (height x width), got {text!r}")
+    return int(h), int(w)
+
+
+def measure(fn: Callable[[], object], repeat: int, cap: float) -> tuple[float, int, bool]:
+    """(median seconds, runs timed, capped). One warm-up run first; when warm-up * repeat > cap
+    the warm-up's own time is returned as a single cold run."""
+    start = time.perf_counter()
+    fn()
+    warm = time.perf_counter() - start
+    if warm * repeat > cap:
+        return warm, 1, True
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), len(times), False
+
+
+def fmt(seconds: float, runs: int, capped: bool) -> str:
+    value = f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    return f"{value} (1 cold run, over cap)" if capped else value
+
+
+def model_table(presets: list[str], sizes: list[tuple[int, int]], repeat: int, cap: float) -> list[str]:
+    rows = ["| preset | size (HxW) | sequential scan | chunked scan | speed-up |", "|---|---|---|---|---|"]
+    for preset in presets:
+        model = create_model(preset).eval().for_inference()
+        for h, w in sizes:
+            vis, ir = torch.rand(1, 1, h, w), torch.rand(1, 1, h, w)
+            cells, medians = {}, {}
+            for impl in IMPLS:
+                with use_impl(impl), torch.no_grad():
+                    median, runs, capped = measure(lambda m=model, a=vis, b=ir: m(a, b), repeat, cap)
+                cells[impl] = fmt(median, runs, capped)
+                medians[impl] = median
+                print(f"  {preset} {h}x{w} {impl}: {cells[impl]}", file=sys.stderr, flush=True)
+            speedup = f"{medians['reference'] / medians['chunked']:.1f}x"
+            rows.append(f"| {preset} | {h}x{w} | {cells['reference']} | {cells['chunked']} | {speedup} |")
+    return rows
+
+
+def stage1_scan_inputs(preset: str, h: int, w: int, seed: int = 0) -> dict:
+    """Scan inputs of the shape the first stage's ES2D hands the scan, with model-like values."""
+    cfg = preset_config(preset)
+    dim = ROUTES * EXPAND * cfg["dims"][0]
+    n_state = cfg["d_state"]
+    length = -(-h // (PATCH * SKIP)) * -(-w // (PATCH * SKIP))
+    g = torch.Generator().manual_seed(seed)
+    return dict(
+        u=torch.randn(1, dim, length, generator=g),
+        delta=torch.randn(1, dim, length, generator=g) * 0.5,
+        A=-torch.arange(1, n_state + 1, dtype=torch.float32).repeat(dim, 1),  # the model's A init
+        B=torch.randn(1, ROUTES, n_state, length, generator=g),
+        C=torch.randn(1, ROUTES, n_state, length, generator=g),
+        D=torch.ones(dim),
+        delta_bias=torch.empty(dim).uniform_(-6.9, -2.3, generator=g),  # softplus^-1 of dt in [1e-3, 0.1]
+        delta_softplus=True,
+    )
+
+
+def scan_table(presets: list[str], sizes: list[tuple[int, int]], repeat: int, cap: float) -> list[str]:
+    rows = [
+        "| preset | size (HxW) | scan shape (channels x N x L) | sequential | chunked | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for preset in presets:
+        for h, w in sizes:
+            args = stage1_scan_inputs(preset, h, w)
+            shape = (args["u"].shape[1], args["A"].shape[1], args["u"].shape[2])
+            if shape in seen:  # tiny and paper share stage 1
+                continue
+            seen.add(shape)
+            cells, medians = {}, {}
+            for impl in IMPLS:
+                with torch.no_grad():
+                    median, runs, capped = measure(lambda a=args, i=impl: selective_scan(**a, impl=i), repeat, cap)
+                cells[impl], medians[impl] = fmt(median, runs, capped), median
+            speedup = f"{medians['reference'] / medians['chunked']:.1f}x"
+            rows.append(
+                f"| {preset} | {h}x{w} | {shape[0]} x {shape[1]} x {shape[2]} | "
+                f"{cells['reference']} | {cells['chunked']} | {speedup} |"
+            )
+            print(f"  scan {preset} {h}x{w}: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="edge,tiny,paper", help="comma-separated, of: " + ", ".join(PRESETS))
+    parser.add_argument("--sizes", default="256x256,512x640", help="comma-separated HxW")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up (median reported)")
+    parser.add_argument("--cap", type=float, default=120.0, help="seconds allowed for one combination's timed runs")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--skip-model", action="store_true", help="only the scan table")
+    parser.add_argument("--output", type=Path, help="also write the tables to this markdown file")
+    args = parser.parse_args(argv)
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        parser.error(f"unknown preset(s) {unknown}; choose from {', '.join(PRESETS)}")
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    lines = [
+        "# CPU forward latency: sequential vs chunked selective scan",
+        "",
+        device_line(),
+        "",
+        f"Batch 1, `for_inference()`, `torch.no_grad()`; median of {args.repeat} runs after one warm-up.",
+        "",
+    ]
+    if not args.skip_model:
+        lines += ["## Whole model", "", *model_table(presets, sizes, args.repeat, args.cap), ""]
+    lines += [
+        "## Scan only, stage-1 shape",
+        "",
+        "channels = 4 routes x 2 (expand) x dims[0]; L = (H/8) x (W/8) after patch embedding and ES2D's skip sampling.",
+        "",
+        *scan_table(presets, sizes, args.repeat, args.cap),
+        "",
+    ]
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    lines.append(
+        f"Load average at end {load} (the machine's cores are shared: a load above the core count slows every row)."
+    )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

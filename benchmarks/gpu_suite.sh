@@ -4,6 +4,7 @@
 #   SUITE="tests bench"          steps to run
 #   TEST_ARGS="-k scan"          extra pytest arguments
 #   BENCH_ARGS="--sections scan" extra benchmarks/kernels.py arguments
+#   TEST_TIMEOUT / BENCH_TIMEOUT  seconds per step (300 / 480)
 set -u
 OUT=${OUT:-/tmp/fusion_edge_gpu}
 SUITE=${SUITE:-"tests bench"}
@@ -28,12 +29,12 @@ export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/fusion_edge_cupy_cache}
 status=0
 if [[ " $SUITE " == *" tests "* ]]; then
   t0=$(date +%s)
-  PYTHONSAFEPATH=1 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py ${TEST_ARGS:-} > "$OUT/tests.log" 2>&1 || status=1
+  PYTHONSAFEPATH=1 timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py ${TEST_ARGS:-} > "$OUT/tests.log" 2>&1 || status=1
   echo "tests: $(( $(date +%s) - t0 )) s" >> "$OUT/device.txt"
 fi
 if [[ " $SUITE " == *" bench "* ]]; then
   t0=$(date +%s)
-  python3 benchmarks/kernels.py --out "$OUT/kernels.md" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1 || status=1
+  timeout "${BENCH_TIMEOUT:-480}" python3 benchmarks/kernels.py --out "$OUT/kernels.md" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1 || status=1
   echo "bench: $(( $(date +%s) - t0 )) s" >> "$OUT/device.txt"
 fi
 

@@ -1,0 +1,43 @@
+"""What every backend gives the benchmark: a prepared call on static inputs, and how to time it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fusion_edge.bench.timing import CudaEventTimer, HostTimer
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot run here (missing package, no GPU, unsupported source); the message says why."""
+
+
+@dataclass
+class Prepared:
+    """One backend ready to run one input shape."""
+
+    run: Callable[[], object]
+    timer: HostTimer | CudaEventTimer
+    # Returns (megabytes, how it was measured) after the timed run, or (None, why not).
+    peak_memory: Callable[[], tuple[float | None, str]] = lambda: (None, "n/a")
+    close: Callable[[], None] = lambda: None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchContext:
+    """Shared state of one run that backends draw on."""
+
+    source: object  # fusion_edge.bench.sources.ModelSource
+    device: str  # torch device for torch backends: "cpu" or "cuda[:N]"
+    batch: int
+    fp16: bool
+    threads: int | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def no_memory_on_cpu() -> tuple[float | None, str]:
+    return None, "n/a (CPU)"

@@ -1,0 +1,97 @@
+"""``bench.png``: p50 latency against input size, one line per backend (drawn with OpenCV).
+
+Sizes are evenly spaced on the x axis in order of pixel count; the y axis is logarithmic when
+latencies span more than a factor of 20. A thin vertical bar marks p90..p99 at each point.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from fusion_edge.bench.environment import device_label
+
+WIDTH, HEIGHT = 1000, 640
+LEFT, RIGHT, TOP, BOTTOM = 90, 230, 60, 70
+# BGR colours, one per backend in BACKENDS order (then cycled).
+PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
+           (194, 119, 227), (127, 127, 127)]
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _text(img, text, org, scale=0.45, color=(0, 0, 0), thickness=1) -> None:
+    cv2.putText(img, text, (int(org[0]), int(org[1])), FONT, scale, color, thickness, cv2.LINE_AA)
+
+
+def _nice_ticks(low: float, high: float, log: bool) -> list[float]:
+    if log:
+        ticks = []
+        for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
+            ticks += [m * 10**e for m in (1, 2, 5) if low <= m * 10**e <= high]
+        return ticks or [low, high]
+    step = 10 ** math.floor(math.log10(max(high - low, 1e-9)))
+    for mult in (1, 2, 5, 10):
+        if (high - low) / (step * mult) <= 8:
+            step *= mult
+            break
+    start = math.ceil(low / step) * step
+    return [start + i * step for i in range(int((high - start) / step) + 1)]
+
+
+def render_latency_plot(report) -> bytes:
+    """PNG bytes of the plot (a 'nothing measured' panel when no backend ran)."""
+    from fusion_edge.bench.config import BACKENDS
+
+    img = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
+    sizes = sorted({(r.height, r.width) for r in report.rows}, key=lambda s: (s[0] * s[1], s))
+    ok = [r for r in report.rows if r.status == "ok"]
+    title = f"{report.model}, batch {report.config['batch']}, {'fp16' if report.config['fp16'] else 'fp32'}"
+    _text(img, f"p50 latency: {title}", (LEFT, 25), 0.55, thickness=1)
+    _text(img, device_label(report.environment)[:110], (LEFT, 45), 0.4, (80, 80, 80))
+    x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP
+    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
+    if not ok:
+        _text(img, "no backend ran (see bench.md for the reasons)", (x0 + 40, (y0 + y1) // 2), 0.6, (0, 0, 200))
+        return cv2.imencode(".png", img)[1].tobytes()
+    values = [r.latency_ms[k] for r in ok for k in ("p50", "p99")]
+    low, high = min(values), max(values)
+    log = high / max(low, 1e-9) > 20
+    if log:
+        low, high = 10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high))
+    else:
+        low, high = 0.0, high * 1.1
+
+    def ypos(ms: float) -> int:
+        frac = (math.log10(ms) - math.log10(low)) / (math.log10(high) - math.log10(low)) if log else ms / high
+        return int(y0 - frac * (y0 - y1))
+
+    def xpos(i: int) -> int:
+        return int(x0 + (i + 0.5) * (x1 - x0) / len(sizes))
+
+    for tick in _nice_ticks(low, high, log):
+        y = ypos(tick)
+        cv2.line(img, (x0, y), (x1, y), (225, 225, 225), 1)
+        _text(img, f"{tick:g}", (x0 - 8 - 9 * len(f"{tick:g}"), y + 4))
+    for i, (h, w) in enumerate(sizes):
+        _text(img, f"{h}x{w}", (xpos(i) - 35, y0 + 22))
+    _text(img, "input size (H x W)", ((x0 + x1) // 2 - 70, y0 + 50), 0.5)
+    _text(img, "ms" + (" (log)" if log else ""), (12, y1 - 10), 0.5)
+    backends = [b for b in dict.fromkeys(r.backend for r in ok)]
+    for k, backend in enumerate(backends):
+        colour = PALETTE[(BACKENDS.index(backend) if backend in BACKENDS else k) % len(PALETTE)]
+        points = []
+        for r in (r for r in ok if r.backend == backend):
+            x = xpos(sizes.index((r.height, r.width)))
+            points.append((x, ypos(r.latency_ms["p50"])))
+            cv2.line(img, (x, ypos(r.latency_ms["p90"])), (x, ypos(r.latency_ms["p99"])), colour, 1)
+        points.sort()
+        for a, b in zip(points, points[1:]):
+            cv2.line(img, a, b, colour, 2, cv2.LINE_AA)
+        for p in points:
+            cv2.circle(img, p, 4, colour, -1, cv2.LINE_AA)
+        ly = y1 + 15 + 22 * k
+        cv2.line(img, (x1 + 15, ly - 4), (x1 + 40, ly - 4), colour, 2)
+        _text(img, backend, (x1 + 47, ly))
+    return cv2.imencode(".png", img)[1].tobytes()

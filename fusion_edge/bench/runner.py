@@ -1,0 +1,176 @@
+"""Run every (size, backend) configuration and collect one result row each, never dropping one:
+a backend that cannot run here gets a row saying why."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from fusion_edge.bench import backends_ort, backends_torch, backends_trt
+from fusion_edge.bench.backend_base import BackendUnavailable, BenchContext
+from fusion_edge.bench.config import BenchConfig, format_size
+from fusion_edge.bench.cost import FrameCost, frame_cost
+from fusion_edge.bench.sources import ModelSource, SourceUnavailable
+from fusion_edge.bench.timing import TimeCapExceeded, measure
+
+log = logging.getLogger(__name__)
+
+PREPARE: dict[str, Callable] = {**backends_torch.PREPARE, **backends_ort.PREPARE, **backends_trt.PREPARE}
+
+
+@dataclass
+class ResultRow:
+    backend: str
+    height: int
+    width: int
+    batch: int
+    precision: str
+    status: str  # "ok", "skipped" (cannot run here / over the time cap) or "failed" (an error while running)
+    reason: str = ""
+    latency_ms: dict | None = None
+    throughput_fps: float | None = None
+    peak_memory_mb: float | None = None
+    peak_memory_method: str = ""
+    setup_s: float | None = None  # building the backend (export, engine build, graph capture)
+    first_call_s: float | None = None  # the first call (lazy init; compilation for torch-compile)
+    timer: str = ""
+    warmup: int = 0
+    iters: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> str:
+        return format_size((self.height, self.width))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BenchReport:
+    config: dict
+    model: str
+    environment: dict
+    costs: dict[str, FrameCost | None]
+    rows: list[ResultRow]
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {requested}: torch sees no CUDA GPU here")
+    return requested
+
+
+def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchReport:
+    """Measure every requested backend at every requested size."""
+    from fusion_edge.bench.environment import describe
+    from fusion_edge.ops import use_impl
+
+    config.validate()
+    device = resolve_device(config.device)
+    sizes = config.sizes or config.default_sizes(device.startswith("cuda"))
+    source = ModelSource(config.preset, config.model)
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    ctx = BenchContext(source=source, device=device, batch=config.batch, fp16=config.fp16, threads=config.threads)
+    load_before = _load_average()
+    precision = "fp16" if config.fp16 else "fp32"
+    rows: list[ResultRow] = []
+    costs: dict[str, FrameCost | None] = {}
+    try:
+        for height, width in sizes:
+            costs[format_size((height, width))] = _cost_or_none(source.config, height, width, config.fp16)
+            for backend in config.backends:
+                row = ResultRow(backend, height, width, config.batch, precision, status="ok")
+                progress(f"{backend} {row.size} batch {config.batch} {precision} ...")
+                scan_impl = backends_torch.SCAN_IMPL.get(backend)
+                try:
+                    if scan_impl:
+                        backends_torch.check_backend(ctx, backend)
+                    with use_impl(scan_impl) if scan_impl else contextlib.nullcontext():
+                        _run_one(ctx, config, backend, row)
+                except (BackendUnavailable, SourceUnavailable) as exc:
+                    row.status, row.reason = "skipped", str(exc)
+                except TimeCapExceeded as exc:
+                    row.status, row.reason = "skipped", f"over the time cap: {exc}"
+                except Exception as exc:  # noqa: BLE001 - one failing backend must not lose the others
+                    log.debug("backend %s failed", backend, exc_info=True)
+                    row.status, row.reason = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
+                progress(f"  -> {row.status}" + (f": {row.reason}" if row.reason else _latency_line(row)))
+                rows.append(row)
+                gc.collect()
+                _empty_cuda_cache(device)
+    finally:
+        source.close()
+    config_dict = {
+        "preset": config.preset, "model": str(config.model) if config.model else None, "device": device,
+        "backends": config.backends, "sizes": [format_size(s) for s in sizes], "fp16": config.fp16,
+        "batch": config.batch, "warmup": config.warmup, "iters": config.iters, "max_seconds": config.max_seconds,
+        "threads": config.threads,
+    }
+    environment = describe(device)
+    environment["load_average_1min"] = {"start": load_before, "end": _load_average()}
+    return BenchReport(config_dict, source.label, environment, costs, rows)
+
+
+def _load_average() -> float | None:
+    """Other work on the machine skews timings; the report records how busy it was."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRow) -> None:
+    start = time.perf_counter()
+    prepared = PREPARE[backend](ctx, row.height, row.width, backend)
+    row.setup_s = round(time.perf_counter() - start, 3)
+    try:
+        stats, first_call = measure(prepared.run, prepared.timer, config.warmup, config.iters, config.max_seconds)
+        row.first_call_s = round(first_call, 3)
+        row.latency_ms = {k: round(v, 4) for k, v in vars(stats).items() if k != "samples"}
+        row.throughput_fps = round(stats.throughput(config.batch), 3)
+        row.peak_memory_mb, row.peak_memory_method = prepared.peak_memory()
+        if row.peak_memory_mb is not None:
+            row.peak_memory_mb = round(row.peak_memory_mb, 1)
+        row.timer, row.warmup, row.iters, row.notes = prepared.timer.name, config.warmup, config.iters, prepared.notes
+    finally:
+        prepared.close()
+
+
+def _cost_or_none(model_config: dict | None, height: int, width: int, fp16: bool) -> FrameCost | None:
+    """FLOPs and bytes when the model's architecture is known; a counting error never stops the timing."""
+    if model_config is None:
+        return None
+    try:
+        return frame_cost(model_config, height, width, fp16)
+    except Exception:  # noqa: BLE001
+        log.warning("could not count FLOPs/bytes at %dx%d", height, width, exc_info=True)
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
+def _latency_line(row: ResultRow) -> str:
+    return f": p50 {row.latency_ms['p50']:.2f} ms, {row.throughput_fps:.1f} frames/s" if row.latency_ms else ""
+
+
+def _empty_cuda_cache(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()

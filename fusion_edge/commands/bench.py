@@ -1,0 +1,73 @@
+"""``fusion-edge bench``: measure the model's latency per backend and input size on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    from fusion_edge.bench.config import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def register(subparsers) -> None:
+    from fusion_edge.bench.config import BACKENDS, PRESET_NAMES
+
+    p = subparsers.add_parser(
+        "bench",
+        help="measure latency, throughput and memory per backend and input size",
+        description="Benchmark the fusion model: warm-up, then latency percentiles (p50/p90/p99), frames/s, "
+        "peak GPU memory, GFLOPs and bytes moved per frame, for each backend at each size. Backends that "
+        "cannot run here are listed with the reason. Writes a markdown table to stdout and, with --out, "
+        "bench.md, bench.json and bench.png.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", choices=PRESET_NAMES, help="benchmark a preset with random weights")
+    src.add_argument("--model", type=Path, help="a checkpoint (.pt/.pth), an ONNX file or a TensorRT engine")
+    p.add_argument("--model-preset", dest="model_preset", choices=PRESET_NAMES,
+                   help="with --model CHECKPOINT: the preset the checkpoint must match")
+    p.add_argument("--backend", nargs="+", default=list(BACKENDS), metavar="NAME",
+                   help=f"backends to measure (default: all): {', '.join(BACKENDS)}")
+    p.add_argument("--size", nargs="+", type=_size, metavar="HxW",
+                   help="input sizes, height x width (default: 256x256 480x640 512x640 1024x1280 on a GPU; "
+                   "smaller on CPU)")
+    p.add_argument("--fp16", action="store_true", help="half precision: autocast for torch, fp16 ONNX/engine")
+    p.add_argument("--batch", type=int, default=1, help="frames per call (default 1)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default 10, at least 2 run)")
+    p.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
+    p.add_argument("--max-seconds", type=float, default=120.0,
+                   help="skip a configuration whose timed run would take longer (default 120)")
+    p.add_argument("--device", default="auto", help="torch device: auto (GPU if any), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: theirs)")
+    p.add_argument("--out", type=Path, help="folder for bench.md, bench.json and bench.png")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusion_edge.bench.config import BenchConfig
+    from fusion_edge.bench.report import markdown_table, write_outputs
+    from fusion_edge.bench.runner import run_bench
+
+    config = BenchConfig(
+        preset=args.preset or args.model_preset, model=args.model, backends=args.backend, sizes=args.size or [],
+        fp16=args.fp16, batch=args.batch, warmup=args.warmup, iters=args.iters, max_seconds=args.max_seconds,
+        device=args.device, threads=args.threads, out_dir=args.out,
+    )
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    report = run_bench(config, progress)
+    print(markdown_table(report))
+    if args.out is not None:
+        paths = write_outputs(report, args.out)
+        print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0

@@ -1,0 +1,164 @@
+"""fusion-edge bench: end to end on the CPU, argument errors, FLOP/byte counting, timing helpers."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fusion_edge.bench.config import BenchConfig, parse_size
+from fusion_edge.bench.cost import frame_cost
+from fusion_edge.bench.timing import HostTimer, TimeCapExceeded, measure, percentile
+from fusion_edge.cli import main
+from fusion_edge.models.presets import preset_config
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    """One real run: the edge preset at 64x64 on torch-chunked and ONNX Runtime CPU, plus a GPU backend."""
+    out = tmp_path_factory.mktemp("bench")
+    argv = [
+        "bench", "--preset", "edge", "--size", "64x64", "--backend", "torch-chunked", "ort-cpu", "torch-cuda",
+        "--iters", "3", "--warmup", "0", "--threads", "1", "--device", "cpu", "--out", str(out), "--quiet",
+    ]
+    return main(argv), out
+
+
+def test_bench_writes_table_json_and_png(bench_run, capsys):
+    code, out = bench_run
+    assert code == 0
+    table = (out / "bench.md").read_text()
+    assert "| torch-chunked | 64x64 | 1 | fp32 |" in table and "| ort-cpu | 64x64 |" in table
+    data = json.loads((out / "bench.json").read_text())
+    assert data["config"]["backends"] == ["torch-chunked", "ort-cpu", "torch-cuda"]
+    assert data["environment"]["cpu"] and data["environment"]["software"]["torch"]
+    rows = {r["backend"]: r for r in data["results"]}
+    for name in ("torch-chunked", "ort-cpu"):
+        row = rows[name]
+        assert row["status"] == "ok", row["reason"]
+        lat = row["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert row["throughput_fps"] > 0 and row["iters"] == 3
+        assert row["peak_memory_mb"] is None and "n/a" in row["peak_memory_method"]
+    cost = data["cost_per_frame"]["64x64"]
+    assert cost["gflops"] > 0 and cost["mbytes"] > cost["mbytes_weights"] > 0
+    assert cost["gflops"] == pytest.approx(cost["gflops_matmul_conv"] + cost["gflops_scan"] + cost["gflops_other"],
+                                           rel=1e-3)
+    image = cv2.imread(str(out / "bench.png"))
+    assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0  # something is drawn
+
+
+def test_unavailable_backend_is_listed_with_its_reason(bench_run):
+    """Run with --device cpu, so the GPU backend must appear as skipped with why, on any machine."""
+    _, out = bench_run
+    row = {r["backend"]: r for r in json.loads((out / "bench.json").read_text())["results"]}["torch-cuda"]
+    assert row["status"] == "skipped" and "GPU" in row["reason"] and row["latency_ms"] is None
+    assert "skipped: torch-cuda needs a CUDA GPU" in (out / "bench.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "edge", "--size", "abc"], "HxW"),
+        (["--preset", "edge", "--size", "0x64"], "positive"),
+        (["--preset", "huge"], "invalid choice"),
+        (["--preset", "edge", "--backend", "torch-magic"], "unknown backend 'torch-magic'"),
+        (["--preset", "edge", "--iters", "0"], "--iters must be at least 1"),
+        (["--model", "no/such/model.pt"], "not found"),
+        (["--preset", "edge", "--device", "tpu"], "--device"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(argv, message, capsys):
+    try:
+        code = main(["bench", *argv])
+    except SystemExit as exc:  # argparse rejects before the handler runs
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_parse_size():
+    assert parse_size("480x640") == (480, 640)
+    assert parse_size(" 512 X 640 ") == (512, 640)
+    for bad in ("640", "4x", "-4x4", "axb"):
+        with pytest.raises(ValueError, match="HxW"):
+            parse_size(bad)
+
+
+def test_cpu_defaults_are_modest():
+    assert BenchConfig(preset="paper").default_sizes(on_gpu=False) == [(256, 256)]
+    assert (1024, 1280) in BenchConfig(preset="paper").default_sizes(on_gpu=True)
+
+
+def test_flops_positive_and_scale_with_pixels():
+    small = frame_cost(preset_config("edge"), 64, 64)
+    large = frame_cost(preset_config("edge"), 128, 128)
+    assert small.gflops_matmul_conv > 0 and small.gflops_scan > 0 and small.gflops_other > 0
+    assert 3.6 < large.gflops / small.gflops < 4.4
+    assert 3.6 < large.gflops_scan / small.gflops_scan < 4.4
+    # Weights are read once per frame whatever the size, so bytes grow by less than 4x.
+    assert small.mbytes < large.mbytes < 4 * small.mbytes
+    half = frame_cost(preset_config("edge"), 64, 64, fp16=True)
+    assert half.gflops == pytest.approx(small.gflops, rel=1e-6) and half.mbytes < small.mbytes
+
+
+def test_scan_flops_follow_the_recurrence():
+    """One SS2D scan of D channels over L tokens with N states: 7N + 7 FLOPs per channel-token."""
+    import torch
+
+    from fusion_edge.bench.cost import _TALLY, COUNT_IMPL, _ensure_count_impl
+    from fusion_edge.ops import selective_scan, use_impl
+
+    _ensure_count_impl()
+    b, d, n, length = 1, 8, 16, 10
+    u = torch.empty(b, d, length, device="meta")
+    A, D = torch.empty(d, n, device="meta"), torch.empty(d, device="meta")
+    BC = torch.empty(b, 1, n, length, device="meta")
+    _TALLY.active, _TALLY.flops = True, 0
+    try:
+        with use_impl(COUNT_IMPL):
+            selective_scan(u, u, A, BC, BC, D=D, delta_bias=D, delta_softplus=True)
+    finally:
+        _TALLY.active = False
+    assert _TALLY.flops == b * d * length * (7 * n + 1 + 3 + 1 + 2)
+
+
+def test_percentiles_match_numpy():
+    values = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0, 7.0]
+    for q in (0, 50, 90, 99, 100):
+        assert percentile(values, q) == pytest.approx(np.percentile(values, q))
+
+
+def test_time_cap_skips_instead_of_running_long():
+    import time
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.02)
+
+    with pytest.raises(TimeCapExceeded, match="max-seconds"):
+        measure(slow, HostTimer(), warmup=2, iters=100, max_seconds=0.5)
+    assert len(calls) == 2  # the first call and the probe only
+    stats, first = measure(slow, HostTimer(), warmup=2, iters=3, max_seconds=5)
+    assert stats.samples == 3 and stats.p50 >= 15 and first > 0
+
+
+def test_fixed_shape_onnx_rejects_other_sizes(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fusion_edge.bench.sources import SourceUnavailable, check_onnx_shape
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 32, 32]) for n in ("vis", "ir")]
+    out = helper.make_tensor_value_info("fused", TensorProto.FLOAT, [1, 1, 32, 32])
+    graph = helper.make_graph([helper.make_node("Add", ["vis", "ir"], ["fused"])], "g", inputs, [out])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    check_onnx_shape(path, 32, 32, 1)
+    with pytest.raises(SourceUnavailable, match="fixed at 1x1x32x32"):
+        check_onnx_shape(path, 64, 64, 1)

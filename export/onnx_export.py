@@ -15,9 +15,10 @@ import onnx
 import torch
 
 from .contract import DOMAIN, DOMAIN_VERSION
+from .graph_cleanup import optimize_basic
 from .model_prep import ExportWrapper
 from .plugin_graph import plugin_node_problems, plugin_ops
-from .portable import MIN_OPSET, check_portable, portable_ops
+from .portable import EXPORT_CHUNK_LEN, MIN_OPSET, check_portable, portable_ops
 
 FLAVOURS = ("plugin", "portable")
 INPUT_NAMES = ("vis", "ir")
@@ -43,18 +44,21 @@ def export_onnx(
     dynamic: bool = False,
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
+    scan_chunk: int = EXPORT_CHUNK_LEN,
+    cleanup: bool = True,
 ) -> onnx.ModelProto:
     """Write ``module`` as ONNX to ``path`` and return the checked model.
 
-    Raises ValueError if the graph breaks its flavour's rules (portable: standard ops only;
-    plugin: custom nodes as specified).
+    Portable fp32 graphs are shrunk with ONNX Runtime's basic optimisations (``cleanup``). Raises
+    ValueError if the graph breaks its flavour's rules (portable: standard ops only; plugin:
+    custom nodes as specified).
     """
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown flavour {flavour!r}; choose one of: {', '.join(FLAVOURS)}")
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; LayerNormalization needs opset {MIN_OPSET} or newer")
     path = Path(path)
-    ops = plugin_ops() if flavour == "plugin" else portable_ops()
+    ops = plugin_ops() if flavour == "plugin" else portable_ops(scan_chunk)
     axes = {name: DYNAMIC_AXES for name in (*INPUT_NAMES, OUTPUT_NAME)} if dynamic else None
     with ops, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -75,6 +79,10 @@ def export_onnx(
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     if flavour == "portable":
+        # Not for fp16 graphs: ONNX Runtime's CPU provider would bake fp32 casts into the saved graph.
+        if cleanup and not module.fp16:
+            model = optimize_basic(path)
+            onnx.checker.check_model(model)
         check_portable(model)
     else:
         problems = plugin_node_problems(model)

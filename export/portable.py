@@ -9,6 +9,7 @@ made of standard ops, no Loop or Scan over tokens, which every ONNX runtime and 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import onnx
@@ -16,22 +17,34 @@ import torch
 import torch.nn.functional as F
 
 from fusion_edge.ops.es2d import ROUTES, es2d_scatter
-from fusion_edge.ops.selective_scan import available_impls, selective_scan, use_impl
+from fusion_edge.ops.selective_scan import available_impls, register_impl, use_impl
 
 from .model_prep import swapped_ops
 
 SCAN_IMPL = "chunked"
+# Positions per chunk in the exported scan. Every position is unrolled into the graph, so a short
+# chunk keeps the graph small; the carry between chunks is a fixed log-depth pass. At 8 the edge
+# graph traced fastest and ran fastest in ONNX Runtime on our CPU among 4, 8 and 16 (docs/export.md).
+EXPORT_CHUNK_LEN = 8
 MIN_OPSET = 17
 # Control flow makes a graph data-dependent and slow in TensorRT; the portable graph has none.
 FORBIDDEN_OPS = frozenset({"Loop", "Scan", "If", "SequenceConstruct", "SequenceInsert", "SplitToSequence"})
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 
 
+def chunked_scan():
+    """The chunked scan function, or None when this installation lacks it."""
+    try:
+        from fusion_edge.ops.selective_scan_chunked import selective_scan_chunked
+    except ImportError:
+        return None
+    if SCAN_IMPL not in available_impls():  # so that the PyTorch reference can use it too
+        register_impl(SCAN_IMPL, selective_scan_chunked)
+    return selective_scan_chunked
+
+
 def chunked_available() -> bool:
-    if SCAN_IMPL not in available_impls():
-        with contextlib.suppress(ImportError):  # the module registers itself on import
-            import fusion_edge.ops.selective_scan_chunked  # noqa: F401
-    return SCAN_IMPL in available_impls()
+    return chunked_scan() is not None
 
 
 def gather_routes(x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +69,7 @@ def es2d_scan_portable(
     Ds: torch.Tensor,
     *,
     impl: str | None = None,
+    chunk_len: int = EXPORT_CHUNK_LEN,
 ) -> torch.Tensor:
     """The ES2D core with shape-generic gather and the chunked scan (same maths as ``es2d_scan``)."""
     b, d, h, w = x.shape
@@ -66,7 +80,7 @@ def es2d_scan_portable(
     dts, Bs, Cs = torch.split(proj, [dt_rank, d_state, d_state], dim=2)
     dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float())
     length = xs.shape[-1]
-    ys = selective_scan(
+    ys = chunked_scan()(
         xs.reshape(b, ROUTES * d, length),
         dts.reshape(b, ROUTES * d, length),
         -torch.exp(A_logs.float()),
@@ -75,20 +89,22 @@ def es2d_scan_portable(
         D=Ds.float(),
         delta_bias=dt_projs_bias.reshape(-1).float(),
         delta_softplus=True,
-        impl=impl or SCAN_IMPL,
+        chunk_len=chunk_len,
     )
     return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
 
 
 @contextlib.contextmanager
-def portable_ops() -> Iterator[None]:
+def portable_ops(chunk_len: int = EXPORT_CHUNK_LEN) -> Iterator[None]:
     """Trace the model with the portable ES2D core and the chunked scan."""
     if not chunked_available():
         raise RuntimeError(
             "the portable flavour needs the chunked selective scan (fusion_edge.ops.selective_scan_chunked), "
             "which this installation lacks; use --flavour plugin"
         )
-    with use_impl(SCAN_IMPL), swapped_ops(es2d=es2d_scan_portable):
+    if chunk_len < 1:
+        raise ValueError(f"scan chunk length must be positive, got {chunk_len}")
+    with use_impl(SCAN_IMPL), swapped_ops(es2d=functools.partial(es2d_scan_portable, chunk_len=chunk_len)):
         yield
 
 

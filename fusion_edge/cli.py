@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order ``--help`` lists them. Each defines ``register(subparsers)``.
-COMMANDS = ["demo", "fuse", "train", "run", "calibrate", "eval", "bench"]
+COMMANDS = ["demo", "fuse", "train", "run", "calibrate", "eval", "bench", "export"]
 
 
 class CommandError(Exception):

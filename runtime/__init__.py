@@ -24,6 +24,7 @@ _LAZY = {
     "Source": "fusion_edge.runtime.sources",
     "CaptureSource": "fusion_edge.runtime.sources",
     "ImageFolderSource": "fusion_edge.runtime.sources",
+    "ArraySource": "fusion_edge.runtime.sources",
     "SyntheticSource": "fusion_edge.runtime.sources",
     "TimestampPairer": "fusion_edge.runtime.pairing",
     "WindowSink": "fusion_edge.runtime.sinks",

@@ -60,7 +60,9 @@ class Prepared:
 
     vis: Any  # (1, 1, h, w) float32, numpy or cupy
     ir: Any
-    crcb: Any  # (H, W, 2) chroma at the output size, or None for grey output
+    # The VIS colour at the output size, or None for grey output. Host: the VIS image in YCrCb
+    # (uint8 or float32, 3 channels; the fused luma replaces channel 0). GPU: its Cr/Cb (H, W, 2).
+    chroma: Any
     work_hw: tuple[int, int]  # the valid region of the engine input (before padding)
     out_hw: tuple[int, int]
     out_dtype: np.dtype
@@ -142,15 +144,17 @@ class Preprocessor:
         vis_hw, ir_hw = vis.shape[:2], ir.shape[:2]
         work_hw = self.work_size(vis_hw)
         out_hw = vis_hw if self.output_size == "input" else work_hw
+        out_dtype = self._out_dtype(vis)
         vis_f = imageops.unit_float(np, vis)
-        crcb = None
+        chroma = None
         if vis_f.ndim == 3:
-            ycrcb = cv2.cvtColor(vis_f, cv2.COLOR_BGR2YCrCb)
-            vis_y = ycrcb[:, :, 0]
+            vis_y = cv2.cvtColor(vis_f, cv2.COLOR_BGR2GRAY)  # the same weights as YCrCb's Y, contiguous
             if self.colour == "auto":
-                crcb = ycrcb[:, :, 1:]
+                # 8-bit in and out: OpenCV's integer YCrCb (fast, exact to the output's precision)
+                eight_bit = vis.dtype == np.uint8 and out_dtype == np.uint8
+                chroma = cv2.cvtColor(vis if eight_bit else vis_f, cv2.COLOR_BGR2YCrCb)
                 if out_hw != vis_hw:
-                    crcb = cv2.resize(crcb, (out_hw[1], out_hw[0]), interpolation=_interp(vis_hw, out_hw))
+                    chroma = cv2.resize(chroma, (out_hw[1], out_hw[0]), interpolation=_interp(vis_hw, out_hw))
         else:
             vis_y = vis_f
         if work_hw != vis_hw:
@@ -171,7 +175,7 @@ class Preprocessor:
         return Prepared(
             vis=np.ascontiguousarray(vis_y, dtype=np.float32)[None, None],
             ir=np.ascontiguousarray(ir_w, dtype=np.float32)[None, None],
-            crcb=crcb, work_hw=work_hw, out_hw=out_hw, out_dtype=self._out_dtype(vis), on_device=False,
+            chroma=chroma, work_hw=work_hw, out_hw=out_hw, out_dtype=out_dtype, on_device=False,
         )
 
     def _ir_unit_host(self, ir: np.ndarray) -> np.ndarray:
@@ -226,7 +230,7 @@ class Preprocessor:
         return Prepared(
             vis=xp.ascontiguousarray(vis_y, dtype=xp.float32)[None, None],
             ir=xp.ascontiguousarray(ir_f, dtype=xp.float32)[None, None],
-            crcb=crcb, work_hw=work_hw, out_hw=out_hw, out_dtype=self._out_dtype(vis), on_device=xp is not np,
+            chroma=crcb, work_hw=work_hw, out_hw=out_hw, out_dtype=self._out_dtype(vis), on_device=xp is not np,
         )
 
     def _map(self, xp, matrix: np.ndarray, src_hw, dst_hw, border: str) -> imageops.BilinearMap:

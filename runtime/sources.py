@@ -212,6 +212,51 @@ class ImageFolderSource(Source):
         self._open = False
 
 
+class ArraySource(Source):
+    """Frames you already hold (a list of arrays), replayed: for benchmarks without decoding
+    costs, and for feeding the pipeline from your own capture code's buffers.
+
+    ``live=True`` stamps frames with the capture time like a camera (pace it with ``realtime``);
+    otherwise timestamps are index / fps. ``loop`` replays the list ``count`` frames long.
+    """
+
+    def __init__(self, frames, *, fps: float = 30.0, live: bool = False, realtime: bool = False,
+                 loop: bool = False, count: int | None = None, name: str = "arrays") -> None:
+        self.frames = list(frames)
+        if not self.frames:
+            raise ValueError("ArraySource needs at least one frame")
+        self.fps = float(fps)
+        self.live = live
+        self.realtime = realtime
+        self.loop = loop
+        self.count = count if count is not None else (None if loop else len(self.frames))
+        self.name = name
+        self._index = 0
+        self._open = False
+        self._t0 = 0.0
+
+    def open(self) -> None:
+        self._open = True
+        self._t0 = time.monotonic() - self._index / self.fps
+
+    def read(self) -> Frame | None:
+        if not self._open:
+            raise SourceError(f"{self.name} is not open")
+        if self.count is not None and self._index >= self.count:
+            return None
+        if self.realtime:
+            delay = self._t0 + self._index / self.fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        image = self.frames[self._index % len(self.frames)]
+        ts = time.monotonic() if self.live else self._index / self.fps
+        self._index += 1
+        return Frame(ts, image)
+
+    def close(self) -> None:
+        self._open = False
+
+
 class SyntheticSource(Source):
     """Generated frames: a moving warm blob over a gradient, for tests and benchmarks.
 

@@ -13,6 +13,7 @@ import pytest
 from fusion_edge.runtime.pairing import IR, VIS, TimestampPairer
 from fusion_edge.runtime.queues import Closed, FrameQueue
 from fusion_edge.runtime.sources import (
+    ArraySource,
     CaptureSource,
     ImageFolderSource,
     SourceError,
@@ -111,6 +112,16 @@ def test_synthetic_faults_fire_once():
     live.open()
     stamps = [live.read().timestamp for _ in range(4)]
     assert abs(stamps[-1] - time.monotonic()) < 0.05 and 0.01 < stamps[-1] - stamps[0] < 0.05  # paced capture times
+
+
+def test_array_source_replays_and_loops():
+    frames = [np.full((4, 4), i, np.uint8) for i in range(3)]
+    got = list(ArraySource(frames, fps=10))
+    assert [int(f.image[0, 0]) for f in got] == [0, 1, 2] and got[2].timestamp == pytest.approx(0.2)
+    looped = list(ArraySource(frames, loop=True, count=7))
+    assert [int(f.image[0, 0]) for f in looped] == [0, 1, 2, 0, 1, 2, 0]
+    with pytest.raises(ValueError, match="at least one"):
+        ArraySource([])
 
 
 def test_side_by_side_split():

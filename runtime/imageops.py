@@ -102,14 +102,15 @@ class BilinearMap:
     def build(cls, xp, src_to_dst: np.ndarray, src_hw, dst_hw, border: str = "zero") -> BilinearMap:
         if border not in ("zero", "clamp"):
             raise ValueError(f"border must be 'zero' or 'clamp', got {border!r}")
-        m = np.linalg.inv(np.asarray(src_to_dst, dtype=np.float64))  # destination -> source
+        # destination -> source, as Python floats (numpy scalars do not mix with CuPy arrays everywhere)
+        m = np.linalg.inv(np.asarray(src_to_dst, dtype=np.float64)).tolist()
         h, w = int(dst_hw[0]), int(dst_hw[1])
         sh, sw = int(src_hw[0]), int(src_hw[1])
         ys, xs = xp.meshgrid(xp.arange(h, dtype=xp.float64), xp.arange(w, dtype=xp.float64), indexing="ij")
-        den = m[2, 0] * xs + m[2, 1] * ys + m[2, 2]
+        den = m[2][0] * xs + m[2][1] * ys + m[2][2]
         den = xp.where(xp.abs(den) < 1e-12, 1e-12, den)
-        sx = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2]) / den
-        sy = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2]) / den
+        sx = (m[0][0] * xs + m[0][1] * ys + m[0][2]) / den
+        sy = (m[1][0] * xs + m[1][1] * ys + m[1][2]) / den
         if border == "clamp":
             sx = xp.clip(sx, 0.0, sw - 1.0)
             sy = xp.clip(sy, 0.0, sh - 1.0)

@@ -68,6 +68,12 @@ def prepare_cuda(ctx: BenchContext, height: int, width: int, backend: str = "ort
     if not ctx.on_gpu:
         raise BackendUnavailable("ort-cuda needs a CUDA GPU (running on CPU)")
     device_id = int(ctx.device.split(":")[1]) if ":" in ctx.device else 0
+    preload = getattr(ort, "preload_dlls", None)  # CUDA/cuDNN from the pip-installed NVIDIA wheels, if any
+    if preload is not None:
+        try:
+            preload()
+        except Exception:  # noqa: BLE001 - the session below reports a real failure
+            pass
     path = ctx.source.onnx_for(height, width, ctx.batch, ctx.fp16)
     used_before = _device_used_mb()
     session = _session(ort, path, [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"])

@@ -41,22 +41,35 @@ def _nice_ticks(low: float, high: float, log: bool) -> list[float]:
 
 
 def render_latency_plot(report) -> bytes:
-    """PNG bytes of the plot (a 'nothing measured' panel when no backend ran)."""
+    """PNG bytes of one run's plot: a line per backend."""
+    series: dict[str, list] = {}
+    for r in report.rows:
+        if r.status == "ok":
+            series.setdefault(r.backend, []).append(((r.height, r.width), r.latency_ms))
+    sizes = {(r.height, r.width) for r in report.rows}
+    precision = "fp16" if report.config["fp16"] else "fp32"
+    title = f"p50 latency: {report.model}, batch {report.config['batch']}, {precision}"
+    return render_series(series, sizes, title, device_label(report.environment))
+
+
+def render_series(series: dict[str, list], sizes, title: str, subtitle: str) -> bytes:
+    """PNG bytes: one line per series; each point is ((height, width), {"p50":, "p90":, "p99":} in ms).
+
+    Draws a 'nothing measured' panel when no series has a point.
+    """
     from fusion_edge.bench.config import BACKENDS
 
     img = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
-    sizes = sorted({(r.height, r.width) for r in report.rows}, key=lambda s: (s[0] * s[1], s))
-    ok = [r for r in report.rows if r.status == "ok"]
-    title = f"{report.model}, batch {report.config['batch']}, {'fp16' if report.config['fp16'] else 'fp32'}"
-    _text(img, f"p50 latency: {title}", (LEFT, 25), 0.55, thickness=1)
-    _text(img, device_label(report.environment)[:110], (LEFT, 45), 0.4, (80, 80, 80))
+    sizes = sorted(set(sizes), key=lambda s: (s[0] * s[1], s))
+    _text(img, title[:100], (LEFT, 25), 0.55)
+    _text(img, subtitle[:110], (LEFT, 45), 0.4, (80, 80, 80))
     x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP
     cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
-    if not ok:
+    points_ms = [lat[k] for pts in series.values() for _, lat in pts for k in ("p50", "p99")]
+    if not points_ms:
         _text(img, "no backend ran (see bench.md for the reasons)", (x0 + 40, (y0 + y1) // 2), 0.6, (0, 0, 200))
         return cv2.imencode(".png", img)[1].tobytes()
-    values = [r.latency_ms[k] for r in ok for k in ("p50", "p99")]
-    low, high = min(values), max(values)
+    low, high = min(points_ms), max(points_ms)
     log = high / max(low, 1e-9) > 20
     if log:
         low, high = 10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high))
@@ -78,14 +91,14 @@ def render_latency_plot(report) -> bytes:
         _text(img, f"{h}x{w}", (xpos(i) - 35, y0 + 22))
     _text(img, "input size (H x W)", ((x0 + x1) // 2 - 70, y0 + 50), 0.5)
     _text(img, "ms" + (" (log)" if log else ""), (12, y1 - 10), 0.5)
-    backends = [b for b in dict.fromkeys(r.backend for r in ok)]
-    for k, backend in enumerate(backends):
-        colour = PALETTE[(BACKENDS.index(backend) if backend in BACKENDS else k) % len(PALETTE)]
+    for k, (label, pts) in enumerate(series.items()):
+        index = BACKENDS.index(label) if label in BACKENDS else k  # a backend keeps its colour across plots
+        colour = PALETTE[index % len(PALETTE)]
         points = []
-        for r in (r for r in ok if r.backend == backend):
-            x = xpos(sizes.index((r.height, r.width)))
-            points.append((x, ypos(r.latency_ms["p50"])))
-            cv2.line(img, (x, ypos(r.latency_ms["p90"])), (x, ypos(r.latency_ms["p99"])), colour, 1)
+        for size, lat in pts:
+            x = xpos(sizes.index(tuple(size)))
+            points.append((x, ypos(lat["p50"])))
+            cv2.line(img, (x, ypos(lat["p90"])), (x, ypos(lat["p99"])), colour, 1)
         points.sort()
         for a, b in zip(points, points[1:]):
             cv2.line(img, a, b, colour, 2, cv2.LINE_AA)
@@ -93,5 +106,5 @@ def render_latency_plot(report) -> bytes:
             cv2.circle(img, p, 4, colour, -1, cv2.LINE_AA)
         ly = y1 + 15 + 22 * k
         cv2.line(img, (x1 + 15, ly - 4), (x1 + 40, ly - 4), colour, 2)
-        _text(img, backend, (x1 + 47, ly))
+        _text(img, label[:28], (x1 + 47, ly), 0.42)
     return cv2.imencode(".png", img)[1].tobytes()

@@ -79,10 +79,12 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
     device = resolve_device(config.device)
     sizes = config.sizes or config.default_sizes(device.startswith("cuda"))
     source = ModelSource(config.preset, config.model)
-    if config.threads is not None:
-        import torch
+    import torch
 
+    if config.threads is not None:
         torch.set_num_threads(config.threads)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions
     ctx = BenchContext(source=source, device=device, batch=config.batch, fp16=config.fp16, threads=config.threads)
     load_before = _load_average()
     precision = "fp16" if config.fp16 else "fp32"

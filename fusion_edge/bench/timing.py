@@ -102,7 +102,7 @@ def measure(
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
-    probe = HostTimer(_cuda_sync_if(timer)).time_calls(fn, 1)[0] / 1000.0
+    probe = HostTimer(_sync_of(timer)).time_calls(fn, 1)[0] / 1000.0
     remaining = max(warmup - 2, 0) + iters
     if probe * remaining > max_seconds:
         raise TimeCapExceeded(
@@ -114,9 +114,10 @@ def measure(
     return LatencyStats.from_samples(timer.time_calls(fn, iters)), first
 
 
-def _cuda_sync_if(timer) -> Callable[[], None] | None:
+def _sync_of(timer: HostTimer | CudaEventTimer) -> Callable[[], None] | None:
+    """What makes a host-clock reading complete for this timer's backend."""
     if isinstance(timer, CudaEventTimer):
         import torch
 
         return torch.cuda.synchronize
-    return None
+    return timer.sync

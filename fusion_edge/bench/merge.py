@@ -1,0 +1,79 @@
+"""Combine several ``bench.json`` files (one per preset or precision) into one table, JSON and plot.
+
+    python -m fusion_edge.bench.merge RUN_DIR_OR_JSON... --out DIR [--name bench_gpu]
+
+Writes NAME.md (one section per run), NAME.json (the runs, unchanged) and NAME.png (every
+backend of every run, labelled ``preset backend precision``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from fusion_edge.bench.cost import FrameCost
+from fusion_edge.bench.plot import render_series
+from fusion_edge.bench.report import _atomic_write, markdown_table
+from fusion_edge.bench.runner import BenchReport, ResultRow
+
+
+def load_report(path: Path) -> tuple[BenchReport, dict]:
+    """A BenchReport rebuilt from a bench.json (or the folder holding one), and the raw JSON."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "bench.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no bench.json at {path}")
+    data = json.loads(path.read_text())
+    rows = [ResultRow(**_known(ResultRow, row)) for row in data["results"]]
+    costs = {size: (FrameCost(**_known(FrameCost, c)) if c else None) for size, c in data["cost_per_frame"].items()}
+    return BenchReport(data["config"], data["model"], data["environment"], costs, rows), data
+
+
+def _known(cls, values: dict) -> dict:
+    """Only the fields ``cls`` has, so files from older or newer versions still load."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def merge(paths: list[Path], out_dir: Path, name: str) -> dict[str, Path]:
+    loaded = [load_report(p) for p in paths]
+    sections, series, sizes = [], {}, set()
+    for report, _ in loaded:
+        precision = "fp16" if report.config["fp16"] else "fp32"
+        sections += [f"## {report.model}, {precision}, batch {report.config['batch']}", "", markdown_table(report), ""]
+        preset = report.config.get("preset") or report.model
+        for r in report.rows:
+            sizes.add((r.height, r.width))
+            if r.status == "ok":
+                series.setdefault(f"{preset} {r.backend} {precision}", []).append(((r.height, r.width), r.latency_ms))
+    devices = sorted({data["device"] for _, data in loaded})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths_out = {"md": out_dir / f"{name}.md", "json": out_dir / f"{name}.json", "png": out_dir / f"{name}.png"}
+    _atomic_write(paths_out["md"], ("\n".join(sections).rstrip() + "\n").encode())
+    _atomic_write(paths_out["json"], (json.dumps([data for _, data in loaded], indent=2) + "\n").encode())
+    _atomic_write(paths_out["png"], render_series(series, sizes, "p50 latency per backend", "; ".join(devices)))
+    return paths_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fusion_edge.bench.merge", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="bench.json files or the folders holding them")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--name", default="bench", help="file name stem (default: bench)")
+    args = parser.parse_args(argv)
+    try:
+        written = merge(args.runs, args.out, args.name)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"merge: error: {exc}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -339,3 +339,18 @@ def test_soak_10000_frames_memory_stays_flat(model):
     assert count == n and pipe.stats.dropped == 0 and pipe.stats.rejected == 0
     growth = rss["end"] - rss["warm"]
     assert growth < 10 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over {n - 1000} frames"
+
+
+def test_opencv_app_example_runs(model, data_dir, tmp_path):
+    seq = data_dir / "sequence"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "opencv_app.py"), "--ir", str(seq / "ir"), "--vis", str(seq / "vis"),
+         "--model", str(model), "--record", str(tmp_path / "hot.avi"), "--max-frames", "5"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "5 frames" in result.stdout
+    assert count_video_frames(tmp_path / "hot.avi") == 5
+    cap = cv2.VideoCapture(str(tmp_path / "hot.avi"))
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 3 * 640  # IR | visible | fused panels

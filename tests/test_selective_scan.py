@@ -24,7 +24,12 @@ from fusion_edge.ops.selective_scan import (
     set_default_impl,
     use_impl,
 )
-from fusion_edge.ops.selective_scan_chunked import selective_scan_chunked, stable_softplus
+from fusion_edge.ops.selective_scan_chunked import (
+    MAX_CHUNK_LEN,
+    eager_chunk_len,
+    selective_scan_chunked,
+    stable_softplus,
+)
 from fusion_edge.ops.selective_scan_ref import selective_scan_ref
 
 FP32_TOLERANCE = 1e-5
@@ -101,6 +106,21 @@ def test_chunked_is_right_for_any_chunk_length(chunk_len):
     args = make_inputs(100, seed=chunk_len)
     error = relative_error(selective_scan_chunked(**args, chunk_len=chunk_len), float64_truth(args))
     assert error <= FP32_TOLERANCE
+
+
+def test_autograd_path_computes_the_same_output():
+    """With inputs that need gradients the step terms are kept instead of recomputed."""
+    args = make_inputs(300, seed=12)
+    plain = selective_scan_chunked(**args, chunk_len=16)
+    tracked = {k: v.clone().requires_grad_(True) if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+    torch.testing.assert_close(selective_scan_chunked(**tracked, chunk_len=16).detach(), plain, rtol=0, atol=0)
+
+
+def test_eager_chunk_length_follows_the_state_size():
+    assert eager_chunk_len(1 * 8 * 16 * 7, 7) == 7  # short: one chunk, no padding
+    assert eager_chunk_len(1 * 128 * 16 * 5120, 5120) == 32
+    assert eager_chunk_len(1 * 768 * 16 * 5120, 5120) == 128
+    assert eager_chunk_len(64 * 768 * 16 * 20480, 20480) == MAX_CHUNK_LEN
 
 
 def test_chunked_in_float64_matches_reference_to_rounding():
@@ -223,6 +243,7 @@ def test_chunked_exports_to_standard_onnx_for_any_length(tmp_path):
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     op_types = {node.op_type for node in model.graph.node}
+    assert sum(node.op_type != "Constant" for node in model.graph.node) < 800  # a few hundred nodes
     assert not op_types & {"Loop", "Scan", "If"}
     assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

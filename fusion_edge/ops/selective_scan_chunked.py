@@ -121,7 +121,12 @@ def _steps_first(x: torch.Tensor, groups: int, rows, chunk_len: int) -> torch.Te
     return x.reshape(x.shape[0], groups, rows, -1, chunk_len).permute(4, 0, 1, 2, 3).contiguous()
 
 
-def _incoming_states(decay: torch.Tensor, end: torch.Tensor, doublings: int) -> torch.Tensor:
+def _multiply_add(b: torch.Tensor, a: torch.Tensor, h: torch.Tensor, tracing: bool) -> torch.Tensor:
+    """b + a * h: one fused op in eager mode; a recorded addcmul would add a multiply by 1."""
+    return b + a * h if tracing else torch.addcmul(b, a, h)
+
+
+def _incoming_states(decay: torch.Tensor, end: torch.Tensor, doublings: int, tracing: bool) -> torch.Tensor:
     """Exclusive scan of E_c = decay_c * E_{c-1} + end_c over the last axis (Hillis-Steele).
 
     After step j every chunk holds the composition of itself and the 2**j - 1 chunks before
@@ -129,7 +134,7 @@ def _incoming_states(decay: torch.Tensor, end: torch.Tensor, doublings: int) -> 
     """
     k = 1
     for step in range(doublings):
-        end = torch.cat([end[..., :k], torch.addcmul(end[..., k:], decay[..., k:], end[..., :-k])], dim=-1)
+        end = torch.cat([end[..., :k], _multiply_add(end[..., k:], decay[..., k:], end[..., :-k], tracing)], dim=-1)
         if step + 1 < doublings:
             decay = torch.cat([decay[..., :k], decay[..., k:] * decay[..., :-k]], dim=-1)
         k *= 2
@@ -208,15 +213,15 @@ def selective_scan_chunked(
             a, b = step_terms(t)
             if keep:
                 kept.append((a, b))
-            end = b if end is None else torch.addcmul(b, a, end)
+            end = b if end is None else _multiply_add(b, a, end, tracing)
         steps = kept if keep else (step_terms(t) for t in range(T))
         chunk_decay = exp(dt.sum(0, keepdim=True) * A_g)
         doublings = TRACE_CHUNKS_LOG2 if tracing else math.ceil(math.log2(dt.shape[-1]))
-        state = _incoming_states(chunk_decay, end, doublings)
+        state = _incoming_states(chunk_decay, end, doublings, tracing)
 
     ys = []
     for (a, b), c in zip(steps, C_t):
-        state = b if state is None else torch.addcmul(b, a, state)
+        state = b if state is None else _multiply_add(b, a, state, tracing)
         ys.append((c * state).sum(-2))
     # T x (1, batch, groups, per_group, chunks) -> (batch, dim, L). Stacking on a new last axis
     # is one copy in eager mode; a graph gets one concat and one transpose instead of T unsqueezes.

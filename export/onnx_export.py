@@ -18,7 +18,7 @@ from .contract import DOMAIN, DOMAIN_VERSION
 from .graph_cleanup import optimize_basic
 from .model_prep import ExportWrapper
 from .plugin_graph import plugin_node_problems, plugin_ops
-from .portable import EXPORT_CHUNK_LEN, MIN_OPSET, check_portable, portable_ops
+from .portable import EXPORT_CHUNK_LEN, MIN_OPSET, check_portable, longest_route, portable_ops
 
 FLAVOURS = ("plugin", "portable")
 INPUT_NAMES = ("vis", "ir")
@@ -58,7 +58,10 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; LayerNormalization needs opset {MIN_OPSET} or newer")
     path = Path(path)
-    ops = plugin_ops() if flavour == "plugin" else portable_ops(scan_chunk)
+    if flavour == "plugin":
+        ops = plugin_ops()
+    else:
+        ops = portable_ops(scan_chunk, max_length=None if dynamic else longest_route(height, width))
     axes = {name: DYNAMIC_AXES for name in (*INPUT_NAMES, OUTPUT_NAME)} if dynamic else None
     with ops, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

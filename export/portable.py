@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Iterator
+from unittest import mock
 
 import onnx
 import torch
@@ -94,9 +96,38 @@ def es2d_scan_portable(
     return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
 
 
+def carry_doublings(max_length: int, chunk_len: int) -> int:
+    """Doubling steps the carry pass needs so that state reaches every chunk of ``max_length``."""
+    chunks = -(-max_length // chunk_len)
+    return max(0, math.ceil(math.log2(chunks))) if chunks > 1 else 0
+
+
+def longest_route(height: int, width: int, multiple: int = 32, patch: int = 4) -> int:
+    """Scan length of the longest ES2D route (stage 0) at an input size: (H/8) * (W/8) after padding."""
+    hp, wp = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    return (hp // patch // 2) * (wp // patch // 2)
+
+
 @contextlib.contextmanager
-def portable_ops(chunk_len: int = EXPORT_CHUNK_LEN) -> Iterator[None]:
-    """Trace the model with the portable ES2D core and the chunked scan."""
+def fixed_length_carry(max_length: int | None, chunk_len: int) -> Iterator[None]:
+    """For static exports, trace only the carry steps the export size needs.
+
+    While tracing, the chunked scan emits enough doubling steps for any length (it cannot see
+    the runtime length); with a fixed input size the exact number is known and the graph
+    shrinks. Dynamic exports keep the general form.
+    """
+    import fusion_edge.ops.selective_scan_chunked as chunked
+
+    if max_length is None or not hasattr(chunked, "TRACE_CHUNKS_LOG2"):
+        yield
+        return
+    with mock.patch.object(chunked, "TRACE_CHUNKS_LOG2", carry_doublings(max_length, chunk_len)):
+        yield
+
+
+@contextlib.contextmanager
+def portable_ops(chunk_len: int = EXPORT_CHUNK_LEN, max_length: int | None = None) -> Iterator[None]:
+    """Trace the model with the portable ES2D core and the chunked scan (``max_length``: static size)."""
     if not chunked_available():
         raise RuntimeError(
             "the portable flavour needs the chunked selective scan (fusion_edge.ops.selective_scan_chunked), "
@@ -104,7 +135,8 @@ def portable_ops(chunk_len: int = EXPORT_CHUNK_LEN) -> Iterator[None]:
         )
     if chunk_len < 1:
         raise ValueError(f"scan chunk length must be positive, got {chunk_len}")
-    with use_impl(SCAN_IMPL), swapped_ops(es2d=functools.partial(es2d_scan_portable, chunk_len=chunk_len)):
+    es2d = functools.partial(es2d_scan_portable, chunk_len=chunk_len)
+    with use_impl(SCAN_IMPL), swapped_ops(es2d=es2d), fixed_length_carry(max_length, chunk_len):
         yield
 
 

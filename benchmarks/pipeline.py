@@ -5,10 +5,12 @@ For each model it measures, on the shared ``sequence`` frames held in memory (no
 - engine only: ``backend.infer`` on one preprocessed pair, back to back (synchronised per
   frame on a GPU): the ceiling;
 - ``FusionEngine.fuse``: engine plus pre/postprocessing, one pair at a time;
-- the pipeline, recorded-input mode (blocking queues, nothing dropped): its throughput;
+- the pipeline, recorded-input mode (blocking queues, nothing dropped): its throughput, and
+  the engine's own time per frame inside that same run (so that load changing between runs
+  on a shared machine does not skew the ratio);
 - the pipeline, live mode: sources paced like cameras at 80% of the pipeline's throughput,
   newest-wins queues: capture-to-output latency p50/p99, and the latency added over the
-  engine's own time per frame, next to the camera's frame period.
+  engine's median time per frame in that run, next to the camera's frame period.
 
 Prints one markdown table with the device named, and writes it with ``--out``.
 
@@ -92,19 +94,58 @@ def fuse_only(engine, irs, viss, frames: int) -> float:
     return (time.perf_counter() - t) / frames
 
 
-def pipeline_recorded(engine, irs, viss, frames: int) -> float:
-    """Seconds per frame in steady state (first output to last) with blocking queues."""
+class TimedInfer:
+    """Wraps ``backend.infer`` to record the engine's own time per frame during a pipeline run
+    (CUDA events on a GPU, so the pipeline's overlap is not disturbed). Comparing it with the
+    pipeline's frame interval in the same run is immune to load that changes between runs."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.inner, self.spans = backend, backend.infer, []
+
+    def __call__(self, vis, ir):
+        if self.backend.on_gpu:
+            import cupy
+
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record(self.backend.stream)
+            out = self.inner(vis, ir)
+            end.record(self.backend.stream)
+            self.spans.append((start, end))
+            return out
+        t = time.perf_counter()
+        out = self.inner(vis, ir)
+        self.spans.append(time.perf_counter() - t)
+        return out
+
+    def seconds(self, skip: int) -> list[float]:
+        spans = self.spans[skip:]
+        if spans and not isinstance(spans[0], float):
+            import cupy
+
+            spans[-1][1].synchronize()
+            return [cupy.cuda.get_elapsed_time(a, b) / 1e3 for a, b in spans]
+        return spans
+
+
+def pipeline_recorded(engine, irs, viss, frames: int) -> tuple[float, float]:
+    """(seconds per frame, engine seconds per frame in the same run), steady state, blocking queues."""
     from fusion_edge.runtime import ArraySource, FusionPipeline
 
     ir = ArraySource(irs, loop=True, count=frames)
     vis = ArraySource(viss, loop=True, count=frames)
     stamps = []
-    with FusionPipeline(engine, ir=ir, vis=vis, log_every_s=None) as pipe:
-        for _ in pipe:
-            stamps.append(time.perf_counter())
+    timer = TimedInfer(engine.backend)
+    engine.backend.infer = timer
+    try:
+        with FusionPipeline(engine, ir=ir, vis=vis, log_every_s=None) as pipe:
+            for _ in pipe:
+                stamps.append(time.perf_counter())
+    finally:
+        del engine.backend.infer  # back to the class method
     if pipe.stats.dropped or len(stamps) != frames:
         raise RuntimeError(f"recorded mode lost frames: {pipe.stats.summary()}")
-    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    interval = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    return interval, statistics.mean(timer.seconds(skip=1))
 
 
 def pipeline_live(engine, irs, viss, frames: int, fps: float):
@@ -112,10 +153,15 @@ def pipeline_live(engine, irs, viss, frames: int, fps: float):
 
     ir = ArraySource(irs, loop=True, live=True, realtime=True, fps=fps, name="ir-replay")
     vis = ArraySource(viss, loop=True, live=True, realtime=True, fps=fps, name="vis-replay")
-    with FusionPipeline(engine, ir=ir, vis=vis, tolerance=0.5 / fps, max_frames=frames, log_every_s=None) as pipe:
-        for _ in pipe:
-            pass
-    return pipe.stats
+    timer = TimedInfer(engine.backend)
+    engine.backend.infer = timer
+    try:
+        with FusionPipeline(engine, ir=ir, vis=vis, tolerance=0.5 / fps, max_frames=frames, log_every_s=None) as pipe:
+            for _ in pipe:
+                pass
+    finally:
+        del engine.backend.infer
+    return pipe.stats, statistics.median(timer.seconds(skip=1))
 
 
 def measure(label: str, engine, irs, viss, frames: int, budget_s: float) -> dict:
@@ -124,30 +170,31 @@ def measure(label: str, engine, irs, viss, frames: int, budget_s: float) -> dict
     frames = max(5, min(frames, int(budget_s / t_engine)))
     t_engine = engine_only(engine, irs[0], viss[0], frames)
     t_fuse = fuse_only(engine, irs, viss, frames)
-    t_pipe = pipeline_recorded(engine, irs, viss, frames)
+    t_pipe, t_engine_in_run = pipeline_recorded(engine, irs, viss, frames)
     live_fps = 0.8 / t_pipe
-    live = pipeline_live(engine, irs, viss, max(10, frames), live_fps)
+    live, t_engine_live = pipeline_live(engine, irs, viss, max(10, frames), live_fps)
     size = engine.info.fixed_hw or engine.preprocessor.work_size(viss[0].shape[:2])
     return dict(
         label=label, device=device_name(engine), backend=engine.name,
         sizes=f"{viss[0].shape[1]}x{viss[0].shape[0]} -> {size[1]}x{size[0]}",
-        engine_fps=1 / t_engine, fuse_fps=1 / t_fuse, pipe_fps=1 / t_pipe, ratio=t_engine / t_pipe,
-        overhead=(t_pipe - t_engine) * 1e3,
+        engine_fps=1 / t_engine, fuse_fps=1 / t_fuse, pipe_fps=1 / t_pipe, ratio=t_engine_in_run / t_pipe,
+        overhead=(t_pipe - t_engine_in_run) * 1e3, engine_in_run_fps=1 / t_engine_in_run,
         engine_ms=t_engine * 1e3, live_fps=live_fps, p50=live.latency_p50_ms, p99=live.latency_p99_ms,
-        added=live.latency_p50_ms - t_engine * 1e3, period=1e3 / live_fps, live_dropped=live.dropped,
+        added=live.latency_p50_ms - t_engine_live * 1e3, period=1e3 / live_fps, live_dropped=live.dropped,
         live_frames=live.frames, frames=frames,
     )
 
 
 def table(rows: list[dict]) -> str:
     head = ("| model | backend | frames in -> engine | frames | engine-only fps | fuse() fps | pipeline fps "
-            "| pipeline / engine | pipeline ms/frame over engine | live: camera fps | latency p50 / p99 ms "
-            "| added latency ms (p50 - engine) | frame period ms |")
-    lines = [head, "|" + "|".join(["---"] * 13) + "|"]
+            "| engine fps during the pipeline run | pipeline / engine (same run) | pipeline ms/frame over engine "
+            "| live: camera fps | latency p50 / p99 ms | added latency ms (p50 - engine) | frame period ms |")
+    lines = [head, "|" + "|".join(["---"] * 14) + "|"]
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['backend']} | {r['sizes']} | {r['frames']} | {_fmt(r['engine_fps'])} "
-            f"| {_fmt(r['fuse_fps'])} | {_fmt(r['pipe_fps'])} | {100 * r['ratio']:.0f}% | {r['overhead']:.2f} "
+            f"| {_fmt(r['fuse_fps'])} | {_fmt(r['pipe_fps'])} | {_fmt(r['engine_in_run_fps'])} "
+            f"| {100 * r['ratio']:.0f}% | {r['overhead']:.2f} "
             f"| {_fmt(r['live_fps'])} | {r['p50']:.1f} / {r['p99']:.1f} | {r['added']:.1f} | {r['period']:.1f} |"
         )
     return "\n".join(lines)

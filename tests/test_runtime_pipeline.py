@@ -354,3 +354,12 @@ def test_opencv_app_example_runs(model, data_dir, tmp_path):
     assert count_video_frames(tmp_path / "hot.avi") == 5
     cap = cv2.VideoCapture(str(tmp_path / "hot.avi"))
     assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 3 * 640  # IR | visible | fused panels
+
+
+def test_show_without_a_gui_says_what_to_do(model, capsys):
+    from fusion_edge.cli import main
+
+    if "GTK" in cv2.getBuildInformation() or "Cocoa" in cv2.getBuildInformation():
+        pytest.skip("this OpenCV has a GUI")
+    rc = main(["run", "--ir", "synthetic:32x32:5", "--vis", "synthetic:32x32:5", "--model", str(model), "--show", "-q"])
+    assert rc == 2 and "use --record or --out-dir instead of --show" in capsys.readouterr().err

@@ -49,7 +49,7 @@ def device_line() -> str:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (
         f"Device: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads); load average at start {load}"
+        f"(torch threads: {torch.get_num_threads()}); load average at start {load}"
     )
 
 
@@ -60,25 +60,40 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def measure(fn: Callable[[], object], repeat: int, cap: float) -> tuple[float, int, bool]:
-    """(median seconds, runs timed, capped). One warm-up run first; when warm-up * repeat > cap
-    the warm-up's own time is returned as a single cold run."""
-    start = time.perf_counter()
-    fn()
-    warm = time.perf_counter() - start
-    if warm * repeat > cap:
-        return warm, 1, True
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+class Timing:
+    """Median wall-clock and CPU (process) seconds of the timed runs of one combination."""
+
+    def __init__(self, walls: list[float], cpus: list[float], capped: bool):
+        self.wall, self.cpu = statistics.median(walls), statistics.median(cpus)
+        self.runs, self.capped = len(walls), capped
+
+    def cell(self) -> str:
+        text = f"{seconds(self.wall)} ({seconds(self.cpu)} CPU)"
+        return text + ", 1 cold run: over cap" if self.capped else text
+
+
+def seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+
+
+def measure(fn: Callable[[], object], repeat: int, cap: float) -> Timing:
+    """One warm-up run, then ``repeat`` timed runs; when warm-up * repeat > cap, the warm-up
+    is the only (cold) run reported."""
+
+    def timed() -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), len(times), False
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    warm_wall, warm_cpu = timed()
+    if warm_wall * repeat > cap:
+        return Timing([warm_wall], [warm_cpu], capped=True)
+    runs = [timed() for _ in range(repeat)]
+    return Timing([w for w, _ in runs], [c for _, c in runs], capped=False)
 
 
-def fmt(seconds: float, runs: int, capped: bool) -> str:
-    value = f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
-    return f"{value} (1 cold run, over cap)" if capped else value
+def speedup(sequential: Timing, chunked: Timing) -> str:
+    return f"{sequential.wall / chunked.wall:.1f}x ({sequential.cpu / chunked.cpu:.1f}x CPU)"
 
 
 def model_table(presets: list[str], sizes: list[tuple[int, int]], repeat: int, cap: float) -> list[str]:
@@ -87,15 +102,15 @@ def model_table(presets: list[str], sizes: list[tuple[int, int]], repeat: int, c
         model = create_model(preset).eval().for_inference()
         for h, w in sizes:
             vis, ir = torch.rand(1, 1, h, w), torch.rand(1, 1, h, w)
-            cells, medians = {}, {}
+            timing = {}
             for impl in IMPLS:
                 with use_impl(impl), torch.no_grad():
-                    median, runs, capped = measure(lambda m=model, a=vis, b=ir: m(a, b), repeat, cap)
-                cells[impl] = fmt(median, runs, capped)
-                medians[impl] = median
-                print(f"  {preset} {h}x{w} {impl}: {cells[impl]}", file=sys.stderr, flush=True)
-            speedup = f"{medians['reference'] / medians['chunked']:.1f}x"
-            rows.append(f"| {preset} | {h}x{w} | {cells['reference']} | {cells['chunked']} | {speedup} |")
+                    timing[impl] = measure(lambda m=model, a=vis, b=ir: m(a, b), repeat, cap)
+                print(f"  {preset} {h}x{w} {impl}: {timing[impl].cell()}", file=sys.stderr, flush=True)
+            rows.append(
+                f"| {preset} | {h}x{w} | {timing['reference'].cell()} | {timing['chunked'].cell()} | "
+                f"{speedup(timing['reference'], timing['chunked'])} |"
+            )
     return rows
 
 
@@ -131,15 +146,13 @@ def scan_table(presets: list[str], sizes: list[tuple[int, int]], repeat: int, ca
             if shape in seen:  # tiny and paper share stage 1
                 continue
             seen.add(shape)
-            cells, medians = {}, {}
+            timing = {}
             for impl in IMPLS:
                 with torch.no_grad():
-                    median, runs, capped = measure(lambda a=args, i=impl: selective_scan(**a, impl=i), repeat, cap)
-                cells[impl], medians[impl] = fmt(median, runs, capped), median
-            speedup = f"{medians['reference'] / medians['chunked']:.1f}x"
+                    timing[impl] = measure(lambda a=args, i=impl: selective_scan(**a, impl=i), repeat, cap)
             rows.append(
-                f"| {preset} | {h}x{w} | {shape[0]} x {shape[1]} x {shape[2]} | "
-                f"{cells['reference']} | {cells['chunked']} | {speedup} |"
+                f"| {preset} | {h}x{w} | {shape[0]} x {shape[1]} x {shape[2]} | {timing['reference'].cell()} | "
+                f"{timing['chunked'].cell()} | {speedup(timing['reference'], timing['chunked'])} |"
             )
             print(f"  scan {preset} {h}x{w}: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
@@ -170,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         device_line(),
         "",
-        f"Batch 1, `for_inference()`, `torch.no_grad()`; median of {args.repeat} runs after one warm-up.",
+        f"Batch 1, `for_inference()`, `torch.no_grad()`; median of {args.repeat} runs after one warm-up. "
+        "Each cell: wall-clock time (CPU time of the process, all threads).",
         "",
     ]
     if not args.skip_model:
@@ -184,9 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    lines.append(
-        f"Load average at end {load} (the machine's cores are shared: a load above the core count slows every row)."
-    )
+    lines.append(f"Load average at end {load}. A load above the core count means other processes shared the cores.")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:

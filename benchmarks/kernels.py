@@ -22,12 +22,14 @@ import contextlib
 import functools
 import importlib
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from fusion_edge.kernels import launch_params
 
 from fusion_edge.models import create_model
 from fusion_edge.models.presets import PRESETS
@@ -131,6 +133,14 @@ def scan_row(preset, res, s, channels, length, batch, copy_gbs, gen):
     kw = dict(D=D, delta_bias=bias, delta_softplus=True)
     nbytes = (3 * u.numel() + B.numel() + C.numel()) * 2 + (A.numel() + D.numel() + bias.numel()) * 4
     ours = bench(functools.partial(selective_scan_cuda, *args, **kw))
+    unsplit = None
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    if launch_params.scan_chunks(channels, length, 16, sms)[1] > 1:
+        launch_params.SCAN_SPLIT = False
+        try:
+            unsplit = bench(functools.partial(selective_scan_cuda, *args, **kw))
+        finally:
+            launch_params.SCAN_SPLIT = True
     chunk = bench(functools.partial(selective_scan_chunked, *args, **kw), rounds=3, reps=3)
     diff = rel_diff(selective_scan_cuda(*args, **kw), selective_scan_chunked(*args, **kw))
     ref = None
@@ -140,7 +150,7 @@ def scan_row(preset, res, s, channels, length, batch, copy_gbs, gen):
     gbs = nbytes / ours / 1e6
     return (
         f"| {preset} | {res[0]}x{res[1]} | {s + 1} | {batch} | ({batch}, {channels}, {length}) "
-        f"| {nbytes / 1e6:.1f} | {fmt(ours)} | {gbs:.0f} | {100 * gbs / copy_gbs:.1f}% | {fmt(chunk)} "
+        f"| {nbytes / 1e6:.1f} | {fmt(ours)} | {fmt(unsplit)} | {gbs:.0f} | {100 * gbs / copy_gbs:.1f}% | {fmt(chunk)} "
         f"| {fmt(ref)} | {fmt(anchor)} | {f'{anchor / ours:.1f}x' if anchor else '—'} | {chunk / ours:.0f}x "
         f"| {diff:.1e} |"
     )
@@ -148,9 +158,10 @@ def scan_row(preset, res, s, channels, length, batch, copy_gbs, gen):
 
 def scan_table(copy_gbs: float) -> list[str]:
     lines = [
-        "| preset | HxW | stage | batch | u shape | MB moved | ours ms | GB/s | % of copy BW | chunked ms "
-        "| reference ms | mamba_ssm anchor ms | ours vs anchor | ours vs chunked | max rel diff vs chunked |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | HxW | stage | batch | u shape | MB moved | ours ms | ours, L not split ms | GB/s "
+        "| % of copy BW | chunked ms | reference ms | mamba_ssm anchor ms | ours vs anchor | ours vs chunked "
+        "| max rel diff vs chunked |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     gen = torch.Generator(device="cuda").manual_seed(0)
     for preset, res, s, d_inner, h, w in stage_shapes():
@@ -161,13 +172,14 @@ def scan_table(copy_gbs: float) -> list[str]:
     return lines
 
 
-def compiled_table(budget_s: float) -> list[str]:
-    """The chunked op under torch.compile, batch 1 at 512x640, while the compile budget lasts."""
+def compiled_table(budget_s: float, wait_for: str | None = None) -> list[str]:
+    """The chunked op under torch.compile, batch 1 at 512x640: compile while the budget lasts, then
+    (after ``wait_for`` exists, so another benchmark can have the GPU alone) time."""
     lines = ["| preset | stage | u shape | compile s | chunked compiled ms | ours ms | ours vs compiled |",
              "|---|---|---|---|---|---|---|"]
     gen = torch.Generator(device="cuda").manual_seed(3)
     compiled = torch.compile(selective_scan_chunked, dynamic=False)
-    spent = 0.0
+    spent, cases = 0.0, []
     for preset, res, s, d_inner, h, w in stage_shapes():
         if res != (512, 640) or (preset == "edge" and s > 0) or spent >= budget_s:
             continue
@@ -180,6 +192,11 @@ def compiled_table(budget_s: float) -> list[str]:
         torch.cuda.synchronize()
         took = time.perf_counter() - t0
         spent += took
+        cases.append((preset, s, channels, length, args, kw, took))
+        print(f"compiled {preset} stage {s + 1} in {took:.0f} s", flush=True)
+    while wait_for and not os.path.exists(wait_for):
+        time.sleep(1)
+    for preset, s, channels, length, args, kw, took in cases:
         comp = bench(functools.partial(compiled, *args, **kw), rounds=5, reps=5)
         ours = bench(functools.partial(selective_scan_cuda, *args, **kw))
         lines.append(f"| {preset} | {s + 1} | (1, {channels}, {length}) | {took:.0f} | {fmt(comp)} | {fmt(ours)} "
@@ -296,6 +313,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the tables to this markdown file (after each section)")
     parser.add_argument("--compile-budget", type=float, default=150.0, help="seconds of torch.compile to spend")
     parser.add_argument("--sections", default="scan,es2d,ldc,model,compiled")
+    parser.add_argument("--wait-for", help="compiled section: time only once this file exists")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("this benchmark needs a CUDA GPU")
@@ -310,7 +328,7 @@ def main() -> None:
         "ldc": ("LDC kernel vs the folded convolution (float16, batch 1)", ldc_table),
         "model": ("Model forward, batch 1", model_table),
         "compiled": ("Chunked op under torch.compile (float16, batch 1, 512x640)",
-                     functools.partial(compiled_table, args.compile_budget)),
+                     functools.partial(compiled_table, args.compile_budget, args.wait_for)),
     }
     for name in args.sections.split(","):
         title, table = sections[name]

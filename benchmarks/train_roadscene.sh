@@ -6,11 +6,10 @@
 # train.log, train_log.jsonl and config.json; the full training checkpoint stays in OUT_DIR/run/.
 #   TIME_LIMIT=240   seconds of training (after data loading and graph capture)
 set -euo pipefail
-DATA=${1:?usage: $0 DATA_DIR OUT_DIR}
-OUT_DIR=${2:?usage: $0 DATA_DIR OUT_DIR}
-RUN_DIR=${RUN_DIR:-$OUT_DIR/run}
-cd "$(dirname "$0")/.."
-REPO=$PWD
+DATA=$(realpath "${1:?usage: $0 DATA_DIR OUT_DIR}")
+OUT_DIR=$(realpath -m "${2:?usage: $0 DATA_DIR OUT_DIR}")
+RUN_DIR=$(realpath -m "${RUN_DIR:-$OUT_DIR/run}")
+REPO=$(realpath "$(dirname "$0")/..")
 
 # Import the checkout as the installed package is laid out (kernels/ -> fusion_edge.kernels, ...).
 PKG=$(mktemp -d)
@@ -19,6 +18,7 @@ for f in "$REPO"/fusion_edge/*; do ln -s "$f" "$PKG/fusion_edge/"; done
 for sub in kernels runtime export; do [ -d "$REPO/$sub" ] && ln -s "$REPO/$sub" "$PKG/fusion_edge/$sub"; done
 export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT_DIR" "$RUN_DIR"
+cd "$PKG"  # not the checkout: `python -m` puts the working directory first on sys.path
 
 python3 -m fusion_edge.cli train --data "$DATA" --out "$RUN_DIR" --preset edge \
   --crop 256 --batch 16 --repeats 20 --epochs 1000 --time-limit "${TIME_LIMIT:-240}" \

@@ -16,11 +16,13 @@ C-contiguous and on the same GPU. ``stream`` is a ``cupy.cuda.Stream``, a raw
 None (CuPy's current stream). Element types: "float32", "float16", "bfloat16".
 
 ``launch_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, out=None, *,
-delta_softplus=False, stream=None) -> out``
+delta_softplus=False, workspace=None, stream=None) -> out``
     mamba_ssm's selective scan forward. u, delta, z, out: (batch, dim, L), one element type;
     A: (dim, N) float32, N <= 64; B, C: (batch, groups, N, L) in u's type or float32;
     D, delta_bias: (dim,) float32. State and accumulation are float32. ``out`` is
-    allocated (CuPy) when None.
+    allocated (CuPy) when None. Long sequences with few channels are scanned in chunks
+    (two launches); ``workspace`` then needs ``selective_scan_workspace_bytes(batch, dim, L,
+    N, sm_count)`` bytes (allocated from CuPy's pool when None; 0 bytes when not chunked).
 
 ``launch_es2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, out, *,
 workspace=None, stream=None) -> out``
@@ -28,7 +30,7 @@ workspace=None, stream=None) -> out``
     routes, projects, scans and writes ``out`` (batch, D, h, w) float32 in place; no gather
     or scatter copies. Weights float32: x_proj_weight (4, R+2N, D), dt_projs_weight (4, D, R),
     dt_projs_bias (4, D), A_logs (4D, N), Ds (4D). ``workspace`` holds the route projections:
-    at least ``es2d_workspace_bytes(batch, D, h, w, R, N)`` bytes, allocated when None.
+    at least ``es2d_workspace_bytes(batch, D, h, w, R, N, sm_count)`` bytes, allocated when None.
 
 ``launch_ldc_conv2d(x, weight, base_mask, learnable_mask, theta, out, *, stream=None) -> out``
     3x3 convolution, stride 1, padding 1, no bias, with the LDC weight transform
@@ -59,7 +61,7 @@ from fusion_edge.kernels.loader import (
     kernel_names,
     kernel_source,
 )
-from fusion_edge.kernels.scan_launch import launch_selective_scan
+from fusion_edge.kernels.scan_launch import launch_selective_scan, selective_scan_workspace_bytes
 
 __all__ = [
     "FAMILIES",
@@ -74,4 +76,5 @@ __all__ = [
     "launch_es2d_scan",
     "launch_ldc_conv2d",
     "launch_selective_scan",
+    "selective_scan_workspace_bytes",
 ]

@@ -20,12 +20,29 @@ def _aligned(nbytes: int) -> int:
     return (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def es2d_workspace_bytes(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int) -> int:
-    """Bytes of scratch the fused ES2D op needs: route projections and delta, float32."""
+def _layout(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int, sm_count: int):
+    """Byte offsets of the projections, delta, chunk states and chunk sums, the total, and the chunking."""
     length = _route_length(h, w)
     proj = batch * ROUTES * (dt_rank + 2 * d_state) * length * 4
     delta = batch * ROUTES * dim * length * 4
-    return _aligned(proj) + _aligned(delta)
+    chunk_len, n_chunks = launch_params.scan_chunks(batch * ROUTES * dim, length, d_state, sm_count)
+    n_st, n_sum = launch_params.scan_state_floats(batch * ROUTES * dim, d_state, n_chunks)
+    offsets = [0, _aligned(proj)]
+    offsets.append(offsets[-1] + _aligned(delta))
+    offsets.append(offsets[-1] + _aligned(4 * n_st))
+    total = offsets[-1] + _aligned(4 * n_sum)
+    return offsets, total, chunk_len, n_chunks
+
+
+def es2d_workspace_bytes(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int,
+                         sm_count: int | None = None) -> int:
+    """Bytes of scratch the fused ES2D op needs (route projections, delta, chunk states), float32.
+
+    ``sm_count``: SMs of the GPU it will run on (the current device's when None).
+    """
+    if sm_count is None:
+        sm_count = launch.sm_count(launch.current_device())
+    return _layout(batch, dim, h, w, dt_rank, d_state, sm_count)[1]
 
 
 def launch_es2d_scan(
@@ -80,7 +97,9 @@ def launch_es2d_scan(
     if batch * dim * h * w == 0:
         return result
     length = _route_length(h, w)
-    need = es2d_workspace_bytes(batch, dim, h, w, rank, n_states)
+    dev = launch.current_device() if device is None else device
+    sms = launch.sm_count(dev)
+    offsets, need, chunk_len, n_chunks = _layout(batch, dim, h, w, rank, n_states, sms)
     ws = arrs["workspace"]
     keep = None
     if ws is None:
@@ -92,12 +111,12 @@ def launch_es2d_scan(
         raise ValueError("workspace must be 16-byte aligned")
     proj_bytes = batch * ROUTES * proj_rows * length * 4
     proj = DeviceArray(ws.ptr, (proj_bytes // 4,), "float32", ws.device)
-    delta = DeviceArray(ws.ptr + _aligned(proj_bytes), (batch * ROUTES * dim * length,), "float32", ws.device)
+    delta = DeviceArray(ws.ptr + offsets[1], (batch * ROUTES * dim * length,), "float32", ws.device)
+    states, sums = ws.ptr + offsets[2], ws.ptr + offsets[3]
 
     p, i = launch.ptr, launch.i32
     code = TYPE_CODE[xa.dtype]
-    dev = launch.current_device() if device is None else device
-    splits = launch_params.es2d_project_splits(batch, length, proj_rows, dim, launch.sm_count(dev))
+    splits = launch_params.es2d_project_splits(batch, length, proj_rows, dim, sms)
     if splits > 1:
         launch.memset_async(proj.ptr, proj_bytes, device=device, stream=stream)
     grid, block = launch_params.es2d_project_grid(batch, length, proj_rows, splits)
@@ -109,11 +128,15 @@ def launch_es2d_scan(
                (p(proj), p(dtw), p(delta), i(batch), i(dim), i(length), i(proj_rows), i(rank)),
                device=device, stream=stream)
     vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0)
-    spl = launch_params.scan_states_per_lane(n_states)
-    grid, block = launch_params.scan_grid(batch * ROUTES * dim)
-    launch.run("es2d", f"fe_es2d_scan_{code}_n{16 * spl}", grid, block,
-               (p(xa), p(delta), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
-                i(batch), i(dim), i(h), i(w), i(n_states), i(rank), i(vec_bc)),
-               device=device, stream=stream)
+    suffix = launch_params.scan_suffix(n_states)
+    args = (p(xa), p(delta), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
+            launch.addr(states), launch.addr(sums), i(batch), i(dim), i(h), i(w), i(n_states), i(rank),
+            i(vec_bc), i(chunk_len), i(n_chunks))
+    channels = batch * ROUTES * dim
+    if n_chunks > 1:
+        grid, block = launch_params.scan_grid(channels, n_states, n_chunks - 1)
+        launch.run("es2d", f"fe_es2d_states_{code}_{suffix}", grid, block, args, device=device, stream=stream)
+    grid, block = launch_params.scan_grid(channels, n_states, n_chunks)
+    launch.run("es2d", f"fe_es2d_scan_{code}_{suffix}", grid, block, args, device=device, stream=stream)
     del keep  # CuPy's pool is stream-ordered: the block is reused only after our launches
     return result

@@ -16,6 +16,10 @@ def ptr(arr: DeviceArray | None) -> np.uint64:
     return np.uint64(0 if arr is None else arr.ptr)
 
 
+def addr(address: int) -> np.uint64:
+    return np.uint64(address)
+
+
 def i32(value: int) -> np.int32:
     if not -(2**31) <= value < 2**31:
         raise ValueError(f"size {value} does not fit the kernels' 32-bit arguments")

@@ -10,9 +10,16 @@ from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, as_device_array, che
 FLOAT_TYPES = ("float32", "float16", "bfloat16")
 
 
-def selective_scan_kernel_name(u_dtype: str, bc_dtype: str, n_states: int) -> str:
-    spl = launch_params.scan_states_per_lane(n_states)
-    return f"fe_selective_scan_fwd_{TYPE_CODE[u_dtype]}_{TYPE_CODE[bc_dtype]}_n{16 * spl}"
+def selective_scan_kernel_name(u_dtype: str, bc_dtype: str, n_states: int, *, states: bool = False) -> str:
+    kind = "states" if states else "fwd"
+    return f"fe_selective_scan_{kind}_{TYPE_CODE[u_dtype]}_{TYPE_CODE[bc_dtype]}_{launch_params.scan_suffix(n_states)}"
+
+
+def selective_scan_workspace_bytes(batch: int, dim: int, length: int, n_states: int, sm_count: int) -> int:
+    """Scratch bytes for the chunk states of a long scan on a GPU with ``sm_count`` SMs (0 if unsplit)."""
+    _, chunks = launch_params.scan_chunks(batch * dim, length, n_states, sm_count)
+    states, sums = launch_params.scan_state_floats(batch * dim, n_states, chunks)
+    return 4 * (states + sums)
 
 
 def launch_selective_scan(
@@ -27,9 +34,14 @@ def launch_selective_scan(
     out: Any = None,
     *,
     delta_softplus: bool = False,
+    workspace: Any = None,
     stream: Any = None,
 ) -> Any:
-    """out = selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus); see the package docstring."""
+    """out = selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus); see the package docstring.
+
+    ``workspace``: at least ``selective_scan_workspace_bytes(...)`` bytes for a long sequence that
+    is scanned in chunks (allocated from CuPy's pool when None and needed).
+    """
     arrs = {
         "u": as_device_array(u, "u"),
         "delta": as_device_array(delta, "delta"),
@@ -81,13 +93,35 @@ def launch_selective_scan(
         return result
     itemsize = ITEMSIZE[Ba.dtype]
     vec_bc = int(Ba.ptr % 16 == 0 and Ca.ptr % 16 == 0 and (length * itemsize) % 16 == 0)
-    name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states)
-    grid, block = launch_params.scan_grid(batch * dim)
+    dev = launch.current_device() if device is None else device
+    channels = batch * dim
+    chunk_len, n_chunks = launch_params.scan_chunks(channels, length, n_states, launch.sm_count(dev))
+    states_ptr = sums_ptr = 0
+    keep = None
+    if n_chunks > 1:
+        n_st, n_sum = launch_params.scan_state_floats(channels, n_states, n_chunks)
+        need = 4 * (n_st + n_sum)
+        ws = None if workspace is None else as_device_array(workspace, "workspace")
+        if ws is None:
+            keep = launch.alloc(need, "uint8", (need,), device=device, stream=stream)
+            ws = as_device_array(keep, "workspace")
+        if ws.nbytes < need:
+            raise ValueError(f"workspace has {ws.nbytes} bytes; this scan needs {need} "
+                             "(selective_scan_workspace_bytes)")
+        states_ptr, sums_ptr = ws.ptr, ws.ptr + 4 * n_st
     p, i = launch.ptr, launch.i32
     args = (
         p(ua), p(arrs["delta"]), p(arrs["A"]), p(Ba), p(Ca), p(arrs["D"]), p(arrs["z"]),
-        p(arrs["delta_bias"]), p(arrs["out"]), i(batch), i(dim), i(length), i(n_states), i(groups),
-        i(int(bool(delta_softplus))), i(vec_bc),
+        p(arrs["delta_bias"]), p(arrs["out"]), launch.addr(states_ptr), launch.addr(sums_ptr),
+        i(batch), i(dim), i(length), i(n_states), i(groups), i(int(bool(delta_softplus))), i(vec_bc),
+        i(chunk_len), i(n_chunks),
     )
+    if n_chunks > 1:
+        grid, block = launch_params.scan_grid(channels, n_states, n_chunks - 1)
+        name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states, states=True)
+        launch.run("selective_scan", name, grid, block, args, device=device, stream=stream)
+    grid, block = launch_params.scan_grid(channels, n_states, n_chunks)
+    name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states)
     launch.run("selective_scan", name, grid, block, args, device=device, stream=stream)
+    del keep  # CuPy's pool is stream-ordered: the block is reused only after our launches
     return result

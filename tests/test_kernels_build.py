@@ -24,8 +24,10 @@ ARCHS = ("sm_72", "sm_87", "sm_86", "sm_89", "sm_90", "sm_120")
 # Per family, the entry points built for every target in the fast test: the model's
 # configuration and the largest one (most states, bfloat16).
 REPRESENTATIVE = {
-    "selective_scan": ("fe_selective_scan_fwd_f16_f16_n16", "fe_selective_scan_fwd_bf16_f32_n64"),
-    "es2d": ("fe_es2d_project_f16", "fe_es2d_delta", "fe_es2d_scan_f16_n16", "fe_es2d_scan_bf16_n64"),
+    "selective_scan": ("fe_selective_scan_fwd_f16_f16_n16", "fe_selective_scan_states_f16_f16_n16",
+                       "fe_selective_scan_fwd_bf16_f32_n64"),
+    "es2d": ("fe_es2d_project_f16", "fe_es2d_delta", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16",
+             "fe_es2d_scan_bf16_n64"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
 }
 
@@ -112,7 +114,7 @@ def test_sources_are_self_contained_and_list_their_entry_points():
         assert set(REPRESENTATIVE[family]) <= set(names)
         for name in names:
             assert 'extern "C" __global__' in source and name in source
-    assert len(kernels.kernel_names("selective_scan")) == 20  # 5 type pairs x 4 state counts
+    assert len(kernels.kernel_names("selective_scan")) == 40  # 5 type pairs x 4 state counts x 2 passes
 
 
 def test_compile_ptx_has_every_entry_point():
@@ -214,7 +216,20 @@ def test_es2d_and_ldc_check_arguments():
                                   kernels.DeviceArray(1, (4, 8, 3, 3), f32), kernels.DeviceArray(1, (4, 8), f32),
                                   kernels.DeviceArray(1, (1,), f32))
     # route length 3*3: projections 4*34*9 floats (4896 B -> 5120), delta 4*8*9 floats (1152 B -> 1280)
-    assert kernels.es2d_workspace_bytes(1, 8, 5, 6, 2, 16) == 5120 + 1280
+    assert kernels.es2d_workspace_bytes(1, 8, 5, 6, 2, 16, sm_count=132) == 5120 + 1280
+
+
+def test_long_scans_with_few_channels_are_chunked():
+    from fusion_edge.kernels import launch_params as lp
+
+    # the paper preset's stage 1 at 512x640, batch 1: 768 channels leave an H100 mostly idle
+    chunk_len, chunks = lp.scan_chunks(768, 5120, 16, sm_count=132)
+    assert chunks > 1 and chunk_len % lp.SCAN_CHUNK_ALIGN == 0 and (chunks - 1) * chunk_len < 5120 <= chunks * chunk_len
+    assert lp.scan_chunks(8 * 768, 5120, 16, sm_count=132)[1] == 1  # batch 8 fills it alone
+    assert lp.scan_chunks(4, 300, 16, sm_count=132)[1] == 1  # too short to split
+    states, sums = lp.scan_state_floats(768, 16, chunks)
+    assert kernels.selective_scan_workspace_bytes(1, 768, 5120, 16, 132) == 4 * (states + sums) > 0
+    assert kernels.selective_scan_workspace_bytes(8, 768, 5120, 16, 132) == 0
 
 
 def test_importing_kernels_and_ops_needs_neither_cupy_nor_a_gpu():

@@ -58,7 +58,8 @@ def scan_inputs(batch, dim, length, n, groups, dtype, bc_dtype, softplus, gen):
     C = rnd(batch, groups, n, length, dt=bc_dtype)
     D = rnd(dim)
     z = rnd(batch, dim, length, dt=dtype)
-    bias = rnd(dim, scale=0.5)
+    # without softplus, delta + bias is the step itself and must stay positive
+    bias = rnd(dim, scale=0.5) if softplus else torch.rand(dim, generator=gen, device=dev) * 0.1
     return u, delta, A, B, C, D, z, bias
 
 
@@ -70,8 +71,10 @@ SCAN_CASES = [
     (1, 16, 1000, 1, 1, True, True),
     (3, 8, 257, 64, 2, True, True),
     (2, 10, 130, 33, 1, True, False),
-    (1, 4, 4099, 16, 4, True, True),
+    (1, 4, 4099, 16, 4, True, True),     # few channels, long: scanned in chunks
     (8, 24, 160, 16, 4, True, True),
+    (1, 6, 3000, 64, 2, True, True),     # chunks with 16 lanes x 4 states
+    (2, 10, 1500, 33, 1, True, False),   # chunks, partial last state group, no softplus
 ]
 
 
@@ -189,6 +192,8 @@ ES2D_CASES = [
     (2, 16, 5, 7, 1, 16),
     (1, 24, 8, 12, 2, 16),
     (2, 8, 9, 4, 1, 64),
+    (1, 8, 64, 64, 1, 16),     # long routes: scanned in chunks
+    (1, 8, 45, 61, 1, 16),     # odd sizes, chunks
     (1, 192, 16, 20, 6, 16),   # the paper preset's stage-1 widths on a small map
     (1, 1536, 2, 3, 48, 16),   # stage 4 widths, odd sub-grid (split channel sums)
 ]

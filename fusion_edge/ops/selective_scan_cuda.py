@@ -60,6 +60,15 @@ def _backward_impl():
     return selective_scan_chunked
 
 
+@functools.cache
+def _sm_count_of(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _sm_count(device: torch.device) -> int:
+    return _sm_count_of(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def _stream(t: torch.Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream
 
@@ -79,9 +88,12 @@ def _scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool) -> 
     D = None if D is None else D.float().contiguous()
     delta_bias = None if delta_bias is None else delta_bias.float().contiguous()
     out = torch.empty_like(u)
+    batch, dim, length = u.shape
+    need = kernels.selective_scan_workspace_bytes(batch, dim, length, A.shape[1], _sm_count(u.device))
+    workspace = torch.empty(need, device=u.device, dtype=torch.uint8) if need else None
     with torch.cuda.device(u.device):
-        kernels.launch_selective_scan(u, delta, A, B, C, D, z, delta_bias, out,
-                                      delta_softplus=delta_softplus, stream=_stream(u))
+        kernels.launch_selective_scan(u, delta, A, B, C, D, z, delta_bias, out, delta_softplus=delta_softplus,
+                                      workspace=workspace, stream=_stream(u))
     return out
 
 
@@ -157,7 +169,7 @@ def es2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     x = x.contiguous()
     xw, dtw, dtb, al, ds = (t.detach().float().contiguous() for t in params)
     out = torch.empty((b, d, h, w), device=x.device, dtype=torch.float32)
-    need = kernels.es2d_workspace_bytes(b, d, h, w, dtw.shape[2], al.shape[1])
+    need = kernels.es2d_workspace_bytes(b, d, h, w, dtw.shape[2], al.shape[1], sm_count=_sm_count(x.device))
     workspace = torch.empty(need, device=x.device, dtype=torch.uint8)
     with torch.cuda.device(x.device):
         kernels.launch_es2d_scan(x, xw, dtw, dtb, al, ds, out, workspace=workspace, stream=_stream(x))

@@ -6,7 +6,8 @@
 //   fe_es2d_delta        delta[b, k*D + d, l] = sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l]
 //   fe_es2d_scan_<x>_n<N>  the selective scan of kernels/selective_scan/scan_core.cuh with u read
 //                        from the map and the output written to the map, A = -exp(A_logs),
-//                        softplus(delta + dt_projs_bias), skip Ds.
+//                        softplus(delta + dt_projs_bias), skip Ds (fe_es2d_states_*: its first
+//                        pass when the routes are scanned in chunks).
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
 // row-major over the h2 x w2 sub-grid, routes 1 and 3 column-major (see route_pixel).
 #include "../selective_scan/scan_core.cuh"
@@ -140,20 +141,23 @@ __device__ __forceinline__ void delta(const float* proj, const float* dtw, float
     }
 
 // x: map (batch, D, h, w); delta: (batch, 4D, L); proj: (batch, 4, R+2N, L); out: map, float32.
-#define FE_ES2D_SCAN_ENTRY(NAME, TX, SPL)                                                             \
-    extern "C" __global__ void __launch_bounds__(fe::scan::kMaxWarps * 32) NAME(                     \
+// STATES: first pass of a chunked scan (grid.y = chunks), as in selective_scan_fwd.cu.
+#define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \
+    extern "C" __global__ void __launch_bounds__(fe::scan::kMaxWarps * 32, SPL <= 2 ? 4 : 2) NAME(   \
         const TX* x, const float* delta, const float* A_logs, const float* proj, const float* Ds,    \
-        const float* dt_bias, float* out, int batch, int D, int h, int w, int N, int R, int vec_bc) { \
-        __shared__ fe::scan::WarpSmem<fe::scan::Tiling<SPL, float>::TL> smem[fe::scan::kMaxWarps];  \
+        const float* dt_bias, float* out, float* states, float* dsums, int batch, int D, int h,      \
+        int w, int N, int R, int vec_bc, int chunk_len, int n_chunks) {                              \
+        __shared__ fe::scan::WarpSmem<LPC, fe::scan::Tiling<LPC, SPL, float>::TL> smem[fe::scan::kMaxWarps]; \
         fe::scan::Params p;                                                                          \
         const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
         p.u = x; p.delta = delta; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;     \
-        p.delta_bias = dt_bias; p.out = out;                                                         \
+        p.delta_bias = dt_bias; p.out = out; p.states = states; p.dsums = dsums;                     \
         p.batch = batch; p.dim = 4 * D; p.L = h2 * w2; p.N = N; p.groups = 4;                        \
         p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
+        p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                              \
         p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
         p.dt_rank = R;                                                                               \
-        fe::scan::scan_two_channels<TX, float, float, SPL, true>(p, reinterpret_cast<char*>(smem));  \
+        fe::scan::scan_warp<TX, float, float, LPC, SPL, true, STATES>(p, reinterpret_cast<char*>(smem)); \
     }
 
 using fe::half_t;
@@ -177,38 +181,74 @@ FE_ES2D_PROJECT_ENTRY(fe_es2d_project_bf16, bf16_t)
 #endif
 
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n16, float, 1)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n16, float, 8, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n16)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n16, float, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n32, float, 2)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n32, float, 16, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n32)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n32, float, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n48, float, 3)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n48, float, 16, 3, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n48)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n48, float, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n64, float, 4)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n64, float, 16, 4, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n64)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n64, float, 16, 4, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n16, half_t, 1)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n16, half_t, 8, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n16)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n16, half_t, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n32, half_t, 2)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n32, half_t, 16, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n32)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n32, half_t, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n48, half_t, 3)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n48, half_t, 16, 3, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n48)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n48, half_t, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n64, half_t, 4)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n64, half_t, 16, 4, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n64)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n64, half_t, 16, 4, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n16, bf16_t, 1)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n16, bf16_t, 8, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n16)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n16, bf16_t, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n32, bf16_t, 2)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n32, bf16_t, 16, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n32)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n32, bf16_t, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n48, bf16_t, 3)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n48, bf16_t, 16, 3, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n48)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n48, bf16_t, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n64, bf16_t, 4)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n64, bf16_t, 16, 4, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n64)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n64, bf16_t, 16, 4, true)
 #endif

@@ -1,38 +1,50 @@
 // Warp-level selective-scan core shared by the plain scan and the fused ES2D scan.
 //
-// Layout: a warp scans two channels; the 16 lanes of a channel split its N states
-// (lane s owns states s, s+16, s+32, s+48), so a batch-1 problem with a few hundred
-// channels still spreads over every SM. Each step costs one exp2 per (channel, state),
-// which is the floor for this recurrence; softplus, delta*u and the skip term are
-// computed once per timestep by one lane (lane s takes timestep s of every 16) and
-// broadcast through shared memory. The per-timestep sum over states is a 16x16
-// transpose through shared memory. Inputs are prefetched one tile (B, C) and two
-// tiles (u, delta, z) ahead into registers to hide DRAM latency at low occupancy.
+// Layout: the LPC lanes of a channel split its N states (lane s owns states s, s+LPC, ...),
+// 32/LPC channels per warp: LPC = 8 with two states a lane for N <= 16 (fewer instructions
+// per state), LPC = 16 above. Per step and state the work is one exp2 (A pre-scaled by
+// log2 e), the B and C products and the state update. softplus, delta*u, D*u and the gate are
+// computed once per timestep (lane s takes timestep s of every LPC) into shared memory; the
+// sum over states is an LPC x LPC transpose through shared memory.
+//
+// Long sequences with few channels are split into chunks (grid.y) and scanned in two passes:
+// STATES computes each chunk's end state from zero and its sum of delta; the full pass starts
+// chunk c from the state carried through chunks 0..c-1 (h = exp2(A2 * sum) * h + end).
+//
+// Inputs are prefetched into registers as raw bits (converting at load time would stall the
+// warp): B and C one tile ahead, u, delta and z two tiles ahead, in buffers that swap roles
+// from tile to tile.
 #pragma once
 #include "../common/fe_types.cuh"
 
 namespace fe {
 namespace scan {
 
-constexpr int kLanes = 16;     // lanes per channel
-constexpr int kSub = 16;       // timesteps per reduction sub-tile
-constexpr int kMaxWarps = 4;   // warps per block, at most (see kernels/scan_launch.py)
-constexpr int kRedHalf = 336;  // floats per channel in the transpose buffer (16 rows of 20, +16 banks)
+constexpr int kMaxWarps = 4;   // warps per block, at most (see kernels/launch_params.py)
 
-// Tile length: keep one tile of raw B and C of all owned states within 256 bytes a lane.
-template <int SPL, typename TW> struct Tiling {
-    static constexpr int kBytes = SPL * (int)sizeof(TW);
-    static constexpr int TL = kBytes <= 2 ? 64 : (kBytes <= 4 ? 32 : 16);
-    static constexpr int M = TL / kSub;                      // timesteps per lane per tile
-    static constexpr int W = TL / Word<TW>::kPerWord;        // 32-bit words per row tile
-    static constexpr bool kPrefetchBC = 2 * SPL * W <= 64;   // double-buffer B/C in registers
+template <int LPC, int SPL, typename TW> struct Tiling {
+    static constexpr int kSub = LPC;                       // timesteps per reduction sub-tile
+    static constexpr int kCPW = 32 / LPC;                  // channels per warp
+    static constexpr int kPW = Word<TW>::kPerWord;
+    static constexpr int kTLBudget = 64 / (SPL * (int)sizeof(TW));  // raw B/C of a tile in 32 registers
+    static constexpr int TL = kTLBudget >= 32 ? 32 : (kTLBudget >= 16 ? 16 : (LPC <= 8 ? 8 : 16));
+    static constexpr int M = TL / kSub;                    // timesteps per lane per tile
+    static constexpr int W = TL / kPW;                     // 32-bit words per row tile
+    static constexpr bool kPrefetchBC = 2 * SPL * W <= 32;
+    static constexpr int kStride = TL + 4;                 // per-channel stride of the tile arrays
+    static constexpr int kRedRow = LPC + 4;                // transpose row (16-byte aligned, skewed)
+    static constexpr int kRedChan = LPC * kRedRow + LPC;    // next channel LPC banks over
 };
 
-template <int TL> struct __align__(16) WarpSmem {
-    static constexpr int kStride = ((TL + 31) / 32) * 32 + 16;  // second channel 16 banks over
-    float dt[2 * kStride];
-    float du[2 * kStride];
-    float red[2 * kRedHalf];
+template <int LPC, int TL> struct __align__(16) WarpSmem {
+    static constexpr int kCPW = 32 / LPC;
+    static constexpr int kStride = TL + 4;
+    float dt[kCPW * kStride];
+    float du[kCPW * kStride];
+    float dus[kCPW * kStride];  // D * u
+    float gz[kCPW * kStride];   // silu(z), or 1
+    int off[kCPW * kStride];    // element index of out, or -1
+    float red[kCPW * (LPC * (LPC + 4) + LPC)];
 };
 
 // Everything a launch passes; ROUTES selects the ES2D addressing of u and out.
@@ -46,24 +58,22 @@ struct Params {
     const void* z;           // (batch, dim, L) or null
     const float* delta_bias; // (dim) or null
     void* out;               // like u
+    float* states;           // (batch*dim, n_chunks-1, LPC*SPL) chunk end states
+    float* dsums;            // (batch*dim, n_chunks-1) chunk sums of delta
     int batch, dim, L, N, groups;
     int softplus, vec_bc, a_is_log;
+    int chunk_len, n_chunks;
     int dim_route, h, w, h2, w2;  // routes only: map (batch, dim_route, h, w), sub-grid h2 x w2
     int proj_rows, dt_rank;       // routes only: rows R+2N of the projections, and R
 };
 
-template <typename T> __device__ __forceinline__ float load_elem(const T* p, long i);
-template <> __device__ __forceinline__ float load_elem<float>(const float* p, long i) { return __ldg(p + i); }
-template <> __device__ __forceinline__ float load_elem<half_t>(const half_t* p, long i) {
-    half_t h; h.bits = __ldg(reinterpret_cast<const unsigned short*>(p) + i); return to_float(h);
-}
-template <> __device__ __forceinline__ float load_elem<bf16_t>(const bf16_t* p, long i) {
-    bf16_t h; h.bits = __ldg(reinterpret_cast<const unsigned short*>(p) + i); return to_float(h);
-}
-
 template <typename T> __device__ __forceinline__ unsigned load_bits(const T* p, long i) {
     if constexpr (sizeof(T) == 4) return __float_as_uint(__ldg(reinterpret_cast<const float*>(p) + i));
     else return __ldg(reinterpret_cast<const unsigned short*>(p) + i);
+}
+
+template <typename T> __device__ __forceinline__ float load_elem(const T* p, long i) {
+    return Word<T>::get(load_bits(p, i), 0);
 }
 
 // One row tile (TL timesteps from l0) of B or C as raw 32-bit words; zeros past L or for a null row.
@@ -93,13 +103,11 @@ __device__ __forceinline__ void load_row(const TW* row, int l0, int L, bool vec,
     }
 }
 
-// The inputs of one lane for one tile: timesteps l0 + 16*m + s, m < M. Kept as raw bits and
-// converted only when used, a tile or two later: converting at load time would stall the warp
-// on every load (at one warp per scheduler nothing else hides that latency).
+// Raw inputs of one lane for one tile: timesteps l0 + LPC*m + s, m < M.
 template <int M> struct LaneTile {
     unsigned u[M], d[M], z[M];
-    int off[M];     // element index of u/out, or -1 (past L, or an ES2D padding pixel)
-    bool tv[M];     // the timestep exists (t < L)
+    int off[M];     // element index of u/out, or -1 (past the chunk, or an ES2D padding pixel)
+    bool tv[M];     // the timestep is in the chunk
 };
 
 // Position of a lane's timestep on an ES2D route: cell (i, j) of the stride-2 sub-grid.
@@ -111,23 +119,28 @@ struct RouteCursor {
     }
 };
 
-template <typename TU, typename TW, typename TO, int SPL, bool ROUTES>
-__device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_raw) {
-    using Tl = Tiling<SPL, TW>;
-    constexpr int TL = Tl::TL, M = Tl::M, W = Tl::W, kPW = Word<TW>::kPerWord;
-    WarpSmem<TL>& sm = reinterpret_cast<WarpSmem<TL>*>(smem_raw)[threadIdx.x >> 5];
+// STATES: the first pass (chunk end states); otherwise the scan with outputs.
+template <typename TU, typename TW, typename TO, int LPC, int SPL, bool ROUTES, bool STATES>
+__device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
+    using Tl = Tiling<LPC, SPL, TW>;
+    constexpr int TL = Tl::TL, M = Tl::M, W = Tl::W, kPW = Tl::kPW, kSub = Tl::kSub, kCPW = Tl::kCPW;
+    constexpr int NP = LPC * SPL;
+    WarpSmem<LPC, TL>& sm = reinterpret_cast<WarpSmem<LPC, TL>*>(smem_raw)[threadIdx.x >> 5];
 
-    const int lane = threadIdx.x & 31, half = lane >> 4, s = lane & 15;
-    const long chan_raw = ((long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 2 + half;
+    const int lane = threadIdx.x & 31, slot = lane / LPC, s = lane % LPC;
+    const long chan_raw = ((long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kCPW + slot;
     const bool chan_ok = chan_raw < (long)p.batch * p.dim;
-    const int chan = chan_ok ? (int)chan_raw : 0;  // idle halves replay channel 0 and never store
+    const int chan = chan_ok ? (int)chan_raw : 0;  // idle slots replay channel 0 and never store
     const int b = chan / p.dim, q = chan % p.dim, L = p.L, N = p.N;
+    const int chunk = blockIdx.y;
+    const int l_begin = chunk * p.chunk_len, l_end = min(L, l_begin + p.chunk_len);
+    const int n_prev = p.n_chunks - 1;  // chunks with stored end states
 
     const TU* u = static_cast<const TU*>(p.u);
     const TU* z = static_cast<const TU*>(p.z);
     TO* out = static_cast<TO*>(p.out);
-    const float* dbuf = ROUTES ? static_cast<const float*>(p.delta) : nullptr;
-    const TU* delta = ROUTES ? nullptr : static_cast<const TU*>(p.delta);
+    const float* dbuf = static_cast<const float*>(p.delta);
+    const TU* delta = static_cast<const TU*>(p.delta);
 
     // Rows of B and C this lane reads, and exp2-scaled A.
     const TW* brow[SPL];
@@ -144,7 +157,7 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
     }
 #pragma unroll
     for (int k = 0; k < SPL; ++k) {
-        const int n = s + kLanes * k;
+        const int n = s + LPC * k;
         hs[k] = 0.f;
         if (n < N) {
             float a = __ldg(p.A + (long)q * N + n);
@@ -156,6 +169,16 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
             A2[k] = 0.f;
             brow[k] = nullptr;
             crow[k] = nullptr;
+        }
+    }
+    // The state this chunk starts from: chunks 0..chunk-1 carried through.
+    if (!STATES && chunk > 0) {
+        const float* ds = p.dsums + (long)chan * n_prev;
+        const float* st = p.states + (long)chan * n_prev * NP;
+        for (int j = 0; j < chunk; ++j) {
+            const float sum = __ldg(ds + j);
+#pragma unroll
+            for (int k = 0; k < SPL; ++k) hs[k] = fmaf(exp2_fast(A2[k] * sum), hs[k], __ldg(st + j * NP + s + LPC * k));
         }
     }
     const float Dv = p.D ? __ldg(p.D + q) : 0.f;
@@ -174,33 +197,48 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
         cp = k_route >> 1;
         row_major = (k_route & 1) == 0;
         cur.extent = row_major ? p.w2 : p.h2;
-        cur.advance(s);
+        cur.major = (l_begin + s) / cur.extent;
+        cur.minor = (l_begin + s) % cur.extent;
         map_base = ((long)b * p.dim_route + d_route) * p.h * p.w;
     }
+
+    // Row pointers of this channel (loads then take one address computation each).
+    const TU* u_row = u + seq_base;
+    const TU* u_map = u + map_base;
+    const TU* delta_row = delta + seq_base;
+    const TU* z_row = has_z ? z + seq_base : z;
+    const float* d_row = dbuf + seq_base;
+    TO* out_row = out + (ROUTES ? map_base : seq_base);
 
     auto fetch = [&](int l0, LaneTile<M>& t) {
 #pragma unroll
         for (int m = 0; m < M; ++m) {
             const int tt = l0 + kSub * m + s;
-            const bool tv = tt < L;
+            const bool tv = tt < l_end;
             int off = -1;
             if (ROUTES) {
                 const int i = row_major ? cur.major : cur.minor;
                 const int j = row_major ? cur.minor : cur.major;
                 const int row = 2 * i + rp, col = 2 * j + cp;
-                if (tv && row < p.h && col < p.w) off = (int)(row * p.w + col);
+                if (tv && row < p.h && col < p.w) off = row * p.w + col;
                 cur.advance(kSub);
             } else if (tv) {
                 off = tt;
             }
             t.tv[m] = tv;
             t.off[m] = off;
-            t.u[m] = off >= 0 ? load_bits(u, (ROUTES ? map_base : seq_base) + off) : 0u;
-            t.d[m] = tv ? (ROUTES ? load_bits(dbuf, seq_base + tt) : load_bits(delta, seq_base + tt)) : 0u;
-            t.z[m] = (has_z && tv) ? load_bits(z, seq_base + tt) : 0u;
+            if (ROUTES) {
+                t.u[m] = off >= 0 ? load_bits(u_map, off) : 0u;
+                t.d[m] = tv ? load_bits(d_row, tt) : 0u;
+            } else {
+                t.u[m] = tv ? load_bits(u_row, tt) : 0u;
+                t.d[m] = tv ? load_bits(delta_row, tt) : 0u;
+                t.z[m] = (has_z && tv) ? load_bits(z_row, tt) : 0u;
+            }
         }
     };
-    // delta -> dt = softplus(delta + bias), and dt * u, for the tile into shared memory.
+    float dsum = 0.f;  // STATES: this lane's share of the chunk's sum of dt
+    // Raw inputs of a tile -> shared memory: dt = softplus(delta + bias), dt * u, D * u, gate, offset.
     auto prepare = [&](const LaneTile<M>& t) {
 #pragma unroll
         for (int m = 0; m < M; ++m) {
@@ -209,90 +247,117 @@ __device__ __forceinline__ void scan_two_channels(const Params& p, char* smem_ra
                 dt = (ROUTES ? __uint_as_float(t.d[m]) : Word<TU>::get(t.d[m], 0)) + bias;
                 if (p.softplus) dt = softplus(dt);
             }
-            sm.dt[half * sm.kStride + kSub * m + s] = dt;
-            sm.du[half * sm.kStride + kSub * m + s] = dt * Word<TU>::get(t.u[m], 0);
+            const float uv = Word<TU>::get(t.u[m], 0);
+            const int i = slot * Tl::kStride + kSub * m + s;
+            sm.dt[i] = dt;
+            sm.du[i] = dt * uv;
+            if (STATES) {
+                dsum += dt;
+            } else {
+                sm.dus[i] = Dv * uv;
+                sm.gz[i] = has_z ? silu(Word<TU>::get(t.z[m], 0)) : 1.f;
+                sm.off[i] = t.off[m];
+            }
         }
     };
     auto load_bc = [&](int l0, unsigned (&rb)[SPL][W], unsigned (&rc)[SPL][W]) {
 #pragma unroll
         for (int k = 0; k < SPL; ++k) {
             load_row<TW, TL>(brow[k], l0, L, vec, rb[k]);
-            load_row<TW, TL>(crow[k], l0, L, vec, rc[k]);
+            if (!STATES) load_row<TW, TL>(crow[k], l0, L, vec, rc[k]);
         }
     };
 
-    LaneTile<M> t0, t1, t2;
+    LaneTile<M> tA, tB;
     unsigned rbA[SPL][W], rcA[SPL][W], rbB[SPL][W], rcB[SPL][W];
-    fetch(0, t0);
-    fetch(TL, t1);
-    if (Tl::kPrefetchBC) load_bc(0, rbA, rcA);
-    prepare(t0);
+    fetch(l_begin, tA);
+    fetch(l_begin + TL, tB);
+    if (Tl::kPrefetchBC) load_bc(l_begin, rbA, rcA);
+    prepare(tA);
 
-    // One tile: scan timesteps l0 .. l0+TL-1 with B/C in (rb, rc) while the next tile's B/C
-    // land in (nb, nc); the two register sets swap roles from tile to tile (no copies).
+    // One tile: scan l0 .. l0+TL-1 with B/C in (rb, rc) while the next tile's B/C land in
+    // (nb, nc) and the raw inputs two tiles on land in `far`; `near` (next tile) is prepared last.
     auto tile = [&](int l0, unsigned (&rb)[SPL][W], unsigned (&rc)[SPL][W], unsigned (&nb)[SPL][W],
-                    unsigned (&nc)[SPL][W]) {
-        fetch(l0 + 2 * TL, t2);
+                    unsigned (&nc)[SPL][W], LaneTile<M>& far, LaneTile<M>& near) {
+        fetch(l0 + 2 * TL, far);
         if (Tl::kPrefetchBC) {
             load_bc(l0 + TL, nb, nc);
         } else {
             load_bc(l0, rb, rc);
         }
         __syncwarp();
-        const float* sdt = sm.dt + half * sm.kStride;
-        const float* sdu = sm.du + half * sm.kStride;
+        const float* sdt = sm.dt + slot * Tl::kStride;
+        const float* sdu = sm.du + slot * Tl::kStride;
 #pragma unroll
         for (int m = 0; m < M; ++m) {
             float part[kSub];
-            float dtv[kSub], duv[kSub];
-#pragma unroll
-            for (int j = 0; j < kSub; j += 4) {
-                const float4 a = *reinterpret_cast<const float4*>(sdt + kSub * m + j);
-                const float4 c = *reinterpret_cast<const float4*>(sdu + kSub * m + j);
-                dtv[j] = a.x; dtv[j + 1] = a.y; dtv[j + 2] = a.z; dtv[j + 3] = a.w;
-                duv[j] = c.x; duv[j + 1] = c.y; duv[j + 2] = c.z; duv[j + 3] = c.w;
-            }
 #pragma unroll
             for (int j = 0; j < kSub; ++j) part[j] = 0.f;
 #pragma unroll
-            for (int k = 0; k < SPL; ++k) {
+            for (int j4 = 0; j4 < kSub; j4 += 4) {
+                const float4 dt4 = *reinterpret_cast<const float4*>(sdt + kSub * m + j4);
+                const float4 du4 = *reinterpret_cast<const float4*>(sdu + kSub * m + j4);
+                const float dtv[4] = {dt4.x, dt4.y, dt4.z, dt4.w};
+                const float duv[4] = {du4.x, du4.y, du4.z, du4.w};
 #pragma unroll
-                for (int j = 0; j < kSub; ++j) {
-                    const int e = kSub * m + j;
-                    const float bv = Word<TW>::get(rb[k][e / kPW], e % kPW);
-                    const float cv = Word<TW>::get(rc[k][e / kPW], e % kPW);
-                    const float dA = exp2_fast(dtv[j] * A2[k]);
-                    hs[k] = fmaf(dA, hs[k], duv[j] * bv);
-                    part[j] = fmaf(cv, hs[k], part[j]);
+                for (int jj = 0; jj < 4; ++jj) {
+                    const int j = j4 + jj, e = kSub * m + j;
+#pragma unroll
+                    for (int k = 0; k < SPL; ++k) {
+                        const float bv = Word<TW>::get(rb[k][e / kPW], e % kPW);
+                        const float dA = exp2_fast(dtv[jj] * A2[k]);
+                        hs[k] = fmaf(dA, hs[k], duv[jj] * bv);
+                        if (!STATES) {
+                            const float cv = Word<TW>::get(rc[k][e / kPW], e % kPW);
+                            part[j] = fmaf(cv, hs[k], part[j]);
+                        }
+                    }
                 }
             }
-            // Sum over the 16 lanes of the channel: lane s writes its row, reads column s.
-            float4* row4 = reinterpret_cast<float4*>(sm.red + half * kRedHalf + s * 20);
+            if (!STATES) {
+                // Sum over the LPC lanes of the channel: lane s writes its row, reads column s.
+                float* red = sm.red + slot * Tl::kRedChan;
+                float4* row4 = reinterpret_cast<float4*>(red + s * Tl::kRedRow);
 #pragma unroll
-            for (int j = 0; j < kSub; j += 4) row4[j / 4] = make_float4(part[j], part[j + 1], part[j + 2], part[j + 3]);
-            __syncwarp();
-            const float* col = sm.red + half * kRedHalf + s;
-            float acc[4];
+                for (int j = 0; j < kSub; j += 4) row4[j / 4] = make_float4(part[j], part[j + 1], part[j + 2], part[j + 3]);
+                __syncwarp();
+                const float* col = red + s;
+                float acc[4];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) acc[i] = (col[20 * i] + col[20 * (i + 4)]) + (col[20 * (i + 8)] + col[20 * (i + 12)]);
-            float y = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-            __syncwarp();
-            if (chan_ok && t0.off[m] >= 0) {
-                y = fmaf(Dv, Word<TU>::get(t0.u[m], 0), y);
-                if (has_z) y *= silu(Word<TU>::get(t0.z[m], 0));
-                out[(ROUTES ? map_base : seq_base) + t0.off[m]] = from_float<TO>(y);
+                for (int i = 0; i < 4; ++i) {
+                    acc[i] = col[Tl::kRedRow * i];
+#pragma unroll
+                    for (int r = i + 4; r < kSub; r += 4) acc[i] += col[Tl::kRedRow * r];
+                }
+                float y = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+                __syncwarp();
+                const int i = slot * Tl::kStride + kSub * m + s;
+                const int off = sm.off[i];
+                if (chan_ok && off >= 0) {
+                    y = (y + sm.dus[i]) * sm.gz[i];
+                    out_row[off] = from_float<TO>(y);
+                }
             }
         }
         __syncwarp();
-        prepare(t1);
-        t0 = t1;
-        t1 = t2;
+        prepare(near);
     };
 
-    for (int l0 = 0; l0 < L; l0 += 2 * TL) {
-        tile(l0, rbA, rcA, rbB, rcB);
-        if (l0 + TL >= L) break;
-        tile(l0 + TL, rbB, rcB, rbA, rcA);
+    for (int l0 = l_begin; l0 < l_end; l0 += 2 * TL) {
+        tile(l0, rbA, rcA, rbB, rcB, tA, tB);
+        if (l0 + TL >= l_end) break;
+        tile(l0 + TL, rbB, rcB, rbA, rcA, tB, tA);
+    }
+
+    if (STATES) {
+#pragma unroll
+        for (int o = LPC / 2; o > 0; o /= 2) dsum += __shfl_xor_sync(0xffffffffu, dsum, o);
+        if (chan_ok) {
+            float* st = p.states + ((long)chan * n_prev + chunk) * NP;
+#pragma unroll
+            for (int k = 0; k < SPL; ++k) st[s + LPC * k] = hs[k];
+            if (s == 0) p.dsums[(long)chan * n_prev + chunk] = dsum;
+        }
     }
 }
 

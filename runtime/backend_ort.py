@@ -76,21 +76,7 @@ class OrtBackend(Backend):
                                           "user_compute_stream": str(self.stream.ptr)}))
             else:
                 provider_args.append(p)
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
-        except Exception as exc:  # ORT raises its own exception types for bad files
-            if _needs_custom_ops(exc):
-                self.session = self._with_custom_ops(ort, options, provider_args, exc)
-            elif not gpu_wanted:
-                raise ValueError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
-            # Older providers reject user_compute_stream: run on their own stream instead.
-            log.warning("ONNX Runtime rejected our CUDA stream (%s); retrying on its own stream", exc)
-            provider_args = [(p[0], {k: v for k, v in p[1].items() if k != "user_compute_stream"})
-                             if isinstance(p, tuple) else p for p in provider_args]
-            try:
-                self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
-            except Exception as exc2:
-                raise ValueError(f"ONNX Runtime cannot load {self.path}: {exc2}") from exc2
+        self.session = self._open_session(ort, options, provider_args, gpu_wanted)
         inputs = self.session.get_inputs()
         check_io_names([i.name for i in inputs], [o.name for o in self.session.get_outputs()], self.path)
         shape = next(i.shape for i in inputs if i.name == "vis")
@@ -102,6 +88,24 @@ class OrtBackend(Backend):
             self.stream = None
         self.name = f"onnxruntime[{active[0].replace('ExecutionProvider', '')}]"
         self._run_options = ort.RunOptions()
+
+    def _open_session(self, ort, options, provider_args, gpu_wanted: bool):
+        try:
+            return ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            first = exc
+        if _needs_custom_ops(first):
+            return self._with_custom_ops(ort, options, provider_args, first)
+        if gpu_wanted:
+            # Older providers reject user_compute_stream: run on their own stream instead.
+            log.warning("ONNX Runtime rejected our CUDA stream (%s); retrying on its own stream", first)
+            provider_args = [(p[0], {k: v for k, v in p[1].items() if k != "user_compute_stream"})
+                             if isinstance(p, tuple) else p for p in provider_args]
+            try:
+                return ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
+            except Exception as exc:
+                raise ValueError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
+        raise ValueError(f"ONNX Runtime cannot load {self.path}: {first}") from first
 
     def _with_custom_ops(self, ort, options, provider_args, first_error):
         """A plugin-flavour graph (our custom nodes): run them through onnxruntime-extensions."""

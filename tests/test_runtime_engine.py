@@ -236,3 +236,29 @@ def test_array_module_preprocess_agrees_with_opencv_path(fixed, pair):
     b = post.finish_xp(np, fused, xp).astype(int)
     assert a.shape == b.shape == vis.shape
     assert np.abs(a - b).max() <= 2
+
+
+def test_plugin_flavour_graph_runs_through_onnxruntime_extensions(tmp_path):
+    """A graph with our custom LDC node (as the plugin export writes it) loads in the ORT backend."""
+    pytest.importorskip("onnxruntime_extensions")
+    pytest.importorskip("fusion_edge.export.ort_custom_ops")
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = [1, 1, 16, 16]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("vis", "ir", "fused")]
+    identity = np.zeros((1, 1, 3, 3), np.float32)
+    identity[0, 0, 1, 1] = 1.0
+    inits = [numpy_helper.from_array(identity, "w"), numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "bm"),
+             numpy_helper.from_array(np.zeros((1, 1), np.float32), "lm"),
+             numpy_helper.from_array(np.zeros((1,), np.float32), "th")]
+    nodes = [helper.make_node("FusionEdgeLDC", ["ir", "w", "bm", "lm", "th"], ["ldc"], domain="ai.onnx.contrib",
+                              plugin_version="1", plugin_namespace="fusion_edge"),
+             helper.make_node("Max", ["vis", "ldc"], ["fused"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", io[:2], io[2:], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.contrib", 1)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    engine = FusionEngine(tmp_path / "model.onnx", out_dtype=np.float32)
+    a, b = np.random.default_rng(0).random((2, 16, 16), dtype=np.float32)
+    np.testing.assert_allclose(engine.fuse(b, a), np.maximum(a, b), atol=1e-6)

@@ -135,26 +135,27 @@ def stage1_scan_inputs(preset: str, h: int, w: int, seed: int = 0) -> dict:
 
 def scan_table(presets: list[str], sizes: list[tuple[int, int]], repeat: int, cap: float) -> list[str]:
     rows = [
-        "| preset | size (HxW) | scan shape (channels x N x L) | sequential | chunked | speed-up |",
+        "| presets | size (HxW) | scan shape (channels x N x L) | sequential | chunked | speed-up |",
         "|---|---|---|---|---|---|",
     ]
-    seen = set()
-    for preset in presets:
-        for h, w in sizes:
-            args = stage1_scan_inputs(preset, h, w)
-            shape = (args["u"].shape[1], args["A"].shape[1], args["u"].shape[2])
-            if shape in seen:  # tiny and paper share stage 1
-                continue
-            seen.add(shape)
+    for h, w in sizes:
+        by_shape: dict[tuple[int, int, int], list[str]] = {}  # tiny and paper share stage 1
+        for preset in presets:
+            cfg = preset_config(preset)
+            length = -(-h // (PATCH * SKIP)) * -(-w // (PATCH * SKIP))
+            by_shape.setdefault((ROUTES * EXPAND * cfg["dims"][0], cfg["d_state"], length), []).append(preset)
+        for shape, names in by_shape.items():
+            args = stage1_scan_inputs(names[0], h, w)
             timing = {}
             for impl in IMPLS:
                 with torch.no_grad():
                     timing[impl] = measure(lambda a=args, i=impl: selective_scan(**a, impl=i), repeat, cap)
             rows.append(
-                f"| {preset} | {h}x{w} | {shape[0]} x {shape[1]} x {shape[2]} | {timing['reference'].cell()} | "
-                f"{timing['chunked'].cell()} | {speedup(timing['reference'], timing['chunked'])} |"
+                f"| {', '.join(names)} | {h}x{w} | {shape[0]} x {shape[1]} x {shape[2]} | "
+                f"{timing['reference'].cell()} | {timing['chunked'].cell()} | "
+                f"{speedup(timing['reference'], timing['chunked'])} |"
             )
-            print(f"  scan {preset} {h}x{w}: {rows[-1]}", file=sys.stderr, flush=True)
+            print(f"  scan: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
 
 

@@ -191,8 +191,9 @@ class FusionPipeline:
         if self._own_engine:
             model = FusionEngine(model, backend=backend, calibration=calibration, out_dtype=out_dtype,
                                  **engine_options)
-        elif calibration is not None:
-            raise ValueError("pass the calibration to the FusionEngine you give, not to the pipeline")
+        elif calibration is not None or engine_options or backend != "auto":
+            raise ValueError("pass calibration, backend and engine options to the FusionEngine you give, "
+                             "not to the pipeline")
         self.engine: FusionEngine = model
         if sbs is not None:
             self.sources = {"sbs": open_source(sbs)}

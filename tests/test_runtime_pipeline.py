@@ -262,6 +262,8 @@ def test_argument_errors(model):
         FusionPipeline(model, ir="synthetic", vis="synthetic", sbs="synthetic")
     with pytest.raises(ValueError, match="layout"):
         FusionPipeline(model, sbs="synthetic", layout="diagonal")
+    with pytest.raises(ValueError, match="to the FusionEngine you give"):
+        FusionPipeline(FusionEngine(model), ir="synthetic", vis="synthetic", colour="grey")
 
 
 # ---------------------------------------------------------------- the command
@@ -280,8 +282,12 @@ def test_run_command_end_to_end(model, data_dir, sequence_videos, tmp_path, caps
     import json
 
     assert json.loads((tmp_path / "stats.json").read_text())["frames"] == 25
+    from fusion_edge.runtime.calibration import Calibration
+
+    Calibration(np.eye(3), (640, 480), (640, 480)).save(tmp_path / "rig.json")
     rc = main(["run", "--ir", str(sequence_videos["ir"]), "--vis", str(sequence_videos["vis"]), "--model",
-               str(model.parent), "--backend", "ort-cpu", "--colour", "grey", "--out-dir", str(tmp_path / "v"), "-q"])
+               str(model.parent), "--backend", "ort-cpu", "--colour", "grey", "--out-dir", str(tmp_path / "v"), "-q",
+               "--calib", str(tmp_path / "rig.json")])
     assert rc == 0
     first = cv2.imread(str(tmp_path / "v" / "000000.png"), cv2.IMREAD_UNCHANGED)
     assert first.shape == (480, 640) and len(list((tmp_path / "v").glob("*.png"))) == 60

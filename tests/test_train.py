@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -364,6 +365,16 @@ def test_export_writes_a_plain_state_dict_and_a_record(trained, tmp_path):
         export_weights(root / "run" / "last.pt", tmp_path / "w" / "x.pt", dtype="int8")
 
 
+def test_output_bias_starts_at_the_mean_gap_to_the_intensity_target():
+    from fusion_edge.train.trainer import output_bias_for
+
+    vis = np.full((4, 4), 153, np.uint8)  # 0.6
+    ir = np.full((4, 4), 51, np.uint8)  # 0.2
+    # max(v, i) - 2 (v + i) = 0.6 - 1.6
+    assert output_bias_for([(vis, ir)], 2.0) == pytest.approx(-1.0)
+    assert output_bias_for([(vis, ir), (ir, ir)], 2.0) == pytest.approx((-1.0 + 0.2 - 0.8) / 2)
+
+
 def test_config_errors(tmp_path):
     data = make_pairs(tmp_path / "d", count=3)
     with pytest.raises(ValueError, match="batch 8 is larger than the 2 crops"):
@@ -372,6 +383,8 @@ def test_config_errors(tmp_path):
         train(tiny_config(data, tmp_path / "o", amp="bf16", device="cpu"))
     with pytest.raises(ValueError, match="unknown lr schedule"):
         train(tiny_config(data, tmp_path / "o", schedule="linear"))
+    with pytest.raises(ValueError, match="unknown head_bias_init"):
+        train(tiny_config(data, tmp_path / "o", head_bias_init="zero"))
 
 
 # ----------------------------------------------------------------------------- command line
@@ -414,7 +427,10 @@ def test_two_process_ddp_on_cpu(tmp_path):
         print("RESULT", os.environ["RANK"], json.dumps(s["steps"]))
     """))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+    with socket.socket() as probe:  # a free port, so parallel runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
            str(script)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

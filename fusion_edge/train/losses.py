@@ -63,9 +63,9 @@ def _msssim_weights(device, dtype) -> torch.Tensor:
 
 def _dynamic_range(img: torch.Tensor) -> torch.Tensor:
     """255 or 1 by the maximum, minus -1 or 0 by the minimum (kept on the device: no host sync)."""
-    high = torch.where(img.max() > 128, 255.0, 1.0)
-    low = torch.where(img.min() < -0.5, -1.0, 0.0)
-    return (high - low).to(img.dtype)
+    high = 1 + 254 * (img.max() > 128).to(img.dtype)
+    low = -(img.min() < -0.5).to(img.dtype)
+    return high - low
 
 
 def ssim_and_cs(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
@@ -59,6 +60,7 @@ class TrainConfig:
     amp: str = "auto"
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     drop_path_rate: float = 0.1
+    head_bias_init: str = "none"  # "data": start the output bias at the mean gap to the intensity target
     seed: int = 0
     val_fraction: float = 0.1
     val_max_side: int | None = None  # centre-crop validation images to this size (None: whole images)
@@ -85,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSS_WEIGHTS)}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"unknown amp mode {self.amp!r}; choose one of: {', '.join(AMP_MODES)}")
+        if self.head_bias_init not in ("none", "data"):
+            raise ValueError(f"unknown head_bias_init {self.head_bias_init!r}; choose none or data")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.time_limit is not None and self.time_limit <= 0:
@@ -142,6 +146,21 @@ def autocast_factory(amp: str, device: torch.device) -> tuple[Any, torch.dtype |
         raise ValueError(f"mixed precision ({amp}) needs a CUDA device; use --amp off on {device.type}")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return (lambda: torch.autocast("cuda", dtype=dtype)), dtype
+
+
+def output_bias_for(images: list, residual_scale: float) -> float:
+    """Mean of max(vis, ir) - residual_scale * (vis + ir) over the training pairs.
+
+    The network adds residual_scale * (vis + ir) to its head; on bright scenes that sum starts far
+    above 1, the clamp before the loss zeroes the gradient of nearly every pixel, and Adam moves
+    the head's bias by about lr per step. Starting the bias at this gap puts the output in range
+    from the first step (same architecture and loss; only the initial value differs).
+    """
+    gaps = []
+    for vis, ir in images:
+        v, i = vis.astype("float64") / 255.0, ir.astype("float64") / 255.0
+        gaps.append(float((np.maximum(v, i) - residual_scale * (v + i)).mean()))
+    return float(np.mean(gaps))
 
 
 def gradient_free_parameters(model: torch.nn.Module, device: torch.device) -> list[str]:
@@ -202,6 +221,12 @@ class Trainer:
             if name in self.frozen:
                 p.requires_grad_(False)
         self._seed(cfg.seed)
+        if cfg.head_bias_init == "data" and resume is None:
+            bias = output_bias_for(self.train_set.images, getattr(model, "residual_scale", 2.0))
+            with torch.no_grad():
+                model.final_conv.bias.fill_(bias)
+            log(f"output bias initialised to {bias:.4f} (mean of max(vis, ir) - residual over the training pairs)",
+                self.is_main)
         self.model = model
         self.ddp_model: torch.nn.Module = model
         if self.dist.enabled:
@@ -452,7 +477,11 @@ class Trainer:
             due = last or self.epoch % max(1, self.config.val_every) == 0
             if self.val_set is not None and due:
                 loader = DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=0)
-                val = validate(self.model, loader, self.loss_fn, self.device, self.autocast)
+                try:
+                    val = validate(self.model, loader, self.loss_fn, self.device, self.autocast)
+                except BaseException:
+                    self.save("last.pt")  # the training done so far is never lost to a failing validation
+                    raise
             record = {"epoch": self.epoch, "step": self.step, "elapsed_s": round(self.elapsed, 1),
                       "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                       "partial_epoch": partial, **{f"val_{k}": v for k, v in val.items()}}

@@ -38,7 +38,7 @@ if [[ " $SUITE " == *" compiled "* ]]; then
 fi
 # Build every entry point once, in parallel, into CuPy's disk cache (later steps only load them).
 t0=$(date +%s)
-python3 - > "$OUT/warm.log" 2>&1 <<'PY' || status=1
+PYTHONSAFEPATH=1 python3 - > "$OUT/warm.log" 2>&1 <<'PY' || status=1
 import multiprocessing as mp
 from fusion_edge.kernels import FAMILIES, kernel_names
 from fusion_edge.kernels.loader import get_kernel

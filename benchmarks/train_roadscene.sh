@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default weights that ship as fusion_edge/weights/edge.pt (+ edge.json): the `edge`
 # preset on the 221 RoadScene pairs, on one GPU, for a fixed wall-clock budget.
-#   benchmarks/train_roadscene.sh DATA_DIR OUT_DIR
+#   benchmarks/train_roadscene.sh DATA_DIR OUT_DIR [extra `fusion-edge train` options, which win]
 # DATA_DIR holds ir/ and vis/ (RoadScene as in docs/training.md). Writes OUT_DIR/edge.pt, edge.json,
 # train.log, train_log.jsonl and config.json; the full training checkpoint stays in OUT_DIR/run/.
 #   TIME_LIMIT=240   seconds of training (after data loading and graph capture)
@@ -25,5 +25,5 @@ python3 -m fusion_edge.cli train --data "$DATA" --out "$RUN_DIR" --preset edge \
   --lr 5e-4 --schedule cosine --warmup-steps 50 --grad-clip 1.0 --drop-path 0.05 \
   --loss reference --amp bf16 --scan-impl chunked --cuda-graph \
   --seed 0 --val-fraction 0.1 --val-max-side 256 --val-every 2 --workers 6 --log-every 50 \
-  --export "$OUT_DIR/edge.pt" 2>&1 | tee "$OUT_DIR/train.log"
+  --export "$OUT_DIR/edge.pt" "${@:3}" 2>&1 | tee "$OUT_DIR/train.log"
 cp "$RUN_DIR/train_log.jsonl" "$RUN_DIR/config.json" "$OUT_DIR/"

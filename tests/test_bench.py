@@ -148,17 +148,33 @@ def test_time_cap_skips_instead_of_running_long():
     assert stats.samples == 3 and stats.p50 >= 15 and first > 0
 
 
-def test_fixed_shape_onnx_rejects_other_sizes(tmp_path):
+def _tiny_onnx(path, size=32):
+    """A stand-in graph with the model's I/O names: fused = vis + ir, fixed at 1x1xSIZExSIZE."""
     import onnx
     from onnx import TensorProto, helper
 
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, size, size]) for n in ("vis", "ir")]
+    out = helper.make_tensor_value_info("fused", TensorProto.FLOAT, [1, 1, size, size])
+    graph = helper.make_graph([helper.make_node("Add", ["vis", "ir"], ["fused"])], "g", inputs, [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_onnx_model_runs_at_its_own_size_and_torch_backends_say_why_not(tmp_path, capsys):
+    path = _tiny_onnx(tmp_path / "m.onnx")
+    argv = ["bench", "--model", str(path), "--backend", "ort-cpu", "torch-chunked", "--iters", "3", "--warmup", "0",
+            "--device", "cpu", "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 0
+    rows = {r["backend"]: r for r in json.loads((tmp_path / "out" / "bench.json").read_text())["results"]}
+    assert (rows["ort-cpu"]["height"], rows["ort-cpu"]["width"]) == (32, 32)
+    assert rows["ort-cpu"]["status"] == "ok" and rows["ort-cpu"]["latency_ms"]["p50"] > 0
+    assert rows["torch-chunked"]["status"] == "skipped" and "onnx file" in rows["torch-chunked"]["reason"]
+
+
+def test_fixed_shape_onnx_rejects_other_sizes(tmp_path):
     from fusion_edge.bench.sources import SourceUnavailable, check_onnx_shape
 
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 32, 32]) for n in ("vis", "ir")]
-    out = helper.make_tensor_value_info("fused", TensorProto.FLOAT, [1, 1, 32, 32])
-    graph = helper.make_graph([helper.make_node("Add", ["vis", "ir"], ["fused"])], "g", inputs, [out])
-    path = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(graph), str(path))
+    path = _tiny_onnx(tmp_path / "m.onnx")
     check_onnx_shape(path, 32, 32, 1)
     with pytest.raises(SourceUnavailable, match="fixed at 1x1x32x32"):
         check_onnx_shape(path, 64, 64, 1)

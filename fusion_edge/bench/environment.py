@@ -98,4 +98,5 @@ def device_label(info: dict) -> str:
     """One line naming the machine, for table captions and plot titles."""
     if info.get("gpu"):
         return f"{info['gpu']} (CUDA {info['software'].get('cuda')}), host CPU {info['cpu']}"
-    return f"{info['cpu']}, {info['cpu_cores']} cores ({info['torch_threads']} torch threads)"
+    threads = info["torch_threads"]
+    return f"{info['cpu']}, {info['cpu_cores']} cores ({threads} torch thread{'s' if threads != 1 else ''})"

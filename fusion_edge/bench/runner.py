@@ -77,8 +77,9 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
 
     config.validate()
     device = resolve_device(config.device)
-    sizes = config.sizes or config.default_sizes(device.startswith("cuda"))
     source = ModelSource(config.preset, config.model)
+    fixed = source.fixed_size()
+    sizes = config.sizes or ([fixed] if fixed else config.default_sizes(device.startswith("cuda")))
     import torch
 
     if config.threads is not None:

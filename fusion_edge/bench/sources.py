@@ -101,6 +101,18 @@ class ModelSource:
             self._onnx[key] = out
         return self._onnx[key]
 
+    def fixed_size(self) -> tuple[int, int] | None:
+        """The (height, width) an ONNX file is fixed at, or None (any size, or not an ONNX file)."""
+        if self.kind != "onnx":
+            return None
+        import onnx
+
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        initializers = {i.name for i in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in initializers]
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+        return (dims[2], dims[3]) if len(dims) == 4 and None not in dims[2:] else None
+
     def engine_path(self) -> Path | None:
         return self.path if self.kind == "engine" else None
 

@@ -36,24 +36,6 @@ if [[ " $SUITE " == *" compiled "* ]]; then
     > "$OUT/compiled.log" 2>&1 &
   compiled_pid=$!
 fi
-# Build every entry point once, in parallel, into CuPy's disk cache (later steps only load them).
-t0=$(date +%s)
-PYTHONSAFEPATH=1 python3 - > "$OUT/warm.log" 2>&1 <<'PY' || status=1
-import multiprocessing as mp
-from fusion_edge.kernels import FAMILIES, kernel_names
-from fusion_edge.kernels.loader import get_kernel
-
-def build(job):
-    family, name = job
-    get_kernel(family, name).attributes  # compiles and loads the module
-    return name
-
-jobs = [(f, n) for f in FAMILIES for n in kernel_names(f)]
-with mp.get_context("spawn").Pool(12) as pool:
-    print(len(pool.map(build, jobs)), "entry points built")
-PY
-echo "warm: $(( $(date +%s) - t0 )) s" >> "$OUT/device.txt"
-
 if [[ " $SUITE " == *" tests "* ]]; then
   t0=$(date +%s)
   PYTHONSAFEPATH=1 timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py ${TEST_ARGS:-} > "$OUT/tests.log" 2>&1 || status=1
@@ -71,7 +53,7 @@ if [ -n "${compiled_pid:-}" ]; then
   rm -f "$OUT/.bench_done"
 fi
 
-echo "== device"; cat "$OUT/device.txt"; tail -2 "$OUT/warm.log"
+echo "== device"; cat "$OUT/device.txt"
 if [ -f "$OUT/tests.log" ]; then
   echo "== tests"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | tail -40
 fi

@@ -128,7 +128,7 @@ def launch_es2d_scan(
                (p(proj), p(dtw), p(delta), i(batch), i(dim), i(length), i(proj_rows), i(rank)),
                device=device, stream=stream)
     vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0)
-    suffix = launch_params.scan_suffix(n_states) + ("" if vec_bc else "_u")
+    suffix = launch_params.scan_suffix(n_states)
     args = (p(xa), p(delta), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
             launch.addr(states), launch.addr(sums), i(batch), i(dim), i(h), i(w), i(n_states), i(rank),
             i(vec_bc), i(chunk_len), i(n_chunks))

@@ -10,11 +10,9 @@ from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, as_device_array, che
 FLOAT_TYPES = ("float32", "float16", "bfloat16")
 
 
-def selective_scan_kernel_name(u_dtype: str, bc_dtype: str, n_states: int, *, states: bool = False,
-                               aligned: bool = True) -> str:
+def selective_scan_kernel_name(u_dtype: str, bc_dtype: str, n_states: int, *, states: bool = False) -> str:
     kind = "states" if states else "fwd"
-    suffix = launch_params.scan_suffix(n_states) + ("" if aligned else "_u")
-    return f"fe_selective_scan_{kind}_{TYPE_CODE[u_dtype]}_{TYPE_CODE[bc_dtype]}_{suffix}"
+    return f"fe_selective_scan_{kind}_{TYPE_CODE[u_dtype]}_{TYPE_CODE[bc_dtype]}_{launch_params.scan_suffix(n_states)}"
 
 
 def selective_scan_workspace_bytes(batch: int, dim: int, length: int, n_states: int, sm_count: int) -> int:
@@ -120,10 +118,10 @@ def launch_selective_scan(
     )
     if n_chunks > 1:
         grid, block = launch_params.scan_grid(channels, n_states, n_chunks - 1)
-        name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states, states=True, aligned=bool(vec_bc))
+        name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states, states=True)
         launch.run("selective_scan", name, grid, block, args, device=device, stream=stream)
     grid, block = launch_params.scan_grid(channels, n_states, n_chunks)
-    name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states, aligned=bool(vec_bc))
+    name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states)
     launch.run("selective_scan", name, grid, block, args, device=device, stream=stream)
     del keep  # CuPy's pool is stream-ordered: the block is reused only after our launches
     return result

@@ -25,9 +25,9 @@ ARCHS = ("sm_72", "sm_87", "sm_86", "sm_89", "sm_90", "sm_120")
 # configuration and the largest one (most states, bfloat16).
 REPRESENTATIVE = {
     "selective_scan": ("fe_selective_scan_fwd_f16_f16_n16", "fe_selective_scan_states_f16_f16_n16",
-                       "fe_selective_scan_fwd_f16_f16_n16_u", "fe_selective_scan_fwd_bf16_f32_n64"),
+                       "fe_selective_scan_fwd_bf16_f32_n64"),
     "es2d": ("fe_es2d_project_f16", "fe_es2d_delta", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16",
-             "fe_es2d_scan_f32_n16_u", "fe_es2d_scan_bf16_n64"),
+             "fe_es2d_scan_bf16_n64"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
 }
 
@@ -114,8 +114,7 @@ def test_sources_are_self_contained_and_list_their_entry_points():
         assert set(REPRESENTATIVE[family]) <= set(names)
         for name in names:
             assert 'extern "C" __global__' in source and name in source
-    # 5 type pairs x 4 state counts x 2 passes x aligned or not
-    assert len(kernels.kernel_names("selective_scan")) == 80
+    assert len(kernels.kernel_names("selective_scan")) == 40  # 5 type pairs x 4 state counts x 2 passes
 
 
 def test_compile_ptx_has_every_entry_point():

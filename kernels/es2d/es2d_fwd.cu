@@ -142,7 +142,7 @@ __device__ __forceinline__ void delta(const float* proj, const float* dtw, float
 
 // x: map (batch, D, h, w); delta: (batch, 4D, L); proj: (batch, 4, R+2N, L); out: map, float32.
 // STATES: first pass of a chunked scan (grid.y = chunks), as in selective_scan_fwd.cu.
-#define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES, VEC)                                              \
+#define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \
     extern "C" __global__ void __launch_bounds__(fe::scan::kMaxWarps * 32, SPL <= 2 ? 4 : 2) NAME(   \
         const TX* x, const float* delta, const float* A_logs, const float* proj, const float* Ds,    \
         const float* dt_bias, float* out, float* states, float* dsums, int batch, int D, int h,      \
@@ -157,7 +157,7 @@ __device__ __forceinline__ void delta(const float* proj, const float* dtw, float
         p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                              \
         p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
         p.dt_rank = R;                                                                               \
-        fe::scan::scan_warp<TX, float, float, LPC, SPL, true, STATES, VEC>(p, reinterpret_cast<char*>(smem)); \
+        fe::scan::scan_warp<TX, float, float, LPC, SPL, true, STATES>(p, reinterpret_cast<char*>(smem)); \
     }
 
 using fe::half_t;
@@ -181,146 +181,74 @@ FE_ES2D_PROJECT_ENTRY(fe_es2d_project_bf16, bf16_t)
 #endif
 
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n16, float, 8, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n16_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n16_u, float, 8, 2, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n16, float, 8, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n16, float, 8, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n16_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n16_u, float, 8, 2, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n16, float, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n32, float, 16, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n32_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n32_u, float, 16, 2, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n32, float, 16, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n32, float, 16, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n32_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n32_u, float, 16, 2, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n32, float, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n48, float, 16, 3, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n48_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n48_u, float, 16, 3, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n48, float, 16, 3, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n48, float, 16, 3, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n48_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n48_u, float, 16, 3, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n48, float, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n64, float, 16, 4, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n64_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n64_u, float, 16, 4, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f32_n64, float, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n64, float, 16, 4, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f32_n64_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n64_u, float, 16, 4, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f32_n64, float, 16, 4, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n16, half_t, 8, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n16_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n16_u, half_t, 8, 2, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n16, half_t, 8, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n16, half_t, 8, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n16_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n16_u, half_t, 8, 2, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n16, half_t, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n32, half_t, 16, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n32_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n32_u, half_t, 16, 2, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n32, half_t, 16, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n32, half_t, 16, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n32_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n32_u, half_t, 16, 2, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n32, half_t, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n48, half_t, 16, 3, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n48_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n48_u, half_t, 16, 3, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n48, half_t, 16, 3, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n48, half_t, 16, 3, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n48_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n48_u, half_t, 16, 3, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n48, half_t, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n64, half_t, 16, 4, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f16_n64_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n64_u, half_t, 16, 4, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_f16_n64, half_t, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n64, half_t, 16, 4, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_f16_n64_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n64_u, half_t, 16, 4, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_f16_n64, half_t, 16, 4, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n16, bf16_t, 8, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n16_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n16_u, bf16_t, 8, 2, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n16, bf16_t, 8, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n16)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n16, bf16_t, 8, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n16_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n16_u, bf16_t, 8, 2, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n16, bf16_t, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n32, bf16_t, 16, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n32_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n32_u, bf16_t, 16, 2, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n32, bf16_t, 16, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n32)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n32, bf16_t, 16, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n32_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n32_u, bf16_t, 16, 2, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n32, bf16_t, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n48, bf16_t, 16, 3, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n48_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n48_u, bf16_t, 16, 3, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n48, bf16_t, 16, 3, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n48)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n48, bf16_t, 16, 3, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n48_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n48_u, bf16_t, 16, 3, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n48, bf16_t, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n64, bf16_t, 16, 4, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_bf16_n64_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n64_u, bf16_t, 16, 4, false, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n64, bf16_t, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n64)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n64, bf16_t, 16, 4, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n64_u)
-FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n64_u, bf16_t, 16, 4, true, false)
+FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n64, bf16_t, 16, 4, true)
 #endif

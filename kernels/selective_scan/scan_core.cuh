@@ -12,7 +12,8 @@
 // chunk c from the state carried through chunks 0..c-1 (h = exp2(A2 * sum) * h + end).
 //
 // Inputs are prefetched into registers as raw bits (converting at load time would stall the
-// warp): B and C one tile ahead, u, delta and z two tiles ahead.
+// warp): B and C one tile ahead, u, delta and z two tiles ahead, in buffers that swap roles
+// from tile to tile.
 #pragma once
 #include "../common/fe_types.cuh"
 
@@ -76,19 +77,15 @@ template <typename T> __device__ __forceinline__ float load_elem(const T* p, lon
 }
 
 // One row tile (TL timesteps from l0) of B or C as raw 32-bit words; zeros past L or for a null row.
-// VEC (rows 16-byte aligned, L a multiple of 16 bytes): 16-byte loads, each wholly inside or past
-// L. Otherwise element loads. One of the two paths per kernel keeps the loop body small.
-template <typename TW, int TL, bool VEC>
-__device__ __forceinline__ void load_row(const TW* row, int l0, int L, unsigned (&w)[TL / Word<TW>::kPerWord]) {
+template <typename TW, int TL>
+__device__ __forceinline__ void load_row(const TW* row, int l0, int L, bool vec, unsigned (&w)[TL / Word<TW>::kPerWord]) {
     constexpr int kPW = Word<TW>::kPerWord;
     constexpr int W = TL / kPW;
-    constexpr int kPerVec = 4 * kPW;  // elements in 16 bytes
-    if (VEC) {
+    if (row != nullptr && vec && l0 + TL <= L) {
         const uint4* p = reinterpret_cast<const uint4*>(row + l0);
 #pragma unroll
         for (int v = 0; v < W / 4; ++v) {
-            uint4 q = make_uint4(0u, 0u, 0u, 0u);
-            if (row != nullptr && l0 + v * kPerVec < L) q = __ldg(p + v);
+            uint4 q = __ldg(p + v);
             w[4 * v] = q.x; w[4 * v + 1] = q.y; w[4 * v + 2] = q.z; w[4 * v + 3] = q.w;
         }
     } else {
@@ -123,7 +120,7 @@ struct RouteCursor {
 };
 
 // STATES: the first pass (chunk end states); otherwise the scan with outputs.
-template <typename TU, typename TW, typename TO, int LPC, int SPL, bool ROUTES, bool STATES, bool VEC>
+template <typename TU, typename TW, typename TO, int LPC, int SPL, bool ROUTES, bool STATES>
 __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
     using Tl = Tiling<LPC, SPL, TW>;
     constexpr int TL = Tl::TL, M = Tl::M, W = Tl::W, kPW = Tl::kPW, kSub = Tl::kSub, kCPW = Tl::kCPW;
@@ -187,6 +184,7 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
     const float Dv = p.D ? __ldg(p.D + q) : 0.f;
     const float bias = p.delta_bias ? __ldg(p.delta_bias + q) : 0.f;
     const bool has_z = !ROUTES && z != nullptr;
+    const bool vec = p.vec_bc != 0;
     const long seq_base = (long)chan * L;
 
     // ES2D addressing: where this lane's timestep sits in the (batch, dim_route, h, w) map.
@@ -265,24 +263,23 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
     auto load_bc = [&](int l0, unsigned (&rb)[SPL][W], unsigned (&rc)[SPL][W]) {
 #pragma unroll
         for (int k = 0; k < SPL; ++k) {
-            load_row<TW, TL, VEC>(brow[k], l0, L, rb[k]);
-            if (!STATES) load_row<TW, TL, VEC>(crow[k], l0, L, rc[k]);
+            load_row<TW, TL>(brow[k], l0, L, vec, rb[k]);
+            if (!STATES) load_row<TW, TL>(crow[k], l0, L, vec, rc[k]);
         }
     };
 
-    LaneTile<M> t_next, t_far;
-    unsigned rb[SPL][W], rc[SPL][W], nb[SPL][W], nc[SPL][W];
-    fetch(l_begin, t_far);
-    fetch(l_begin + TL, t_next);
-    if (Tl::kPrefetchBC) load_bc(l_begin, rb, rc);
-    prepare(t_far);
+    LaneTile<M> tA, tB;
+    unsigned rbA[SPL][W], rcA[SPL][W], rbB[SPL][W], rcB[SPL][W];
+    fetch(l_begin, tA);
+    fetch(l_begin + TL, tB);
+    if (Tl::kPrefetchBC) load_bc(l_begin, rbA, rcA);
+    prepare(tA);
 
-    // One tile per iteration: scan l0 .. l0+TL-1 with B/C in (rb, rc) while the next tile's B/C
-    // land in (nb, nc) and the raw inputs two tiles on in t_far; t_next is prepared last. One
-    // loop body (buffers rotate by register moves) keeps the code within the instruction cache.
-#pragma unroll 1
-    for (int l0 = l_begin; l0 < l_end; l0 += TL) {
-        fetch(l0 + 2 * TL, t_far);
+    // One tile: scan l0 .. l0+TL-1 with B/C in (rb, rc) while the next tile's B/C land in
+    // (nb, nc) and the raw inputs two tiles on land in `far`; `near` (next tile) is prepared last.
+    auto tile = [&](int l0, unsigned (&rb)[SPL][W], unsigned (&rc)[SPL][W], unsigned (&nb)[SPL][W],
+                    unsigned (&nc)[SPL][W], LaneTile<M>& far, LaneTile<M>& near) {
+        fetch(l0 + 2 * TL, far);
         if (Tl::kPrefetchBC) {
             load_bc(l0 + TL, nb, nc);
         } else {
@@ -343,14 +340,13 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
             }
         }
         __syncwarp();
-        prepare(t_next);
-        t_next = t_far;
-        if (Tl::kPrefetchBC) {
-#pragma unroll
-            for (int k = 0; k < SPL; ++k)
-#pragma unroll
-                for (int i = 0; i < W; ++i) { rb[k][i] = nb[k][i]; rc[k][i] = nc[k][i]; }
-        }
+        prepare(near);
+    };
+
+    for (int l0 = l_begin; l0 < l_end; l0 += 2 * TL) {
+        tile(l0, rbA, rcA, rbB, rcB, tA, tB);
+        if (l0 + TL >= l_end) break;
+        tile(l0 + TL, rbB, rcB, rbA, rcA, tB, tA);
     }
 
     if (STATES) {

@@ -4,13 +4,12 @@
 // fe_selective_scan_fwd_<u type>_<B/C type>_n<max N>     the scan (grid.y = chunks)
 // fe_selective_scan_states_<u type>_<B/C type>_n<max N>  first pass of a chunked scan: the end
 //                                                        state and delta sum of chunks 0..n-2
-// n16: 8 lanes x 2 states a channel; n32..n64: 16 lanes x 2..4 states. Suffix _u: B/C rows not
-// 16-byte aligned (element loads); without it 16-byte loads.
+// n16: 8 lanes x 2 states a channel; n32..n64: 16 lanes x 2..4 states.
 // The loader compiles only the entry point it needs (-DFE_ONLY_<name>); -DFE_ALL_KERNELS
 // builds them all (ahead-of-time PTX for TensorRT, and the compile tests).
 #include "scan_core.cuh"
 
-#define FE_SCAN_ENTRY(NAME, TU, TW, LPC, SPL, STATES, VEC)                                               \
+#define FE_SCAN_ENTRY(NAME, TU, TW, LPC, SPL, STATES)                                                 \
     extern "C" __global__ void __launch_bounds__(fe::scan::kMaxWarps * 32, SPL <= 2 ? 4 : 2) NAME(                \
         const TU* u, const TU* delta, const float* A, const TW* B, const TW* C, const float* D,       \
         const TU* z, const float* delta_bias, TU* out, float* states, float* dsums, int batch,       \
@@ -23,249 +22,129 @@
         p.softplus = softplus; p.vec_bc = vec_bc; p.a_is_log = 0;                                     \
         p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                               \
         p.dim_route = 0; p.h = 0; p.w = 0; p.h2 = 0; p.w2 = 0; p.proj_rows = 0; p.dt_rank = 0;        \
-        fe::scan::scan_warp<TU, TW, TU, LPC, SPL, false, STATES, VEC>(p, reinterpret_cast<char*>(smem)); \
+        fe::scan::scan_warp<TU, TW, TU, LPC, SPL, false, STATES>(p, reinterpret_cast<char*>(smem));  \
     }
 
 using fe::half_t;
 using fe::bf16_t;
 
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f32_f32_n16)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n16, float, float, 8, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f32_f32_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n16_u, float, float, 8, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n16, float, float, 8, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f32_f32_n16)
-FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n16, float, float, 8, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f32_f32_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n16_u, float, float, 8, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n16, float, float, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f32_f32_n32)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n32, float, float, 16, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f32_f32_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n32_u, float, float, 16, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n32, float, float, 16, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f32_f32_n32)
-FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n32, float, float, 16, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f32_f32_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n32_u, float, float, 16, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n32, float, float, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f32_f32_n48)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n48, float, float, 16, 3, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f32_f32_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n48_u, float, float, 16, 3, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n48, float, float, 16, 3, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f32_f32_n48)
-FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n48, float, float, 16, 3, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f32_f32_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n48_u, float, float, 16, 3, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n48, float, float, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f32_f32_n64)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n64, float, float, 16, 4, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f32_f32_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n64_u, float, float, 16, 4, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f32_f32_n64, float, float, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f32_f32_n64)
-FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n64, float, float, 16, 4, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f32_f32_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n64_u, float, float, 16, 4, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f32_f32_n64, float, float, 16, 4, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f16_n16)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n16, half_t, half_t, 8, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f16_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n16_u, half_t, half_t, 8, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n16, half_t, half_t, 8, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f16_n16)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n16, half_t, half_t, 8, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f16_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n16_u, half_t, half_t, 8, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n16, half_t, half_t, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f16_n32)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n32, half_t, half_t, 16, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f16_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n32_u, half_t, half_t, 16, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n32, half_t, half_t, 16, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f16_n32)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n32, half_t, half_t, 16, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f16_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n32_u, half_t, half_t, 16, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n32, half_t, half_t, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f16_n48)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n48, half_t, half_t, 16, 3, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f16_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n48_u, half_t, half_t, 16, 3, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n48, half_t, half_t, 16, 3, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f16_n48)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n48, half_t, half_t, 16, 3, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f16_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n48_u, half_t, half_t, 16, 3, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n48, half_t, half_t, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f16_n64)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n64, half_t, half_t, 16, 4, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f16_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n64_u, half_t, half_t, 16, 4, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f16_n64, half_t, half_t, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f16_n64)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n64, half_t, half_t, 16, 4, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f16_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n64_u, half_t, half_t, 16, 4, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f16_f16_n64, half_t, half_t, 16, 4, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f32_n16)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n16, half_t, float, 8, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f32_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n16_u, half_t, float, 8, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n16, half_t, float, 8, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f32_n16)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n16, half_t, float, 8, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f32_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n16_u, half_t, float, 8, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n16, half_t, float, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f32_n32)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n32, half_t, float, 16, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f32_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n32_u, half_t, float, 16, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n32, half_t, float, 16, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f32_n32)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n32, half_t, float, 16, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f32_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n32_u, half_t, float, 16, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n32, half_t, float, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f32_n48)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n48, half_t, float, 16, 3, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f32_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n48_u, half_t, float, 16, 3, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n48, half_t, float, 16, 3, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f32_n48)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n48, half_t, float, 16, 3, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f32_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n48_u, half_t, float, 16, 3, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n48, half_t, float, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f32_n64)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n64, half_t, float, 16, 4, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_f16_f32_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n64_u, half_t, float, 16, 4, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_f16_f32_n64, half_t, float, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f32_n64)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n64, half_t, float, 16, 4, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_f16_f32_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n64_u, half_t, float, 16, 4, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_f16_f32_n64, half_t, float, 16, 4, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_bf16_n16)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n16, bf16_t, bf16_t, 8, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_bf16_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n16_u, bf16_t, bf16_t, 8, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n16, bf16_t, bf16_t, 8, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_bf16_n16)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n16, bf16_t, bf16_t, 8, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_bf16_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n16_u, bf16_t, bf16_t, 8, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n16, bf16_t, bf16_t, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_bf16_n32)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n32, bf16_t, bf16_t, 16, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_bf16_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n32_u, bf16_t, bf16_t, 16, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n32, bf16_t, bf16_t, 16, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_bf16_n32)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n32, bf16_t, bf16_t, 16, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_bf16_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n32_u, bf16_t, bf16_t, 16, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n32, bf16_t, bf16_t, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_bf16_n48)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n48, bf16_t, bf16_t, 16, 3, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_bf16_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n48_u, bf16_t, bf16_t, 16, 3, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n48, bf16_t, bf16_t, 16, 3, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_bf16_n48)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n48, bf16_t, bf16_t, 16, 3, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_bf16_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n48_u, bf16_t, bf16_t, 16, 3, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n48, bf16_t, bf16_t, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_bf16_n64)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n64, bf16_t, bf16_t, 16, 4, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_bf16_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n64_u, bf16_t, bf16_t, 16, 4, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_bf16_n64, bf16_t, bf16_t, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_bf16_n64)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n64, bf16_t, bf16_t, 16, 4, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_bf16_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n64_u, bf16_t, bf16_t, 16, 4, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_bf16_bf16_n64, bf16_t, bf16_t, 16, 4, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_f32_n16)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n16, bf16_t, float, 8, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_f32_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n16_u, bf16_t, float, 8, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n16, bf16_t, float, 8, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_f32_n16)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n16, bf16_t, float, 8, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_f32_n16_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n16_u, bf16_t, float, 8, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n16, bf16_t, float, 8, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_f32_n32)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n32, bf16_t, float, 16, 2, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_f32_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n32_u, bf16_t, float, 16, 2, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n32, bf16_t, float, 16, 2, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_f32_n32)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n32, bf16_t, float, 16, 2, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_f32_n32_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n32_u, bf16_t, float, 16, 2, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n32, bf16_t, float, 16, 2, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_f32_n48)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n48, bf16_t, float, 16, 3, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_f32_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n48_u, bf16_t, float, 16, 3, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n48, bf16_t, float, 16, 3, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_f32_n48)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n48, bf16_t, float, 16, 3, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_f32_n48_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n48_u, bf16_t, float, 16, 3, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n48, bf16_t, float, 16, 3, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_f32_n64)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n64, bf16_t, float, 16, 4, false, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_fwd_bf16_f32_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n64_u, bf16_t, float, 16, 4, false, false)
+FE_SCAN_ENTRY(fe_selective_scan_fwd_bf16_f32_n64, bf16_t, float, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_f32_n64)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n64, bf16_t, float, 16, 4, true, true)
-#endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_states_bf16_f32_n64_u)
-FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n64_u, bf16_t, float, 16, 4, true, false)
+FE_SCAN_ENTRY(fe_selective_scan_states_bf16_f32_n64, bf16_t, float, 16, 4, true)
 #endif

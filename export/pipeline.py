@@ -44,6 +44,7 @@ class ExportOptions:
     parity_pairs: int = 2
     parity_data: Path | None = None  # folder with vis/ and ir/; None: the bundled sample pair
     timing_cache: Path | None = None  # None: the user cache folder
+    builder_optimization_level: int | None = None  # None: TensorRT's default
     seed: int = 0
 
 
@@ -172,7 +173,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = lambda messa
         if options.engine:
             log("building the TensorRT engine")
             engine = build_engine(stage / ONNX_NAME, stage / ENGINE_NAME, profile=profile, fp16=options.fp16,
-                                  timing_cache=options.timing_cache or default_timing_cache())
+                                  timing_cache=options.timing_cache or default_timing_cache(),
+                                  optimization_level=options.builder_optimization_level)
             names.append(ENGINE_NAME)
             log(f"engine: {engine['builder']}, {engine['precision']}, {engine['bytes'] / 1e6:.1f} MB "
                 f"in {engine['build_seconds']} s")

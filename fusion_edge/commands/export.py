@@ -43,6 +43,8 @@ def register(subparsers) -> None:
     build.add_argument("--engine", action="store_true",
                        help="also build model.engine with TensorRT (else TensorRT for RTX, when that is installed)")
     build.add_argument("--timing-cache", type=Path, help="TensorRT timing cache file (default: in the user cache)")
+    build.add_argument("--builder-optimization-level", type=int, choices=range(6), metavar="0-5",
+                       help="TensorRT builder optimisation level: lower builds faster, higher may run faster")
     build.add_argument("--parity-pairs", type=int, default=2,
                        help="real image pairs per size for the parity check (default 2; 0 skips it)")
     build.add_argument("--parity-data", type=Path,
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         parity_pairs=args.parity_pairs,
         parity_data=args.parity_data,
         timing_cache=args.timing_cache,
+        builder_optimization_level=args.builder_optimization_level,
     )
     try:
         result = run_export(options, log=lambda message: print(message, file=sys.stderr))

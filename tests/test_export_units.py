@@ -284,3 +284,33 @@ def test_plugin_engine_with_only_tensorrt_rtx_is_refused_up_front(trt, tmp_path,
                             flavour="plugin", engine=True)
     with pytest.raises(ValueError, match="cannot build plugin-flavour graphs"):
         run_export(options)
+
+
+# ------------------------------------------------------ AOT (decorator API) plugin
+def test_ldc_aot_entry_compiles_in_tensorrt_argument_order():
+    import re
+
+    from fusion_edge.export import plugins_aot
+    from fusion_edge.kernels import loader
+    from fusion_edge.kernels.launch_params import ldc_grid
+
+    if loader.find_nvcc() is None:
+        pytest.importorskip("cupy", reason="producing PTX needs nvcc or CuPy's NVRTC")
+    ptx = plugins_aot.compile_aot_ptx(plugins_aot.ldc_aot_source(), 87)
+    entries = re.findall(r"\.entry\s+(\w+)\s*\((.*?)\)", ptx, re.S)
+    assert [name for name, _ in entries] == [plugins_aot.LDC_AOT_KERNEL]  # no other kernel in the PTX
+    params = re.findall(r"\.param\s+\.(\w+)", entries[0][1])
+    assert params == ["u64"] * 5 + ["u32"] * 5 + ["u64"]  # inputs, scalars, output: TensorRT's AOT order
+    for shape in [(1, 16, 64, 64), (2, 20, 33, 47)]:
+        assert plugins_aot.ldc_launch_geometry(*shape) == ldc_grid(*shape)
+
+
+def test_aot_registration_needs_the_decorator_api():
+    import importlib.util
+
+    from fusion_edge.export import plugins_aot
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("full TensorRT is installed here")
+    with pytest.raises(ImportError, match="TensorRT 10.9 or newer"):
+        plugins_aot.register_aot()

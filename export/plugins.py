@@ -41,6 +41,37 @@ def _dims(desc) -> tuple[int, ...]:
     return tuple(int(d) for d in desc.dims)
 
 
+# The enqueue bodies, free of TensorRT types so that they can be checked on CuPy buffers directly.
+def enqueue_es2d(fields: dict[str, int], input_dims: list[tuple[int, ...]], inputs: list[int], output: int,
+                 workspace: int, stream: int) -> None:
+    """Launch the fused ES2D kernels on TensorRT's pointers (fp32, C-contiguous) and stream."""
+    from fusion_edge import kernels
+
+    args = [kernels.DeviceArray(int(ptr), dims, "float32") for ptr, dims in zip(inputs, input_dims)]
+    out = kernels.DeviceArray(int(output), input_dims[0], "float32")
+    b, d, h, w = input_dims[0]
+    nbytes = kernels.es2d_workspace_bytes(b, d, h, w, fields["dt_rank"], fields["d_state"])
+    scratch = kernels.DeviceArray(int(workspace), (int(nbytes),), "uint8") if nbytes else None
+    kernels.launch_es2d_scan(*args, out, workspace=scratch, stream=int(stream))
+
+
+def es2d_workspace(fields: dict[str, int], x_dims: tuple[int, ...]) -> int:
+    from fusion_edge import kernels
+
+    b, d, h, w = x_dims
+    return int(kernels.es2d_workspace_bytes(b, d, h, w, fields["dt_rank"], fields["d_state"]))
+
+
+def enqueue_ldc(input_dims: list[tuple[int, ...]], inputs: list[int], output: int, stream: int) -> None:
+    """Launch the LDC kernel on TensorRT's pointers (fp32) and stream."""
+    from fusion_edge import kernels
+
+    args = [kernels.DeviceArray(int(ptr), dims, "float32") for ptr, dims in zip(inputs, input_dims)]
+    b, _, h, w = input_dims[0]
+    out = kernels.DeviceArray(int(output), (b, input_dims[1][0], h, w), "float32")
+    kernels.launch_ldc_conv2d(*args, out, stream=int(stream))
+
+
 @cache
 def plugin_classes(trt_name: str) -> dict[str, tuple[type, type]]:
     """Build the plugin and creator classes on one TensorRT module; {op_type: (plugin, creator)}."""
@@ -143,20 +174,10 @@ def plugin_classes(trt_name: str) -> dict[str, tuple[type, type]]:
                     raise ValueError(f"{ES2D_OP}: {name} has dims {got}, expected {want} (d_state={n}, dt_rank={r})")
 
         def get_workspace_size(self, inputs, outputs):
-            from fusion_edge import kernels
-
-            b, d, h, w = (int(v) for v in inputs[0].max)
-            return int(kernels.es2d_workspace_bytes(b, d, h, w, self.fields["dt_rank"], self.fields["d_state"]))
+            return es2d_workspace(self.fields, tuple(int(v) for v in inputs[0].max))
 
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
-            from fusion_edge import kernels
-
-            args = [kernels.DeviceArray(ptr, _dims(desc), "float32") for ptr, desc in zip(inputs, input_desc)]
-            out = kernels.DeviceArray(outputs[0], _dims(output_desc[0]), "float32")
-            b, d, h, w = args[0].shape
-            nbytes = kernels.es2d_workspace_bytes(b, d, h, w, self.fields["dt_rank"], self.fields["d_state"])
-            scratch = kernels.DeviceArray(workspace, (int(nbytes),), "uint8") if nbytes else None
-            kernels.launch_es2d_scan(*args, out, workspace=scratch, stream=int(stream))
+            enqueue_es2d(self.fields, [_dims(d) for d in input_desc], list(inputs), outputs[0], workspace, stream)
 
     class LDCPlugin(_Base):
         """``FusionEdgeLDC``: 3x3 LDC convolution with the weight transform inside the kernel."""
@@ -181,11 +202,7 @@ def plugin_classes(trt_name: str) -> dict[str, tuple[type, type]]:
                 raise ValueError(f"{LDC_OP}: x has {x[1]} channels, weight expects {weight[1]}")
 
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
-            from fusion_edge import kernels
-
-            args = [kernels.DeviceArray(ptr, _dims(desc), "float32") for ptr, desc in zip(inputs, input_desc)]
-            out = kernels.DeviceArray(outputs[0], _dims(output_desc[0]), "float32")
-            kernels.launch_ldc_conv2d(*args, out, stream=int(stream))
+            enqueue_ldc([_dims(d) for d in input_desc], list(inputs), outputs[0], stream)
 
     def make_creator(plugin_cls: type) -> type:
         class Creator(trt.IPluginCreatorV3One):

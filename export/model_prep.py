@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fusion_edge.models.fusion_mamba import SIZE_MULTIPLE, FusionMamba
-from fusion_edge.models.ldc import LDC
 from fusion_edge.models.ss2d import _ES2DParams
 
 # Tensors the scan reads in fp32 even in an fp16 export (A = -exp(A_logs) and the softplus of
@@ -27,10 +25,7 @@ SCAN_PARAMS = ("x_proj_weight", "dt_projs_weight", "dt_projs_bias", "A_logs", "D
 
 def inference_copy(model: FusionMamba, fold_ldc: bool = True) -> FusionMamba:
     """``model.for_inference()``, optionally keeping every LDC unfolded (for ``--no-fold-ldc``)."""
-    if fold_ldc:
-        return model.for_inference()
-    with mock.patch.object(LDC, "fold", lambda self: self):
-        return model.for_inference()
+    return model.for_inference(fold_ldc=fold_ldc)
 
 
 def pad_mode_for(height: int, width: int) -> str:

@@ -161,17 +161,18 @@ class FusionMamba(nn.Module):
         return y + self.residual_scale * (x1 + x2)
 
     # --------------------------------------------------------------- inference
-    def for_inference(self) -> FusionMamba:
+    def for_inference(self, fold_ldc: bool = True) -> FusionMamba:
         """A copy in eval mode with every LDC folded into one Conv2d and dead weights removed.
 
         Removed (their results never reach the output): ``Cross_block.0``, every DFEM ``lastconv``
         and the z half of each CMFM ``in_proj2``. The output is unchanged up to rounding.
+        ``fold_ldc=False`` keeps the LDCs as they are (for graphs that run LDC as its own op).
         """
         model = copy.deepcopy(self).eval()
         model.Cross_block[0] = nn.Identity()
         for module in list(model.modules()):
             for name, child in list(module.named_children()):
-                if isinstance(child, LDC):
+                if fold_ldc and isinstance(child, LDC):
                     setattr(module, name, child.fold())
             if hasattr(module, "Diff_enhance"):
                 module.Diff_enhance = None

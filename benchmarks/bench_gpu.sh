@@ -6,7 +6,7 @@
 #
 #   fp16     all backends but torch-compile, fp16 (autocast for torch, fp16 ONNX/engine)
 #   fp32     the same in fp32, plus ONNX Runtime on the CPU
-#   compile  torch.compile of the chunked model, fp16, 512x640 only (compiling takes minutes per size)
+#   compile  torch.compile of the chunked model, fp16, 512x640 (compiling takes minutes per size)
 #   merge    one table/JSON/plot of every run found under $OUT: $OUT/bench_gpu.{md,json,png}
 #
 # Environment:
@@ -15,6 +15,8 @@
 #   ORT_GPU_WHEEL  an onnxruntime-gpu wheel; installed into a private folder so that ort-cuda runs
 #                  (without it ort-cuda is listed as skipped, with the reason)
 #   WARMUP ITERS MAX_SECONDS   timing settings (default 10, 50, 60 s per configuration)
+#   SIZES          input sizes (default "256x256 480x640 512x640 1024x1280")
+#   COMPILE_SIZES  input sizes of the compile part (default 512x640)
 #
 # Each part of each preset is its own process writing its own folder, so a part that runs out
 # of time loses only itself. To stay under a per-command time limit, run one preset per call:
@@ -39,9 +41,10 @@ if ! python3 -c "import fusion_edge.export.onnx_export, fusion_edge.runtime" 2>/
         || { echo "could not install the package (see $OUT/pip_install.log)"; exit 1; }
 fi
 if [[ -n "${ORT_GPU_WHEEL:-}" ]]; then
-    python3 -m pip install -q --no-index --no-deps --target /tmp/ort_gpu_site "$ORT_GPU_WHEEL" \
+    ORT_SITE=${TMPDIR:-/tmp}/fusion-edge-ort-gpu
+    python3 -m pip install -q --no-index --no-deps --target "$ORT_SITE" "$ORT_GPU_WHEEL" \
         >"$OUT/ort_gpu_install.log" 2>&1 || echo "onnxruntime-gpu did not install (see $OUT/ort_gpu_install.log)"
-    export PYTHONPATH=/tmp/ort_gpu_site${PYTHONPATH:+:$PYTHONPATH}
+    export PYTHONPATH=$ORT_SITE${PYTHONPATH:+:$PYTHONPATH}
 fi
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -49,7 +52,8 @@ fi
   python3 -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" || true
 } >"$OUT/device.txt" 2>&1
 
-SIZES=(256x256 480x640 512x640 1024x1280)
+read -r -a SIZES <<<"${SIZES:-256x256 480x640 512x640 1024x1280}"
+read -r -a COMPILE_SIZES <<<"${COMPILE_SIZES:-512x640}"
 bench() {  # bench NAME ARGS...: one process, one output folder, its log beside it
     local name=$1; shift
     echo "== $name"
@@ -69,7 +73,8 @@ for part in "${PARTS[@]}"; do
                       --backend torch-chunked torch-cuda torch-cuda-graph ort-cuda tensorrt ;;
             fp32) bench "${preset}_fp32" --preset "$preset" --size "${SIZES[@]}" \
                       --backend torch-chunked torch-cuda torch-cuda-graph ort-cuda tensorrt ort-cpu ;;
-            compile) bench "${preset}_fp16_compile" --preset "$preset" --fp16 --size 512x640 --backend torch-compile ;;
+            compile) bench "${preset}_fp16_compile" --preset "$preset" --fp16 --size "${COMPILE_SIZES[@]}" \
+                         --backend torch-compile ;;
             merge) ;;
             *) echo "unknown part $part (fp16, fp32, compile, merge)"; exit 2 ;;
         esac

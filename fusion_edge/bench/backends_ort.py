@@ -80,13 +80,18 @@ def prepare_cuda(ctx: BenchContext, height: int, width: int, backend: str = "ort
     if "CUDAExecutionProvider" not in session.get_providers():
         raise BackendUnavailable("onnxruntime could not start its CUDA provider (CUDA/cuDNN libraries missing?)")
     binding = session.io_binding()
-    for name, array in _feeds(session, ctx, height, width).items():
-        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, "cuda", device_id))
+    device_inputs = {  # kept referenced for the session's lifetime
+        name: ort.OrtValue.ortvalue_from_numpy(array, "cuda", device_id)
+        for name, array in _feeds(session, ctx, height, width).items()
+    }
+    for name, value in device_inputs.items():
+        binding.bind_ortvalue_input(name, value)
     for out in session.get_outputs():
         binding.bind_output(out.name, "cuda", device_id)
 
     def run():
         session.run_with_iobinding(binding)
+        return device_inputs
 
     def peak_memory():
         after = _device_used_mb()

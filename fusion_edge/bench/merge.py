@@ -39,9 +39,9 @@ def _known(cls, values: dict) -> dict:
     return {k: v for k, v in values.items() if k in names}
 
 
-def merge(paths: list[Path], out_dir: Path, name: str) -> dict[str, Path]:
+def merge(paths: list[Path], out_dir: Path, name: str, note: str = "") -> dict[str, Path]:
     loaded = [load_report(p) for p in paths]
-    sections, series, sizes = [], {}, set()
+    sections, series, sizes = ([note, ""] if note else []), {}, set()
     for report, _ in loaded:
         precision = "fp16" if report.config["fp16"] else "fp32"
         sections += [f"## {report.model}, {precision}, batch {report.config['batch']}", "", markdown_table(report), ""]
@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="bench.json files or the folders holding them")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--name", default="bench", help="file name stem (default: bench)")
+    parser.add_argument("--note", default="", help="a paragraph to put above the tables (markdown)")
     args = parser.parse_args(argv)
     try:
-        written = merge(args.runs, args.out, args.name)
+        written = merge(args.runs, args.out, args.name, args.note)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"merge: error: {exc}", file=sys.stderr)
         return 2

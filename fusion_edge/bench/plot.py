@@ -90,7 +90,7 @@ def render_series(series: dict[str, list], sizes, title: str, subtitle: str) -> 
     for i, (h, w) in enumerate(sizes):
         _text(img, f"{h}x{w}", (xpos(i) - 35, y0 + 22))
     _text(img, "input size (H x W)", ((x0 + x1) // 2 - 70, y0 + 50), 0.5)
-    _text(img, "ms" + (" (log)" if log else ""), (12, y1 - 10), 0.5)
+    _text(img, "ms" + (" (log)" if log else ""), (12, y1 - 20), 0.5)
     for k, (label, pts) in enumerate(series.items()):
         index = BACKENDS.index(label) if label in BACKENDS else k  # a backend keeps its colour across plots
         colour = PALETTE[index % len(PALETTE)]

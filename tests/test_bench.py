@@ -144,8 +144,12 @@ def test_time_cap_skips_instead_of_running_long():
     with pytest.raises(TimeCapExceeded, match="max-seconds"):
         measure(slow, HostTimer(), warmup=2, iters=100, max_seconds=0.5)
     assert len(calls) == 2  # the first call and the probe only
-    stats, first = measure(slow, HostTimer(), warmup=2, iters=3, max_seconds=5)
+    resets = []
+    calls.clear()
+    stats, first = measure(slow, HostTimer(), warmup=2, iters=3, max_seconds=5,
+                           after_first_call=lambda: resets.append(len(calls)))
     assert stats.samples == 3 and stats.p50 >= 15 and first > 0
+    assert resets == [1] and len(calls) == 2 + 3  # reset right after the first call; 2 warm-up + 3 timed
 
 
 def _tiny_onnx(path, size=32):

@@ -21,6 +21,7 @@ class Prepared:
     # Returns (megabytes, how it was measured) after the timed run, or (None, why not).
     peak_memory: Callable[[], tuple[float | None, str]] = lambda: (None, "n/a")
     close: Callable[[], None] = lambda: None
+    after_first_call: Callable[[], None] | None = None  # runs once the first (initialising) call is done
     notes: list[str] = field(default_factory=list)
 
 

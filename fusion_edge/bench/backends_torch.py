@@ -67,13 +67,19 @@ def _timer(ctx: BenchContext):
 
 
 def _torch_peak_memory(ctx: BenchContext):
+    """(read peak, reset peak): the reset runs after the first call, so compilation and autotuning
+    scratch do not count while everything still allocated (weights, graph pools) does."""
     import torch
 
     if not ctx.on_gpu:
-        return no_memory_on_cpu
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    return lambda: (torch.cuda.max_memory_allocated() / 1e6, "torch.cuda.max_memory_allocated")
+        return no_memory_on_cpu, None
+
+    def reset() -> None:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+    reset()
+    return (lambda: (torch.cuda.max_memory_allocated() / 1e6, "torch.cuda.max_memory_allocated")), reset
 
 
 def _require_gpu(ctx: BenchContext, backend: str) -> None:
@@ -96,7 +102,8 @@ def prepare_eager(ctx: BenchContext, height: int, width: int, backend: str) -> P
         with torch.inference_mode(), _autocast(ctx):
             return model(vis, ir)
 
-    return Prepared(run=run, timer=_timer(ctx), peak_memory=_torch_peak_memory(ctx))
+    peak, reset = _torch_peak_memory(ctx)
+    return Prepared(run=run, timer=_timer(ctx), peak_memory=peak, after_first_call=reset)
 
 
 def prepare_cuda_graph(ctx: BenchContext, height: int, width: int, backend: str = "torch-cuda-graph") -> Prepared:
@@ -106,7 +113,7 @@ def prepare_cuda_graph(ctx: BenchContext, height: int, width: int, backend: str 
     check_backend(ctx, backend)
     model = ctx.source.torch_model(ctx.device)
     vis, ir = _inputs(ctx, height, width)
-    peak = _torch_peak_memory(ctx)
+    peak, reset = _torch_peak_memory(ctx)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side), torch.inference_mode(), _autocast(ctx, cache_enabled=False):
@@ -124,7 +131,7 @@ def prepare_cuda_graph(ctx: BenchContext, height: int, width: int, backend: str 
         graph.replay()
         return static_out
 
-    return Prepared(run=run, timer=CudaEventTimer(), peak_memory=peak, close=graph.reset)
+    return Prepared(run=run, timer=CudaEventTimer(), peak_memory=peak, close=graph.reset, after_first_call=reset)
 
 
 def prepare_compile(ctx: BenchContext, height: int, width: int, backend: str = "torch-compile") -> Prepared:
@@ -141,7 +148,8 @@ def prepare_compile(ctx: BenchContext, height: int, width: int, backend: str = "
             return compiled(vis, ir)
 
     notes = ["first call compiles (not timed)"]
-    return Prepared(run=run, timer=_timer(ctx), peak_memory=_torch_peak_memory(ctx), notes=notes)
+    peak, reset = _torch_peak_memory(ctx)
+    return Prepared(run=run, timer=_timer(ctx), peak_memory=peak, after_first_call=reset, notes=notes)
 
 
 PREPARE = {

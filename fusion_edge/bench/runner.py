@@ -140,7 +140,9 @@ def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRo
     prepared = PREPARE[backend](ctx, row.height, row.width, backend)
     row.setup_s = round(time.perf_counter() - start, 3)
     try:
-        stats, first_call = measure(prepared.run, prepared.timer, config.warmup, config.iters, config.max_seconds)
+        stats, first_call = measure(
+            prepared.run, prepared.timer, config.warmup, config.iters, config.max_seconds, prepared.after_first_call
+        )
         row.first_call_s = round(first_call, 3)
         row.latency_ms = {k: round(v, 4) for k, v in vars(stats).items() if k != "samples"}
         row.throughput_fps = round(stats.throughput(config.batch), 3)

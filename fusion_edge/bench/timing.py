@@ -91,7 +91,12 @@ class CudaEventTimer:
 
 
 def measure(
-    fn: Callable[[], object], timer: HostTimer | CudaEventTimer, warmup: int, iters: int, max_seconds: float
+    fn: Callable[[], object],
+    timer: HostTimer | CudaEventTimer,
+    warmup: int,
+    iters: int,
+    max_seconds: float,
+    after_first_call: Callable[[], None] | None = None,
 ) -> tuple[LatencyStats, float]:
     """Warm up, then time ``iters`` calls; returns the statistics and the first call's seconds.
 
@@ -102,6 +107,8 @@ def measure(
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
+    if after_first_call is not None:  # e.g. reset peak-memory statistics once compilation is over
+        after_first_call()
     probe = HostTimer(_sync_of(timer)).time_calls(fn, 1)[0] / 1000.0
     remaining = max(warmup - 2, 0) + iters
     if probe * remaining > max_seconds:

@@ -36,9 +36,17 @@ PARTS=("$@")
 mkdir -p "$OUT"
 
 # The package must import as installed (fusion_edge.export and .runtime live outside fusion_edge/).
+# Without an install, a tree of links lays the folders out as the installed package does.
 if ! python3 -c "import fusion_edge.export.onnx_export, fusion_edge.runtime" 2>/dev/null; then
-    python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/pip_install.log" 2>&1 \
-        || { echo "could not install the package (see $OUT/pip_install.log)"; exit 1; }
+    if ! python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/pip_install.log" 2>&1; then
+        SHIM=${TMPDIR:-/tmp}/fusion-edge-shim
+        rm -rf "$SHIM" && mkdir -p "$SHIM/fusion_edge"
+        ln -s "$PWD"/fusion_edge/* "$SHIM/fusion_edge/"
+        for sub in export runtime kernels; do ln -s "$PWD/$sub" "$SHIM/fusion_edge/$sub"; done
+        export PYTHONPATH=$SHIM${PYTHONPATH:+:$PYTHONPATH}
+        python3 -c "import fusion_edge.export.onnx_export, fusion_edge.runtime" \
+            || { echo "fusion_edge does not import (see $OUT/pip_install.log)"; exit 1; }
+    fi
 fi
 if [[ -n "${ORT_GPU_WHEEL:-}" ]]; then
     ORT_SITE=${TMPDIR:-/tmp}/fusion-edge-ort-gpu

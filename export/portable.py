@@ -16,9 +16,8 @@ from unittest import mock
 
 import onnx
 import torch
-import torch.nn.functional as F
 
-from fusion_edge.ops.es2d import ROUTES, es2d_scatter
+from fusion_edge.ops.es2d import es2d_scan_unfused
 from fusion_edge.ops.selective_scan import available_impls, register_impl, use_impl
 
 from .model_prep import swapped_ops
@@ -49,19 +48,6 @@ def chunked_available() -> bool:
     return chunked_scan() is not None
 
 
-def gather_routes(x: torch.Tensor) -> torch.Tensor:
-    """(B, D, h, w) -> (B, 4, D, L'): ``es2d_gather`` without the branch on odd sizes."""
-    b, d, h, w = x.shape
-    x = F.pad(x, (0, w % 2, 0, h % 2))
-    h2, w2 = (h + h % 2) // 2, (w + w % 2) // 2
-    grid = x.reshape(b, d, h2, 2, w2, 2)
-    ee = grid[:, :, :, 0, :, 0]
-    oe = grid[:, :, :, 1, :, 0].transpose(2, 3)
-    eo = grid[:, :, :, 0, :, 1]
-    oo = grid[:, :, :, 1, :, 1].transpose(2, 3)
-    return torch.stack([r.reshape(b, d, h2 * w2) for r in (ee, oe, eo, oo)], dim=1)
-
-
 def es2d_scan_portable(
     x: torch.Tensor,
     x_proj_weight: torch.Tensor,
@@ -73,27 +59,10 @@ def es2d_scan_portable(
     impl: str | None = None,
     chunk_len: int = EXPORT_CHUNK_LEN,
 ) -> torch.Tensor:
-    """The ES2D core with shape-generic gather and the chunked scan (same maths as ``es2d_scan``)."""
-    b, d, h, w = x.shape
-    dt_rank = dt_projs_weight.shape[2]
-    d_state = A_logs.shape[1]
-    xs = gather_routes(x.float())
-    proj = torch.einsum("bkdl,kcd->bkcl", xs, x_proj_weight.float())
-    dts, Bs, Cs = torch.split(proj, [dt_rank, d_state, d_state], dim=2)
-    dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float())
-    length = xs.shape[-1]
-    ys = chunked_scan()(
-        xs.reshape(b, ROUTES * d, length),
-        dts.reshape(b, ROUTES * d, length),
-        -torch.exp(A_logs.float()),
-        Bs.contiguous(),
-        Cs.contiguous(),
-        D=Ds.float(),
-        delta_bias=dt_projs_bias.reshape(-1).float(),
-        delta_softplus=True,
-        chunk_len=chunk_len,
-    )
-    return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
+    """``es2d_scan`` with a shape-generic route gather and the chunked scan (the same maths)."""
+    scan = functools.partial(chunked_scan(), chunk_len=chunk_len)
+    weights = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    return es2d_scan_unfused(x, *weights, scan=scan, pad_always=True)
 
 
 def carry_doublings(max_length: int, chunk_len: int) -> int:

@@ -8,6 +8,9 @@ at the bottom/right and the padded positions take part in the scan (as the refer
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -16,10 +19,14 @@ from fusion_edge.ops.selective_scan import selective_scan
 ROUTES = 4
 
 
-def es2d_gather(x: torch.Tensor) -> torch.Tensor:
-    """(B, D, h, w) -> (B, 4, D, L') route sequences; pads odd sizes with zeros first."""
+def es2d_gather(x: torch.Tensor, pad_always: bool = False) -> torch.Tensor:
+    """(B, D, h, w) -> (B, 4, D, L') route sequences; pads odd sizes with zeros first.
+
+    ``pad_always`` pads by amounts computed from the shape instead of branching on it, so a
+    graph traced at one size stays right at every size (dynamic ONNX export).
+    """
     b, d, h, w = x.shape
-    if h % 2 or w % 2:
+    if pad_always or h % 2 or w % 2:
         x = F.pad(x, (0, w % 2, 0, h % 2))
     h2, w2 = (h + h % 2) // 2, (w + w % 2) // 2
     grid = x.reshape(b, d, h2, 2, w2, 2)
@@ -53,17 +60,25 @@ def es2d_scan_unfused(
     Ds: torch.Tensor,
     *,
     impl: str | None = None,
+    scan: Callable[..., torch.Tensor] | None = None,
+    pad_always: bool = False,
 ) -> torch.Tensor:
-    """Gather the routes, project, scan, scatter back: (B, D, h, w) -> (B, D, h, w), fp32."""
+    """Gather the routes, project, scan, scatter back: (B, D, h, w) -> (B, D, h, w), fp32.
+
+    ``scan`` replaces the dispatched selective scan (export passes the chunked one with its
+    chunk length); ``pad_always`` is passed on to :func:`es2d_gather`.
+    """
     b, d, h, w = x.shape
     dt_rank = dt_projs_weight.shape[2]
     d_state = A_logs.shape[1]
-    xs = es2d_gather(x.float())
+    if scan is None:
+        scan = functools.partial(selective_scan, impl=impl)
+    xs = es2d_gather(x.float(), pad_always=pad_always)
     length = xs.shape[-1]
     proj = torch.einsum("bkdl,kcd->bkcl", xs, x_proj_weight.float())
     dts, Bs, Cs = torch.split(proj, [dt_rank, d_state, d_state], dim=2)
     dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float())
-    ys = selective_scan(
+    ys = scan(
         xs.reshape(b, ROUTES * d, length),
         dts.reshape(b, ROUTES * d, length),
         -torch.exp(A_logs.float()),
@@ -72,7 +87,6 @@ def es2d_scan_unfused(
         D=Ds.float(),
         delta_bias=dt_projs_bias.reshape(-1).float(),
         delta_softplus=True,
-        impl=impl,
     )
     return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
 

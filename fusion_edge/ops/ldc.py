@@ -10,19 +10,17 @@ import torch
 import torch.nn.functional as F
 
 
-def centre_indicator(device=None, dtype=torch.float32) -> torch.Tensor:
-    e = torch.zeros(3, 3, device=device, dtype=dtype)
-    e[1, 1] = 1
-    return e
-
-
 def ldc_effective_weight(
     weight: torch.Tensor, base_mask: torch.Tensor, learnable_mask: torch.Tensor, theta: torch.Tensor
 ) -> torch.Tensor:
-    """The dense 3x3 weight the reference convolves with."""
-    kernel_sum = weight.sum(dim=(2, 3), keepdim=True)
-    e = centre_indicator(weight.device, weight.dtype)
-    mask = base_mask - theta * learnable_mask[:, :, None, None] * e * kernel_sum
+    """The dense 3x3 weight the reference convolves with.
+
+    The centre indicator e is written as zero-padding around the centre term, so no constant
+    tensor is created per call (that would be a host-to-device copy, fatal in CUDA graphs).
+    """
+    kernel_sum = weight.sum(dim=(2, 3))
+    centre = theta * learnable_mask * kernel_sum
+    mask = base_mask - F.pad(centre[:, :, None, None], (1, 1, 1, 1))
     return weight * mask
 
 

@@ -27,9 +27,15 @@ MAX_STATES = 64
 
 @functools.cache
 def kernels_available() -> bool:
-    """True when CuPy, a GPU and NVRTC are present (checked once, on first use)."""
-    from fusion_edge import kernels
+    """True when CuPy, a GPU and NVRTC are present (checked once, on first use).
 
+    False also when ``fusion_edge.kernels`` is not importable (a source tree used without
+    installing the package, where kernels/ is not mapped into fusion_edge).
+    """
+    try:
+        from fusion_edge import kernels
+    except ImportError:
+        return False
     return kernels.is_available()
 
 

@@ -23,7 +23,7 @@ cd "$PKG"  # not the checkout: `python -m` puts the working directory first on s
 python3 -m fusion_edge.cli train --data "$DATA" --out "$RUN_DIR" --preset edge \
   --crop 256 --batch 16 --repeats 20 --epochs 1000 --time-limit "${TIME_LIMIT:-240}" \
   --lr 5e-4 --schedule cosine --warmup-steps 50 --grad-clip 1.0 --drop-path 0.05 --head-bias-init data \
-  --loss reference --amp bf16 --scan-impl chunked --cuda-graph \
+  --loss reference --amp bf16 --scan-impl chunked \
   --seed 0 --val-fraction 0.1 --val-max-side 256 --val-every 2 --workers 6 --log-every 50 \
   --export "$OUT_DIR/edge.pt" "${@:3}" 2>&1 | tee "$OUT_DIR/train.log"
 cp "$RUN_DIR/train_log.jsonl" "$RUN_DIR/config.json" "$OUT_DIR/"

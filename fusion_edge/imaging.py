@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fusion_edge.runtime import imageops
+
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read grey or colour, 8- or 16-bit, keeping depth (BGR order for colour, alpha dropped)."""
@@ -35,26 +37,14 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def full_scale(dtype: np.dtype) -> float:
-    """The value that maps to 1.0 for an integer image, 1.0 for float images."""
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    if np.issubdtype(dtype, np.floating):
-        return 1.0
-    raise ValueError(f"unsupported image dtype {dtype}; use uint8, uint16 or float in [0, 1]")
-
-
 def to_unit_float(image: np.ndarray) -> np.ndarray:
-    return image.astype(np.float32) / np.float32(full_scale(image.dtype))
+    """uint8 / uint16 / float image -> float32 in [0, 1] (the runtime's conversion, on the host)."""
+    return imageops.unit_float(np, image)
 
 
 def from_unit_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    image = np.clip(image, 0.0, 1.0)
-    if np.issubdtype(dtype, np.floating):
-        return image.astype(dtype)
-    return np.round(image * full_scale(dtype)).astype(dtype)
+    """float in [0, 1] -> ``dtype``, clamped and rounded for integer types."""
+    return imageops.from_unit_float(np, image, dtype)
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:

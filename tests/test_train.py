@@ -439,3 +439,21 @@ def test_two_process_ddp_on_cpu(tmp_path):
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["step"] == 4 and ckpt["epoch"] == 2
     assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 2
+
+
+def test_init_weights_start_fine_tuning_from_a_checkpoint(trained, tmp_path):
+    root, data, _ = trained
+    from fusion_edge.models import create_model
+    from fusion_edge.models.checkpoint import load_checkpoint
+    from fusion_edge.train.trainer import Trainer
+
+    source = load_checkpoint(root / "run" / "last.pt").state_dict()
+    trainer = Trainer(tiny_config(data, tmp_path / "ft", max_steps=1, val_fraction=0.2,
+                                  init_weights=str(root / "run" / "last.pt")))
+    trainer._build()
+    started = trainer.model.state_dict()
+    assert all(torch.equal(started[k].cpu(), v) for k, v in source.items())
+    other = tmp_path / "other.pth"
+    torch.save(create_model("edge").state_dict(), other)
+    with pytest.raises(ValueError, match="do not fit"):
+        Trainer(tiny_config(data, tmp_path / "bad", max_steps=1, val_fraction=0.2, init_weights=str(other)))._build()

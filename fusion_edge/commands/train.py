@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--log-every", type=int, default=10, help="progress line every N steps when not a terminal")
     p.add_argument("--resume", metavar="CKPT", help="continue from a training checkpoint (e.g. OUT/last.pt)")
+    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune: start from these weights with a fresh optimizer")
     p.add_argument("--export", metavar="PATH", help="also write the final weights as a plain state_dict here")
     p.set_defaults(func=run)
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, preset=args.preset, epochs=args.epochs, batch=args.batch, crop=args.crop,
         repeats=args.repeats, lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps, loss=args.loss,
         amp=args.amp, grad_clip=args.grad_clip, drop_path_rate=args.drop_path, head_bias_init=args.head_bias_init,
-        seed=args.seed,
+        init_weights=args.init, seed=args.seed,
         val_fraction=args.val_fraction, val_max_side=args.val_max_side, val_every=args.val_every,
         workers=args.workers,
         max_steps=args.max_steps, time_limit=args.time_limit, scan_impl=args.scan_impl, cuda_graph=args.cuda_graph,

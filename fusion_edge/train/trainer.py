@@ -61,6 +61,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     drop_path_rate: float = 0.1
     head_bias_init: str = "none"  # "data": start the output bias at the mean gap to the intensity target
+    init_weights: str | None = None  # start from these weights (fine-tuning); optimizer state starts fresh
     seed: int = 0
     val_fraction: float = 0.1
     val_max_side: int | None = None  # centre-crop validation images to this size (None: whole images)
@@ -93,6 +94,17 @@ class TrainConfig:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"time_limit must be positive, got {self.time_limit}")
+
+
+def load_initial_weights(model: torch.nn.Module, path: str) -> None:
+    """Copy a checkpoint's weights (any format ``load_checkpoint`` reads) into ``model``, strictly."""
+    from fusion_edge.models.checkpoint import load_checkpoint
+
+    source = load_checkpoint(path)
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"--init weights {path} do not fit the {type(model).__name__} being trained: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- distributed
@@ -220,8 +232,11 @@ class Trainer:
         for name, p in model.named_parameters():
             if name in self.frozen:
                 p.requires_grad_(False)
+        if cfg.init_weights and resume is None:
+            load_initial_weights(model, cfg.init_weights)
+            log(f"initialised from {cfg.init_weights}", self.is_main)
         self._seed(cfg.seed)
-        if cfg.head_bias_init == "data" and resume is None:
+        if cfg.head_bias_init == "data" and resume is None and not cfg.init_weights:
             bias = output_bias_for(self.train_set.images, getattr(model, "residual_scale", 2.0))
             with torch.no_grad():
                 model.final_conv.bias.fill_(bias)

@@ -233,21 +233,59 @@ def test_random_crops_are_padded_aligned_and_flipped(tmp_path):
     cv2.imwrite(str(root / "vis" / "a.png"), np.repeat(grey[..., None], 3, axis=-1))  # grey in colour form
     data = RandomCropPairs(find_pairs(root), crop=32, repeats=8)
     assert len(data) == 8
-    torch.manual_seed(0)
+    crops = data.batch(torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(0))
+    assert crops.shape == (2, 64, 1, 32, 32) and crops.dtype == torch.uint8
+    assert torch.equal(crops[0], crops[1])  # same window and same flips for both modalities
+    padded = pad_to(grey, 32, 32)  # smaller than the crop: the crop is the whole reflect-padded image
+    assert np.array_equal(padded[:20, :24], grey)
     seen_flips = set()
-    for i in range(len(data)):
-        vis, ir = data[i]
-        assert vis.shape == ir.shape == (1, 32, 32)
-        assert torch.equal(vis, ir)  # same window and same flips for both modalities
-        crop = (vis[0] * 255).round().to(torch.uint8).numpy()
-        padded = pad_to(grey, 32, 32)  # smaller than the crop: the crop is the whole reflect-padded image
-        assert np.array_equal(padded[:20, :24], grey)
+    for crop in crops[0, :, 0].numpy():
         matches = [f for f in (None, 1, 0, (0, 1)) if np.array_equal(crop, padded if f is None else np.flip(padded, f))]
         assert len(matches) == 1
         seen_flips.add(matches[0])
-    assert len(seen_flips) >= 3  # flips happen, both ways
+    assert seen_flips == {None, 0, 1, (0, 1)}  # flips happen, both ways
     with pytest.raises(ValueError, match="crop must be at least 16"):
         RandomCropPairs(find_pairs(root), crop=8)
+
+
+def test_batched_crops_are_windows_of_their_own_pair(tmp_path):
+    """Pairs of different sizes in one buffer: every crop is a window of its pair at some
+    position (each position reachable), flipped or not, the same window in vis and ir."""
+    rng = np.random.default_rng(7)
+    root = tmp_path / "d"
+    (root / "ir").mkdir(parents=True)
+    (root / "vis").mkdir()
+    sources = {}
+    for name, (h, w) in {"a": (21, 30), "b": (34, 19)}.items():
+        vis = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        cv2.imwrite(str(root / "vis" / f"{name}.png"), vis)
+        cv2.imwrite(str(root / "ir" / f"{name}.png"), 255 - vis)
+        sources[name] = pad_to(vis, 16, 16)
+    data = RandomCropPairs(find_pairs(root), crop=16)
+    assert data.nbytes == 2 * (21 * 30 + 34 * 19)
+    index = torch.tensor([0, 1] * 100)
+    crops = data.batch(index, torch.Generator().manual_seed(1)).numpy()
+    assert np.array_equal(crops[1], 255 - crops[0])
+    positions = {0: set(), 1: set()}
+    for k, i in enumerate(index.tolist()):
+        image, crop = sources[data.names[i]], crops[0, k, 0]
+        view = np.lib.stride_tricks.sliding_window_view(image, (16, 16))
+        found = [(y, x, f) for f in ((), (0,), (1,), (0, 1)) for y, x in zip(*np.nonzero(
+            (view == (np.flip(crop, f) if f else crop)).all(axis=(2, 3))))]
+        assert found, f"crop {k} is not a window of {data.names[i]}"
+        positions[i].update((y, x) for y, x, _ in found)
+    # a: 6 x 15 positions, b: 19 x 4 positions (b is padded to 16 wide from 19: 4 columns)
+    assert len(positions[0]) > 40 and len(positions[1]) > 40
+
+
+def test_epoch_order_gives_every_pair_repeats_times_split_over_ranks(tmp_path):
+    data = RandomCropPairs(find_pairs(make_pairs(tmp_path / "d", count=5)), crop=16, repeats=3)
+    whole = data.epoch_order(seed=0, epoch=2)
+    assert sorted(whole.tolist()) == sorted(list(range(5)) * 3)
+    assert torch.equal(whole, data.epoch_order(seed=0, epoch=2))
+    assert not torch.equal(whole, data.epoch_order(seed=0, epoch=3))
+    shares = [data.epoch_order(seed=0, epoch=2, rank=r, world_size=2) for r in (0, 1)]
+    assert torch.equal(torch.stack([shares[0][:7], shares[1][:7]], 1).reshape(-1), whole[:14])
 
 
 def test_split_is_deterministic_and_disjoint(tmp_path):
@@ -264,7 +302,7 @@ def test_split_is_deterministic_and_disjoint(tmp_path):
 
 # ----------------------------------------------------------------------------- training
 def tiny_config(data: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), epochs=1, batch=2, crop=32, workers=0, lr=1e-3,
+    base = dict(data=str(data), out=str(out), epochs=1, batch=2, crop=32, lr=1e-3,
                 model_overrides=TINY, log_every=1, val_max_side=32)
     return TrainConfig(**{**base, **kw})
 
@@ -323,7 +361,7 @@ def test_resume_continues_the_step_count(trained, tmp_path):
     assert ckpt["step"] == 5 and ckpt["epoch"] == 2
     assert [r["step"] for r in ckpt["history"]] == [2, 3, 5]
     with pytest.raises(ValueError, match="trained as preset"):
-        train(TrainConfig(data=str(data), out=str(tmp_path / "x"), crop=32, workers=0), resume=str(out / "last.pt"))
+        train(TrainConfig(data=str(data), out=str(tmp_path / "x"), crop=32), resume=str(out / "last.pt"))
     with pytest.raises(ValueError, match="not a training checkpoint"):
         torch.save({"a": torch.zeros(1)}, tmp_path / "plain.pt")
         train(tiny_config(data, tmp_path / "y"), resume=str(tmp_path / "plain.pt"))
@@ -402,7 +440,7 @@ def test_train_command_time_limit_and_export(tmp_path, capsys):
 
     data = make_pairs(tmp_path / "d", count=3, size=(32, 32))
     code = main(["train", "--data", str(data), "--out", str(tmp_path / "o"), "--crop", "32", "--batch", "1",
-                 "--epochs", "100", "--time-limit", "0.001", "--val-fraction", "0", "--workers", "0",
+                 "--epochs", "100", "--time-limit", "0.001", "--val-fraction", "0",
                  "--export", str(tmp_path / "w.pt")])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -422,7 +460,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
         import json, os
         from fusion_edge.train import TrainConfig, train
         cfg = TrainConfig(data={str(data)!r}, out={str(tmp_path / "run")!r}, epochs=2, batch=1, crop=32,
-                          workers=0, model_overrides={TINY!r}, val_fraction=0.2, val_max_side=32, device="cpu")
+                          model_overrides={TINY!r}, val_fraction=0.2, val_max_side=32, device="cpu")
         s = train(cfg)
         print("RESULT", os.environ["RANK"], json.dumps(s["steps"]))
     """))
@@ -457,3 +495,61 @@ def test_init_weights_start_fine_tuning_from_a_checkpoint(trained, tmp_path):
     torch.save(create_model("edge").state_dict(), other)
     with pytest.raises(ValueError, match="do not fit"):
         Trainer(tiny_config(data, tmp_path / "bad", max_steps=1, val_fraction=0.2, init_weights=str(other)))._build()
+
+
+# ----------------------------------------------------------------------------- CUDA graph (GPU machine)
+@pytest.mark.gpu
+def test_cuda_graph_step_is_used_and_trains(tmp_path):
+    data = make_pairs(tmp_path / "d", count=5, size=(64, 80))
+    summary = train(tiny_config(data, tmp_path / "run", device="cuda", epochs=20, max_steps=12, cuda_graph=True,
+                                val_fraction=0.2))
+    assert summary["cuda_graph"] == "on"
+    assert summary["steps"] == 12 and math.isfinite(summary["train_loss"])
+    ckpt = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert all(isinstance(g["lr"], float) for g in ckpt["optimizer"]["param_groups"])
+    resumed = train(tiny_config(data, tmp_path / "resumed", device="cuda", epochs=20, max_steps=16, cuda_graph=True,
+                                val_fraction=0.2), resume=str(tmp_path / "run" / "last.pt"))
+    assert resumed["steps"] == 16 and math.isfinite(resumed["train_loss"])
+
+
+@pytest.mark.gpu
+def test_failed_capture_leaves_the_trainer_usable(tmp_path, monkeypatch):
+    """A host sync inside the captured step invalidates the capture (the failure seen with an
+    earlier model); training must go on eagerly, drop-path's random numbers included."""
+    from fusion_edge.train.trainer import Trainer
+
+    real_body = Trainer._step_body
+
+    def body_with_a_sync(self, vis, ir, graphed=False):
+        if graphed:
+            float(vis.sum())  # not capturable
+        return real_body(self, vis, ir, graphed)
+
+    monkeypatch.setattr(Trainer, "_step_body", body_with_a_sync)
+    data = make_pairs(tmp_path / "d", count=5, size=(64, 80))
+    summary = train(tiny_config(data, tmp_path / "run", device="cuda", epochs=20, max_steps=8, cuda_graph=True,
+                                drop_path_rate=0.2, val_fraction=0.2))
+    assert summary["cuda_graph"].startswith("off (capture failed")
+    assert summary["steps"] == 8 and math.isfinite(summary["train_loss"])
+    torch.rand(4, device="cuda").bernoulli_(0.5)  # the generator is out of capture mode
+
+
+@pytest.mark.gpu
+def test_a_graph_that_disagrees_with_the_eager_step_is_dropped(tmp_path, monkeypatch):
+    from fusion_edge.train import graph_step
+
+    monkeypatch.setattr(graph_step, "LOSS_RTOL", -1.0)  # nothing agrees
+    data = make_pairs(tmp_path / "d", count=5, size=(64, 80))
+    summary = train(tiny_config(data, tmp_path / "run", device="cuda", epochs=20, max_steps=8, cuda_graph=True,
+                                val_fraction=0.2))
+    assert summary["cuda_graph"].startswith("off (replay disagreed")
+    assert summary["steps"] == 8 and math.isfinite(summary["train_loss"])
+
+
+@pytest.mark.gpu
+def test_crops_are_cut_on_the_gpu(tmp_path):
+    data = make_pairs(tmp_path / "d", count=3, size=(40, 52))
+    crops = RandomCropPairs(find_pairs(data), crop=32).to("cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    batch = crops.batch(crops.epoch_order(0, 0)[:3], gen)
+    assert batch.is_cuda and batch.shape == (2, 3, 1, 32, 32)

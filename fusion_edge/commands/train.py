@@ -38,12 +38,18 @@ def register(subparsers) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="pairs held out for validation (default 0.1)")
     p.add_argument("--val-max-side", type=int, help="centre-crop validation images to this size")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1; always at the end)")
-    p.add_argument("--workers", type=int, default=2, help="data loader worker processes (default 2)")
+    p.add_argument("--val-interval", type=float, default=0.0, metavar="SECONDS",
+                   help="validate and save at most every SECONDS of training, at epoch ends (default 0: every "
+                   "epoch that --val-every picks; always at the end)")
+    p.add_argument("--data-on", default="auto", choices=["auto", "device", "host"],
+                   help="where the decoded training pairs live: device (the GPU; crops are cut there), host, or "
+                   "auto (the GPU when they take at most a quarter of its free memory)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--time-limit", type=float, help="stop after this many seconds, then validate and save")
     p.add_argument("--scan-impl", default="auto", help="selective-scan implementation (default auto)")
     p.add_argument("--cuda-graph", action="store_true",
-                   help="capture each training step in a CUDA graph (one GPU; much faster for small presets)")
+                   help="replay the whole training step as one CUDA graph (one GPU, bf16 or fp32; much faster for "
+                   "small presets); checked against an eager step, and the run goes on eagerly if capture fails")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--log-every", type=int, default=10, help="progress line every N steps when not a terminal")
     p.add_argument("--resume", metavar="CKPT", help="continue from a training checkpoint (e.g. OUT/last.pt)")
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp, grad_clip=args.grad_clip, drop_path_rate=args.drop_path, head_bias_init=args.head_bias_init,
         init_weights=args.init, seed=args.seed,
         val_fraction=args.val_fraction, val_max_side=args.val_max_side, val_every=args.val_every,
-        workers=args.workers,
+        val_interval=args.val_interval, data_on=args.data_on,
         max_steps=args.max_steps, time_limit=args.time_limit, scan_impl=args.scan_impl, cuda_graph=args.cuda_graph,
         device=args.device,
         log_every=args.log_every,

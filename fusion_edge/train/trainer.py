@@ -2,7 +2,13 @@
 
 Single process on CPU or one GPU, or several GPUs of one host under ``torchrun`` (RANK,
 WORLD_SIZE and LOCAL_RANK in the environment): each process trains on its share of the crops
-(DistributedSampler) with a per-GPU batch of ``batch``; only rank 0 validates and writes files.
+with a per-GPU batch of ``batch``; only rank 0 validates and writes files.
+
+On a GPU a step of the small presets is bound by kernel launches, not arithmetic, so the loop
+never waits for the GPU between steps: crops are cut on the device, the learning rate is
+written into a device tensor, the loss is summed on the device and read only every
+``log_every`` steps, Adam is the fused kernel and gradient clipping needs no host round trip.
+With ``cuda_graph`` the whole step is replayed as one CUDA graph (graph_step.py).
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 
+from fusion_edge.train import graph_step
 from fusion_edge.train.checkpointing import (
     atomic_save,
     atomic_write_text,
@@ -31,13 +38,16 @@ from fusion_edge.train.checkpointing import (
     rng_state,
     set_rng_state,
 )
-from fusion_edge.train.data import FullImagePairs, RandomCropPairs, find_pairs, split_pairs
+from fusion_edge.train.data import FullImagePairs, RandomCropPairs, find_pairs, split_pairs, to_unit
 from fusion_edge.train.losses import LOSS_WEIGHTS, FusionLoss, clamp_unit
 from fusion_edge.train.progress import Progress, log
 from fusion_edge.train.schedule import SCHEDULES, learning_rate
 from fusion_edge.train.validation import validate
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+DATA_PLACES = ("auto", "device", "host")
+# data_on="auto" keeps the pairs on the GPU when they take at most this share of its free memory.
+DATA_ON_DEVICE_SHARE = 0.25
 
 
 @dataclass
@@ -66,11 +76,12 @@ class TrainConfig:
     val_fraction: float = 0.1
     val_max_side: int | None = None  # centre-crop validation images to this size (None: whole images)
     val_every: int = 1  # validate every N epochs (and always at the end)
-    workers: int = 2
+    val_interval: float = 0.0  # seconds: validate and save at most this often (at epoch ends; always at the end)
+    data_on: str = "auto"  # where the training pairs live: device (the GPU), host, or auto
     max_steps: int | None = None
     time_limit: float | None = None  # seconds of training; the run then validates, saves and stops
     scan_impl: str = "auto"
-    cuda_graph: bool = False  # capture forward + loss + backward in a CUDA graph (one GPU, fixed shapes)
+    cuda_graph: bool = False  # replay the whole step as one CUDA graph (one GPU, bf16 or fp32)
     device: str = "auto"
     log_every: int = 10
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"dims": 8} for tests
@@ -94,6 +105,10 @@ class TrainConfig:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"time_limit must be positive, got {self.time_limit}")
+        if self.val_interval < 0:
+            raise ValueError(f"val_interval must be at least 0 seconds, got {self.val_interval}")
+        if self.data_on not in DATA_PLACES:
+            raise ValueError(f"unknown data_on {self.data_on!r}; choose one of: {', '.join(DATA_PLACES)}")
 
 
 def load_initial_weights(model: torch.nn.Module, path: str) -> None:
@@ -149,15 +164,34 @@ def pick_device(name: str, info: DistInfo) -> torch.device:
 
 
 def autocast_factory(amp: str, device: torch.device) -> tuple[Any, torch.dtype | None]:
-    """(context factory, dtype): bf16 on GPU by default, nothing on CPU."""
+    """(context factory, dtype): bf16 on GPU by default, nothing on CPU. The factory takes
+    torch.autocast's keywords (``cache_enabled=False`` inside a CUDA graph)."""
     if amp == "auto":
         amp = "bf16" if device.type == "cuda" else "off"
     if amp == "off":
-        return contextlib.nullcontext, None
+        return (lambda **_: contextlib.nullcontext()), None
     if device.type != "cuda":
         raise ValueError(f"mixed precision ({amp}) needs a CUDA device; use --amp off on {device.type}")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return (lambda: torch.autocast("cuda", dtype=dtype)), dtype
+    return (lambda **kw: torch.autocast("cuda", dtype=dtype, **kw)), dtype
+
+
+def resolved_scan_impl(device: torch.device) -> str:
+    """The selective-scan implementation this run's model will use, with the reason when our CUDA
+    kernel is not it on a GPU (so a slow run says why)."""
+    from fusion_edge.ops.selective_scan import get_default_impl, resolve_impl
+
+    probe = torch.empty(1, 1, 1, device=device)
+    name = resolve_impl(probe)
+    if device.type == "cuda" and name != "cuda" and get_default_impl() == "auto":
+        try:
+            from fusion_edge.ops.selective_scan_cuda import cuda_unavailable_reason
+
+            why = cuda_unavailable_reason(probe)
+        except Exception as exc:  # the reason is informative only
+            why = f"{type(exc).__name__}: {exc}"
+        return f"{name} (cuda unavailable: {why})"
+    return name
 
 
 def output_bias_for(images: list, residual_scale: float) -> float:
@@ -200,6 +234,9 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.out = Path(config.out)
         self.autocast, self.amp_dtype = autocast_factory(config.amp, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop and batch: pick each conv's fastest algorithm once
+            torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts (loss) on tensor cores
 
     # ----------------------------------------------------------------- setup
     def _seed(self, seed: int) -> None:
@@ -207,6 +244,16 @@ class Trainer:
         torch.manual_seed(seed)
         if torch.cuda.is_available():
             torch.cuda.manual_seed_all(seed)
+
+    def _data_device(self, nbytes: int) -> torch.device:
+        """Where the training pairs live: on the GPU unless asked otherwise or too large for it."""
+        place = self.config.data_on
+        if self.device.type != "cuda" or place == "host":
+            return torch.device("cpu")
+        if place == "device":
+            return self.device
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return self.device if nbytes <= DATA_ON_DEVICE_SHARE * free else torch.device("cpu")
 
     def _build(self) -> None:
         cfg = self.config
@@ -221,13 +268,15 @@ class Trainer:
             raise ValueError(f"{cfg.data} has {len(pairs)} pair; validation needs at least 2 (or val_fraction 0)")
         self.train_pairs, self.val_pairs = split_pairs(pairs, cfg.val_fraction, seed=cfg.seed)
         self.train_set = RandomCropPairs(self.train_pairs, cfg.crop, repeats=cfg.repeats)
+        self.train_set.to(self._data_device(self.train_set.nbytes))
         self.val_set = FullImagePairs(self.val_pairs, cfg.val_max_side) if self.val_pairs else None
 
         from fusion_edge.models import create_model
 
         model = create_model(cfg.preset, drop_path_rate=cfg.drop_path_rate, **cfg.model_overrides)
-        model.check_inputs = False  # the loader guarantees shape and range; skips a host sync per step
+        model.check_inputs = False  # the crops are checked by construction; skips a host sync per step
         model.to(self.device).train()
+        self.scan_impl = resolved_scan_impl(self.device)
         self.frozen = gradient_free_parameters(model, self.device)
         for name, p in model.named_parameters():
             if name in self.frozen:
@@ -246,15 +295,19 @@ class Trainer:
         self.ddp_model: torch.nn.Module = model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                                          weight_decay=cfg.weight_decay)
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                                       gradient_as_bucket_view=True)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.lr = cfg.lr
+        # On a GPU: fused Adam (one kernel for all parameters, no host sync with the grad scaler)
+        # reading its lr from a device tensor, which a captured step reads at every replay.
+        on_gpu = self.device.type == "cuda"
+        self.lr_tensor = torch.tensor(cfg.lr, device=self.device) if on_gpu else None
+        self.optimizer = torch.optim.Adam(self.trainable, lr=self.lr_tensor if on_gpu else cfg.lr, betas=(0.9, 0.999),
+                                          eps=1e-8, weight_decay=cfg.weight_decay, fused=on_gpu or None,
+                                          capturable=on_gpu)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loss_fn = FusionLoss(cfg.loss).to(self.device)
-        self.graphed: torch.nn.Module | None = None
-        if cfg.cuda_graph:
-            self.graphed = self._capture_graph()
 
         per_rank = len(self.train_set) // self.dist.world_size
         if per_rank < cfg.batch:
@@ -266,11 +319,35 @@ class Trainer:
         self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps else planned
 
         self.epoch, self.step, self.elapsed = 0, 0, 0.0
-        self._saved_step = -1
         self.best_val: float | None = None
         self.history: list[dict[str, Any]] = []
+        self._last_val_at: float | None = None  # elapsed seconds at the last validation
+        self._stop = False
         if resume is not None:
             self._resume(resume)
+        self._setup_graph()
+
+    def _setup_graph(self) -> None:
+        """Plan the CUDA graph: capture after a few eager warm-up steps on a side stream."""
+        self.graph: graph_step.StepGraph | None = None
+        self.graph_status = "off"
+        self._graph_warmup = 0
+        if not self.config.cuda_graph:
+            return
+        why = None
+        if self.device.type != "cuda":
+            why = "needs a CUDA device"
+        elif self.dist.enabled:
+            why = "not with DistributedDataParallel"
+        elif self.scaler.is_enabled():
+            why = "not with fp16's gradient scaler (use --amp bf16)"
+        if why:
+            self.graph_status = f"off ({why})"
+            log(f"--cuda-graph {why}; running eagerly", self.is_main)
+            return
+        self.graph_status = "pending"
+        self._graph_warmup = graph_step.WARMUP_STEPS
+        self._side_stream = torch.cuda.Stream(self.device)
 
     def _load_resume(self, path: str) -> dict[str, Any]:
         """Read a checkpoint to resume and check it fits this run's model (before any data is read)."""
@@ -285,64 +362,25 @@ class Trainer:
     def _resume(self, ckpt: dict[str, Any]) -> None:
         path = ckpt["path"]
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        # The saved groups' settings (fused, capturable, lr) are those of the run that wrote them;
+        # this run's win, and decide where Adam's step counts are loaded (device or host).
+        saved = dict(ckpt["optimizer"])
+        saved["param_groups"] = [
+            {**group, **{k: mine[k] for k in ("fused", "capturable", "foreach")}, "lr": float(group["lr"])}
+            for group, mine in zip(saved["param_groups"], self.optimizer.param_groups)
+        ]
+        self.optimizer.load_state_dict(saved)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_tensor if self.lr_tensor is not None else group["lr"]
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
-        self._saved_step = self.step
         self.best_val = ckpt.get("best_val")
         self.history = list(ckpt.get("history", []))
         if "rng" in ckpt:
             set_rng_state(ckpt["rng"])
         log(f"resumed from {path}: epoch {self.epoch}, step {self.step}", self.is_main)
-
-    def _capture_graph(self) -> torch.nn.Module | None:
-        """Forward, loss and backward as CUDA graphs: the edge model's step is a long chain of small
-        kernels, so launching them one by one costs more than running them. Falls back to eager
-        steps (with a message) where capture is impossible or the graphed loss disagrees."""
-        cfg = self.config
-        if self.device.type != "cuda" or self.dist.enabled:
-            log("--cuda-graph needs one CUDA device and no DDP; running eagerly", self.is_main)
-            return None
-        step = LossStep(self.model, self.loss_fn, self.amp_dtype)
-        shape = (cfg.batch, self.model.in_chans, cfg.crop, cfg.crop)
-        gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        sample = tuple(torch.rand(shape, device=self.device, generator=gen) for _ in range(2))
-        rng = torch.cuda.get_rng_state(self.device)
-        try:
-            graphed = torch.cuda.make_graphed_callables(step, sample)
-            # same RNG state for both, and gradients on, so both take the same (training) code path
-            torch.cuda.set_rng_state(rng, self.device)
-            got = float(graphed(*sample)[0].detach())
-            torch.cuda.set_rng_state(rng, self.device)
-            want = float(step.eager(*sample)[0].detach())
-            if not math.isfinite(got) or abs(got - want) > 0.05 * abs(want) + 1e-3:
-                raise RuntimeError(f"graphed loss {got:.5f} vs eager {want:.5f}")
-        except Exception as exc:  # capture is best effort: the eager step is always correct
-            log(f"CUDA graph capture failed ({type(exc).__name__}: {str(exc)[:200]}); running eagerly", self.is_main)
-            torch.cuda.synchronize(self.device)
-            return None
-        finally:
-            torch.cuda.set_rng_state(rng, self.device)
-            self.model.zero_grad(set_to_none=True)
-        log(f"CUDA graph captured for batch {cfg.batch} x {cfg.crop}x{cfg.crop} (loss check {got:.4f} vs eager "
-            f"{want:.4f})", self.is_main)
-        return graphed
-
-    def _loader(self, epoch: int) -> DataLoader:
-        cfg = self.config
-        # One generator per (seed, epoch, rank): crops and order are reproducible and survive resume.
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + self.dist.rank)
-        if self.dist.enabled:
-            sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                         shuffle=True, seed=cfg.seed, drop_last=True)
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(self.train_set, generator=gen)
-        return DataLoader(self.train_set, batch_size=cfg.batch, sampler=sampler, drop_last=True,
-                          num_workers=cfg.workers, pin_memory=self.device.type == "cuda", generator=gen,
-                          persistent_workers=False)
 
     # ----------------------------------------------------------------- state
     def progress(self) -> float:
@@ -358,7 +396,9 @@ class Trainer:
         self.elapsed += now - self._clock
         self._clock = now
 
-    def _finished(self) -> bool:
+    def _finished(self, shared: bool = True) -> bool:
+        """Out of steps or time. Under DDP every rank must stop at the same step, so rank 0's
+        clock decides, broadcast only when ``shared`` (a host round trip: not every step)."""
         cfg = self.config
         if cfg.max_steps and self.step >= cfg.max_steps:
             return True
@@ -366,16 +406,21 @@ class Trainer:
             return False
         self._tick()
         out_of_time = self.elapsed >= cfg.time_limit
-        if self.dist.enabled:  # every rank must stop at the same step, so rank 0's clock decides
+        if self.dist.enabled:
+            if not shared:
+                return False
             flag = torch.tensor(float(out_of_time), device=self.device)
             dist.broadcast(flag, src=0)
             out_of_time = bool(flag.item())
         return out_of_time
 
     def checkpoint_state(self) -> dict[str, Any]:
+        optimizer = self.optimizer.state_dict()
+        for group in optimizer["param_groups"]:
+            group["lr"] = self.lr  # a plain number, not the device tensor a captured step reads
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": self.epoch,
             "step": self.step,
@@ -386,38 +431,99 @@ class Trainer:
             "frozen_parameters": list(self.frozen),
             "history": self.history,
             "rng": rng_state(),
-            "environment": environment(self.device, self.dist.world_size),
+            "environment": {**environment(self.device, self.dist.world_size), "scan_impl": self.scan_impl,
+                            "cuda_graph": self.graph_status},
         }
 
     def save(self, name: str) -> Path:
         return atomic_save(self.checkpoint_state(), self.out / name)
 
-    # ----------------------------------------------------------------- loop
-    def train_step(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    # ----------------------------------------------------------------- one step
+    def _set_lr(self) -> None:
         cfg = self.config
-        lr = learning_rate(cfg.schedule, cfg.lr, epoch=self.epoch, step=self.step, progress=self.progress(),
-                           warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        vis = vis.to(self.device, non_blocking=True)
-        ir = ir.to(self.device, non_blocking=True)
-        if self.graphed is not None:
-            loss, parts = self.graphed(vis, ir)  # static output buffers: used before the next replay
-            terms = {"ssim": parts[0], "int": parts[1], "grad": parts[2]}
+        self.lr = learning_rate(cfg.schedule, cfg.lr, epoch=self.epoch, step=self.step, progress=self.progress(),
+                                warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
+        if self.lr_tensor is not None:
+            self.lr_tensor.fill_(self.lr)  # a kernel, no host round trip; shared by all param groups
         else:
-            with self.autocast():
-                out = self.ddp_model(vis, ir)
-            loss, terms = self.loss_fn(clamp_unit(out.float()), vis, ir)
-        self.optimizer.zero_grad(set_to_none=True)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
+
+    def _step_body(self, vis: torch.Tensor, ir: torch.Tensor, graphed: bool = False) -> torch.Tensor:
+        """Forward, loss, backward, clipping and the optimizer update. Gradients must be None or
+        zero on entry. Returns [loss, ssim, int, grad] as one device tensor (no host sync)."""
+        cfg = self.config
+        with self.autocast(cache_enabled=not graphed):  # autocast's weight cache cannot live in a graph
+            out = self.ddp_model(vis, ir)
+        loss, terms = self.loss_fn(clamp_unit(out.float()), vis, ir)
         self.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.step += 1
-        return loss.detach(), terms
+        return torch.stack([loss.detach(), terms["ssim"], terms["int"], terms["grad"]])
 
+    def _eager_step(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        # once a graph owns the gradient buffers they are zeroed in place, never dropped
+        self.optimizer.zero_grad(set_to_none=self.graph is None)
+        return self._step_body(vis, ir)
+
+    def train_step(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on a batch already on the device; returns [loss, ssim, int, grad]."""
+        self._set_lr()
+        if self.graph is not None:
+            stats = self.graph(vis, ir)
+        elif self._graph_warmup > 0:
+            stats = self._side_stream_step(vis, ir)
+            self._graph_warmup -= 1
+        elif self.graph_status == "pending":
+            stats = self._capture(vis, ir)
+        else:
+            stats = self._eager_step(vis, ir)
+        self.step += 1
+        return stats
+
+    def _side_stream_step(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        """An eager step on the stream the graph will be captured on (warm-up before capture)."""
+        main = torch.cuda.current_stream(self.device)
+        self._side_stream.wait_stream(main)
+        with torch.cuda.stream(self._side_stream):
+            stats = self._eager_step(vis, ir)
+        main.wait_stream(self._side_stream)
+        return stats
+
+    def _capture(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        """Capture the step, check one replay against the eager step, and keep the graph if they
+        agree. This step is done eagerly either way; on any failure the run goes on eagerly."""
+        main = torch.cuda.current_stream(self.device)
+        rng = torch.cuda.get_rng_state(self.device)
+        started = time.perf_counter()
+        try:
+            graph = graph_step.capture_step(lambda v, i: self._step_body(v, i, graphed=True), vis, ir,
+                                            self._side_stream, lambda: self.optimizer.zero_grad(set_to_none=True))
+        except Exception as exc:  # capture is best effort: the eager step is always right
+            graph_step.recover_from_failed_capture(self.device, main, rng)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.graph_status = f"off (capture failed: {type(exc).__name__}: {str(exc)[:160]})"
+            log(f"CUDA graph capture failed ({type(exc).__name__}: {str(exc)[:300]}); running eagerly",
+                self.is_main)
+            return self._eager_step(vis, ir)
+        state = [t for s in self.optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+        self.graph = graph  # _eager_step now zeroes the graph's gradient buffers in place
+        stats, mismatch = graph_step.check_against_eager(graph, self._eager_step, vis, ir, self.trainable, state)
+        if mismatch:
+            self.graph = None
+            self.optimizer.zero_grad(set_to_none=True)
+            self.graph_status = f"off (replay disagreed with the eager step: {mismatch})"
+            log(f"CUDA graph not used: {mismatch}; running eagerly", self.is_main)
+        else:
+            self.graph_status = "on"
+            log(f"CUDA graph captured and checked against the eager step in {time.perf_counter() - started:.1f} s "
+                f"(batch {self.config.batch} x {self.config.crop}x{self.config.crop})", self.is_main)
+        return stats
+
+    # ----------------------------------------------------------------- loop
     def run(self) -> dict[str, Any]:
         """Train until the epochs, ``max_steps`` or ``time_limit`` run out; returns a summary."""
         cfg = self.config
@@ -428,49 +534,67 @@ class Trainer:
             log(f"training {cfg.preset} on {len(self.train_pairs)} pairs ({len(self.val_pairs)} for validation), "
                 f"{self.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, batch {cfg.batch}"
                 f"{f' x {self.dist.world_size} GPUs' if self.dist.enabled else ''}, crop {cfg.crop}, "
-                f"device {describe_device(self.device)}, amp {self.amp_dtype or 'off'}")
+                f"device {describe_device(self.device)}, amp {self.amp_dtype or 'off'}, scan {self.scan_impl}, "
+                f"pairs on {self.train_set.device.type}, CUDA graph {self.graph_status}")
         self._clock = time.perf_counter()
+        start_step, start_elapsed = self.step, self.elapsed
         last_val: dict[str, float] = {}
         train_loss = float("nan")
-        while self.epoch < cfg.epochs and not self._finished():
+        self._stop = self.epoch >= cfg.epochs or self._finished()
+        while not self._stop:
             train_loss, epoch_done = self._train_epoch()
-            if not epoch_done:
-                break
-            last_val = self._end_epoch(train_loss)
-        if self._saved_step != self.step:
-            last_val = self._end_epoch(train_loss, partial=True)
+            val = self._end_epoch(train_loss, partial=not epoch_done)
+            last_val = val or last_val
         self._tick()
-        if self.dist.enabled:
-            dist.barrier()
-        return {
+        summary = {
             "steps": self.step,
             "epochs": self.epoch,
             "elapsed_s": round(self.elapsed, 1),
+            "steps_per_s": round((self.step - start_step) / max(self.elapsed - start_elapsed, 1e-9), 2),
             "train_loss": train_loss,
             "val": last_val,
             "checkpoint": str(self.out / "last.pt"),
             "device": describe_device(self.device),
+            "scan_impl": self.scan_impl,
+            "cuda_graph": self.graph_status,
+            "world_size": self.dist.world_size,
         }
+        if self.dist.enabled:
+            summary["ranks_agree"] = self._ranks_agree()
+            dist.barrier()
+        return summary
+
+    def _batches(self):
+        """(vis, ir) batches of this epoch for this process, float32 on the training device."""
+        cfg, data = self.config, self.train_set
+        order = data.epoch_order(cfg.seed, self.epoch, self.dist.rank, self.dist.world_size)
+        gen = torch.Generator(device=data.device)
+        gen.manual_seed(cfg.seed * 1_000_003 + self.epoch * 1_009 + self.dist.rank * 7_919 + 1)
+        for i in range(self.steps_per_epoch):
+            crops = data.batch(order[i * cfg.batch : (i + 1) * cfg.batch], gen)
+            if crops.device != self.device:  # pairs kept on the host: one pinned, asynchronous copy
+                crops = crops.pin_memory().to(self.device, non_blocking=True)
+            pair = to_unit(crops)
+            yield pair[0], pair[1]
 
     def _train_epoch(self) -> tuple[float, bool]:
         cfg = self.config
-        loader = self._loader(self.epoch)
         bar = Progress(self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.epochs}", every=cfg.log_every,
                        enabled=self.is_main)
         total = torch.zeros(4, device=self.device)  # loss, ssim, int, grad (summed over steps)
         done = 0
-        for vis, ir in loader:
-            loss, terms = self.train_step(vis, ir)
-            total += torch.stack([loss, terms["ssim"], terms["int"], terms["grad"]])
+        for vis, ir in self._batches():
+            total += self.train_step(vis, ir)
             done += 1
-            if done % cfg.log_every == 0 or done == self.steps_per_epoch:
+            report = done % cfg.log_every == 0 or done == self.steps_per_epoch
+            if report:  # the only host round trip of the loop
                 mean = (total / done).tolist()
                 if not math.isfinite(mean[0]):
                     raise RuntimeError(f"training loss became {mean[0]} at step {self.step}; lower --lr or use "
                                        "--amp bf16 / --grad-clip")
                 bar.update(done, f"loss {mean[0]:.4f} (ssim {mean[1]:.4f} int {mean[2]:.5f} grad {mean[3]:.4f}) "
-                                 f"lr {self.optimizer.param_groups[0]['lr']:.2e}")
-            if self._finished():
+                                 f"lr {self.lr:.2e}")
+            if self._finished(shared=report):
                 break
         bar.close()
         if self.dist.enabled:
@@ -486,11 +610,15 @@ class Trainer:
         return mean_loss, epoch_done
 
     def _end_epoch(self, train_loss: float, partial: bool = False) -> dict[str, float]:
+        """Record the epoch; validate and save when due (always on the last). Sets ``_stop``."""
+        cfg = self.config
+        self._stop = partial or self.epoch >= cfg.epochs or self._finished()  # every rank calls _finished
         val: dict[str, float] = {}
-        last = partial or self.epoch >= self.config.epochs or self._finished()  # every rank calls _finished
         if self.is_main:
-            due = last or self.epoch % max(1, self.config.val_every) == 0
-            if self.val_set is not None and due:
+            self._tick()
+            waited = self._last_val_at is None or self.elapsed - self._last_val_at >= cfg.val_interval
+            due = self._stop or (self.epoch % max(1, cfg.val_every) == 0 and waited)
+            if due and self.val_set is not None:
                 loader = DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=0)
                 try:
                     val = validate(self.model, loader, self.loss_fn, self.device, self.autocast)
@@ -498,45 +626,37 @@ class Trainer:
                     self.save("last.pt")  # the training done so far is never lost to a failing validation
                     raise
             record = {"epoch": self.epoch, "step": self.step, "elapsed_s": round(self.elapsed, 1),
-                      "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-                      "partial_epoch": partial, **{f"val_{k}": v for k, v in val.items()}}
+                      "lr": self.lr, "train_loss": train_loss, "partial_epoch": partial,
+                      **{f"val_{k}": v for k, v in val.items()}}
             self.history.append(record)
             with open(self.out / "train_log.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             shown = " ".join(f"{k} {v:.4f}" for k, v in val.items())
             label = f"epoch {self.epoch + 1} (stopped early)" if partial else f"epoch {self.epoch}"
-            log(f"{label} step {self.step}: train loss {train_loss:.4f}; val {shown or '(not run)'}")
-            if val and (self.best_val is None or val["loss"] < self.best_val):
-                self.best_val = val["loss"]
-                self.save("best.pt")
-            self._tick()
-            self.save("last.pt")
-        self._saved_step = self.step
+            log(f"{label} step {self.step}: train loss {train_loss:.4f}; "
+                f"val {shown or ('(not due)' if self.val_set is not None else '(no validation pairs)')}")
+            if due:
+                if val and (self.best_val is None or val["loss"] < self.best_val):
+                    self.best_val = val["loss"]
+                    self.save("best.pt")
+                self._tick()
+                self._last_val_at = self.elapsed
+                self.save("last.pt")
         if self.dist.enabled:
             dist.barrier()
         return val
 
-
-class LossStep(torch.nn.Module):
-    """Model, clamp and loss as one module, the unit a CUDA graph captures.
-
-    Returns (total loss, [ssim, int, grad] terms). Autocast runs inside with its weight cache off,
-    as graph capture requires.
-    """
-
-    def __init__(self, model: torch.nn.Module, loss_fn: FusionLoss, amp_dtype: torch.dtype | None) -> None:
-        super().__init__()
-        self.model, self.loss_fn, self.amp_dtype = model, loss_fn, amp_dtype
-
-    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.eager(vis, ir)
-
-    def eager(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(vis.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None, cache_enabled=False):
-            out = self.model(vis, ir)
-        total, terms = self.loss_fn(clamp_unit(out.float()), vis, ir)
-        return total, torch.stack([terms["ssim"], terms["int"], terms["grad"]])
+    def _ranks_agree(self) -> bool:
+        """True when every process holds bit-identical parameters (as DDP promises); logged by rank 0."""
+        sums = torch.stack([t.detach().double().sum() for t in self.model.state_dict().values()
+                            if t.is_floating_point()])
+        sums = torch.cat([sums, sums.square()])
+        gathered = [torch.empty_like(sums) for _ in range(self.dist.world_size)]
+        dist.all_gather(gathered, sums)
+        agree = all(torch.equal(gathered[0], other) for other in gathered[1:])
+        log(f"parameters of the {self.dist.world_size} processes {'agree' if agree else 'DIFFER'} "
+            f"(per-tensor sums compared)", self.is_main)
+        return agree
 
 
 def describe_device(device: torch.device) -> str:

@@ -6,8 +6,12 @@ CuPy / DLPack frames are fused without a trip through host memory.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import io
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,18 +47,54 @@ def choose_providers(ort, wanted: str) -> list[str]:
             f"ONNX Runtime here has no {_WANTED[wanted][0]} (available: {', '.join(available)}); "
             "install onnxruntime-gpu built for your CUDA"
         )
+    if wanted == "auto" and TRT_EP in chosen and not tensorrt_libraries_present():
+        # onnxruntime-gpu lists its TensorRT provider whether or not TensorRT is installed;
+        # asking for it without TensorRT costs a failed library load and a printed error.
+        chosen.remove(TRT_EP)
     return chosen
 
 
+def tensorrt_libraries_present() -> bool:
+    """Whether TensorRT's runtime library loads in this process (what ORT's TensorRT provider needs)."""
+    names = ("nvinfer_10.dll", "nvinfer_11.dll") if sys.platform == "win32" else (
+        "libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so")
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    try:  # pip-installed TensorRT loads its libraries when imported
+        import tensorrt  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _flag(value: bool) -> str:
+    """Provider options are strings; ORT parses booleans from "0"/"1" in every version."""
+    return "1" if value else "0"
+
+
 class OrtBackend(Backend):
+    """An ONNX graph in ONNX Runtime. ``providers``: "auto", "tensorrt", "cuda" or "cpu".
+
+    ``cuda_graph=True`` (CUDA provider) captures the whole graph once and replays it: far fewer
+    launches for graphs of many small nodes, such as the portable scan. It needs every node on
+    the CUDA provider and one fixed input shape; inputs are copied into buffers that stay bound.
+    """
+
     def __init__(self, path: Path, *, device_id: int = 0, providers: str = "auto", threads: int | None = None,
-                 fp16: bool = False) -> None:
+                 fp16: bool = False, cuda_graph: bool = False) -> None:
         ort = import_onnxruntime()
         self.path = Path(path)
         self.device_id = device_id
         chosen = choose_providers(ort, providers)
         self._cupy = None
         gpu_wanted = chosen[0] in (TRT_EP, CUDA_EP)
+        if cuda_graph and CUDA_EP not in chosen:
+            raise ValueError("cuda_graph needs ONNX Runtime's CUDA provider (providers='cuda')")
+        self.cuda_graph = bool(cuda_graph)
         if gpu_wanted:
             cupy = require_cupy("ONNX Runtime on the GPU (device buffers and a CUDA stream)")
             cupy.cuda.Device(device_id).use()
@@ -64,19 +104,11 @@ class OrtBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = int(threads)
-        provider_args = []
-        for p in chosen:
-            if p == CUDA_EP:
-                provider_args.append((p, {"device_id": device_id, "user_compute_stream": str(self.stream.ptr)}))
-            elif p == TRT_EP:
-                cache = Path(os.environ.get("FUSION_EDGE_CACHE", Path.home() / ".cache" / "fusion-edge")) / "ort-trt"
-                cache.mkdir(parents=True, exist_ok=True)
-                provider_args.append((p, {"device_id": device_id, "trt_fp16_enable": bool(fp16),
-                                          "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                                          "user_compute_stream": str(self.stream.ptr)}))
-            else:
-                provider_args.append(p)
+        provider_args = self._provider_args(chosen, fp16)
         self.session = self._open_session(ort, options, provider_args, gpu_wanted)
+        if gpu_wanted and self.session.get_providers()[0] not in (TRT_EP, CUDA_EP) and _preload_cuda_libraries(ort):
+            # The CUDA provider could not load CUDA/cuDNN; ORT can load them from NVIDIA's pip wheels.
+            self.session = self._open_session(ort, options, provider_args, gpu_wanted)
         inputs = self.session.get_inputs()
         check_io_names([i.name for i in inputs], [o.name for o in self.session.get_outputs()], self.path)
         shape = next(i.shape for i in inputs if i.name == "vis")
@@ -84,10 +116,34 @@ class OrtBackend(Backend):
         active = self.session.get_providers()
         self.on_gpu = active[0] in (TRT_EP, CUDA_EP)
         if gpu_wanted and not self.on_gpu:
-            log.warning("ONNX Runtime fell back to %s (asked for %s)", active[0], chosen[0])
+            message = (f"ONNX Runtime could not start its {chosen[0]} for {self.path.name} and runs on {active[0]}; "
+                       "usually the CUDA or cuDNN libraries of this onnxruntime-gpu build are not on the library "
+                       "path (install the nvidia-*-cu1x wheels it names, or set LD_LIBRARY_PATH)")
+            if providers in ("cuda", "tensorrt"):
+                raise RuntimeError(message)
+            log.warning("%s", message)
             self.stream = None
         self.name = f"onnxruntime[{active[0].replace('ExecutionProvider', '')}]"
         self._run_options = ort.RunOptions()
+        self._graph_io: dict | None = None  # cuda_graph: the buffers bound once and replayed
+
+    def _provider_args(self, chosen: list[str], fp16: bool) -> list:
+        args: list = []
+        for p in chosen:
+            if p == CUDA_EP:
+                options = {"device_id": str(self.device_id), "user_compute_stream": str(self.stream.ptr)}
+                if self.cuda_graph:
+                    options["enable_cuda_graph"] = _flag(True)
+                args.append((p, options))
+            elif p == TRT_EP:
+                cache = Path(os.environ.get("FUSION_EDGE_CACHE", Path.home() / ".cache" / "fusion-edge")) / "ort-trt"
+                cache.mkdir(parents=True, exist_ok=True)
+                args.append((p, {"device_id": str(self.device_id), "trt_fp16_enable": _flag(fp16),
+                                 "trt_engine_cache_enable": _flag(True), "trt_engine_cache_path": str(cache),
+                                 "user_compute_stream": str(self.stream.ptr)}))
+            else:
+                args.append(p)
+        return args
 
     def _open_session(self, ort, options, provider_args, gpu_wanted: bool):
         try:
@@ -133,20 +189,65 @@ class OrtBackend(Backend):
         cupy = self._cupy
         with self.stream:
             arrays = {"vis": _device_batch(cupy, vis, "vis"), "ir": _device_batch(cupy, ir, "ir")}
+            if arrays["vis"].shape != arrays["ir"].shape:
+                raise ValueError(f"vis {arrays['vis'].shape} and ir {arrays['ir'].shape} batches differ in shape")
+            if self.cuda_graph:
+                return self._infer_graph(cupy, arrays)
             out = cupy.empty(arrays["vis"].shape, dtype=cupy.float32)
         binding = self.session.io_binding()
         for name in INPUT_NAMES:
             a = arrays[name]
             binding.bind_input(name, "cuda", self.device_id, np.float32, list(a.shape), a.data.ptr)
         binding.bind_output(OUTPUT_NAME, "cuda", self.device_id, np.float32, list(out.shape), out.data.ptr)
-        # ORT queues on our stream (user_compute_stream) and synchronises before returning;
-        # this sync covers providers that ignore the option.
+        # ORT queues on our stream (user_compute_stream) and waits for its work before returning;
+        # this wait covers a provider that runs on its own stream (ORT's fallback drops our options).
         self.stream.synchronize()
         self.session.run_with_iobinding(binding, self._run_options)
         return out
 
+    def _infer_graph(self, cupy, arrays: dict):
+        """Copy into the bound buffers, replay the captured graph, hand out a copy of the output."""
+        shape = arrays["vis"].shape
+        if self._graph_io is None:
+            io = {name: cupy.empty(shape, dtype=cupy.float32) for name in (*INPUT_NAMES, OUTPUT_NAME)}
+            binding = self.session.io_binding()
+            for name in INPUT_NAMES:
+                binding.bind_input(name, "cuda", self.device_id, np.float32, list(shape), io[name].data.ptr)
+            binding.bind_output(OUTPUT_NAME, "cuda", self.device_id, np.float32, list(shape),
+                                io[OUTPUT_NAME].data.ptr)
+            self._graph_io = {"buffers": io, "binding": binding, "shape": shape}
+        elif self._graph_io["shape"] != shape:
+            raise ValueError(f"a CUDA-graph session runs one input shape ({self._graph_io['shape']}); "
+                             f"got {shape}. Open the backend without cuda_graph for changing sizes")
+        io = self._graph_io["buffers"]
+        for name in INPUT_NAMES:
+            cupy.copyto(io[name], arrays[name])
+        self.stream.synchronize()
+        self.session.run_with_iobinding(self._graph_io["binding"], self._run_options)
+        return io[OUTPUT_NAME].copy()  # the next replay overwrites the bound output
+
     def close(self) -> None:
+        self._graph_io = None
         self.session = None
+
+
+def _preload_cuda_libraries(ort) -> bool:
+    """Let ORT load CUDA/cuDNN from NVIDIA's pip wheels (``onnxruntime.preload_dlls``, ORT 1.21+).
+
+    Returns whether it ran; what it prints goes to the debug log, not the user's stdout.
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return False
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            preload()
+    except Exception as exc:  # a missing directory or library: the caller reports the outcome
+        log.debug("onnxruntime.preload_dlls failed: %s", exc)
+    if printed.getvalue().strip():
+        log.debug("onnxruntime.preload_dlls: %s", printed.getvalue().strip())
+    return True
 
 
 def _needs_custom_ops(exc: Exception) -> bool:

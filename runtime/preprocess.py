@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 from fusion_edge.runtime import imageops
-from fusion_edge.runtime.arrays import array_module, is_device_array
+from fusion_edge.runtime.arrays import array_module, is_array, is_device_array, to_device, to_host
 from fusion_edge.runtime.calibration import Calibration
 from fusion_edge.runtime.engines import ModelInfo
 
@@ -51,6 +51,19 @@ def check_frame(image: Any, name: str) -> Any:
         raise FrameError(f"{name}: unsupported dtype {image.dtype}; use uint8, uint16 or float in [0, 1]")
     if min(image.shape[:2]) < 2:
         raise FrameError(f"{name}: image {tuple(image.shape)} is too small")
+    return image
+
+
+def as_image_array(image: Any) -> Any:
+    """numpy and CuPy arrays as they are; other GPU arrays (CUDA torch tensors, DLPack) as CuPy
+    views, other host arrays (CPU tensors, buffers) as numpy, so that shape and dtype checks
+    see numpy dtypes. Anything else is returned for ``check_frame`` to name."""
+    if image is None or isinstance(image, np.ndarray):
+        return image
+    if is_device_array(image):
+        return to_device(image)
+    if is_array(image):
+        return to_host(image)
     return image
 
 
@@ -128,8 +141,8 @@ class Preprocessor:
 
     # --------------------------------------------------------------- prepare
     def prepare(self, ir: Any, vis: Any) -> Prepared:
-        ir = check_frame(ir, "ir")
-        vis = check_frame(vis, "vis")
+        ir = check_frame(as_image_array(ir), "ir")
+        vis = check_frame(as_image_array(vis), "vis")
         if is_device_array(ir) or is_device_array(vis):
             return self._prepare_device(ir, vis)
         return self._prepare_host(np.asarray(ir), np.asarray(vis))
@@ -189,8 +202,6 @@ class Preprocessor:
 
     # ------------------------------------------------------------ GPU path
     def _prepare_device(self, ir: Any, vis: Any) -> Prepared:
-        from fusion_edge.runtime.arrays import to_device
-
         ir, vis = to_device(ir), to_device(vis)
         xp = array_module(vis)
         return self.prepare_xp(xp, ir, vis)

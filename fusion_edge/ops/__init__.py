@@ -14,6 +14,7 @@ from fusion_edge.ops.selective_scan_ref import selective_scan_ref
 
 # Our CUDA kernels: impl "cuda", the fused ES2D op and the LDC kernel (CuPy loads on first use).
 _register_cuda_kernels()
+from fusion_edge.ops import torch_ops as _torch_ops  # noqa: E402, F401  custom ops (torch.compile) behind it
 
 __all__ = [
     "available_impls",

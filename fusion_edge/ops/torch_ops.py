@@ -1,0 +1,218 @@
+"""Our CUDA kernels as ``torch.library`` custom ops (namespace ``fusion_edge``), for torch.compile.
+
+Dynamo cannot trace into the kernels (they launch through CuPy), so each inference kernel is an
+opaque operator with a fake implementation that gives only the output's shape and dtype:
+
+* ``fusion_edge::es2d_scan``  the fused ES2D route scan -> (B, D, h, w) float32
+* ``fusion_edge::selective_scan``  the selective scan forward -> u's shape and dtype
+* ``fusion_edge::ldc_conv2d``  the LDC convolution -> (B, Cout, H, W) in x's dtype
+
+The CUDA kernel of each op is the inference branch of ``fusion_edge.ops.selective_scan_cuda``;
+its CPU kernel is the reference path, so the ops run (and ``torch.library.opcheck`` checks
+them) on any machine. :func:`install` routes the ops' dispatch (``es2d``, ``ldc`` and the
+selective scan's ``"cuda"`` implementation) through them for inference calls on CUDA
+tensors; anything that needs gradients keeps the existing differentiable paths.
+Importing this module registers nothing with CUDA and imports no CuPy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from fusion_edge.ops import es2d, ldc, selective_scan_cuda
+from fusion_edge.ops.selective_scan import get_default_impl, register_impl
+from fusion_edge.ops.selective_scan_chunked import selective_scan_chunked
+
+NAMESPACE = "fusion_edge"
+OPS_SUPPORTED = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_fake")
+
+# Explicit schemas: inferring them from annotations differs between torch versions.
+ES2D_SCHEMA = "(Tensor x, Tensor x_proj_weight, Tensor dt_projs_weight, Tensor dt_projs_bias, Tensor A_logs, " \
+              "Tensor Ds) -> Tensor"
+SCAN_SCHEMA = "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, " \
+              "bool delta_softplus) -> Tensor"
+LDC_SCHEMA = "(Tensor x, Tensor weight, Tensor base_mask, Tensor learnable_mask, Tensor theta) -> Tensor"
+
+_route_cpu = False
+_es2d_unfused = es2d.es2d_scan_unfused  # bound once: cpu_route() swaps the module's name for a router
+
+
+# ----------------------------------------------------------------------------- kernels of the ops
+def _es2d_cuda(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    with torch.no_grad():
+        out = selective_scan_cuda.es2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    return out.contiguous()
+
+
+def _es2d_cpu(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    with torch.no_grad():
+        out = _es2d_unfused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                                     scan=selective_scan_chunked)
+    return out.contiguous()
+
+
+def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    if x.dim() != 4:
+        raise ValueError(f"es2d_scan: x must be (B, D, h, w), got shape {tuple(x.shape)}")
+    return x.new_empty(x.shape, dtype=torch.float32)
+
+
+def _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    with torch.no_grad():
+        out = selective_scan_cuda.selective_scan_cuda(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                                      delta_softplus=delta_softplus)
+    return out.contiguous()
+
+
+def _scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    with torch.no_grad():
+        out = selective_scan_chunked(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                     delta_softplus=delta_softplus)
+    return out.contiguous()
+
+
+def _scan_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must be (batch, dim, L), got shape {tuple(u.shape)}")
+    return u.new_empty(u.shape)
+
+
+def _ldc_cuda(x, weight, base_mask, learnable_mask, theta):
+    with torch.no_grad():
+        out = selective_scan_cuda.ldc_conv2d_cuda(x, weight, base_mask, learnable_mask, theta)
+    return out.contiguous()
+
+
+def _ldc_cpu(x, weight, base_mask, learnable_mask, theta):
+    with torch.no_grad():
+        out = ldc.ldc_conv2d_ref(x, weight, base_mask, learnable_mask, theta)
+    return out.contiguous()
+
+
+def _ldc_fake(x, weight, base_mask, learnable_mask, theta):
+    if x.dim() != 4 or weight.dim() != 4:
+        raise ValueError(f"ldc_conv2d: x and weight must be 4-D, got {tuple(x.shape)} and {tuple(weight.shape)}")
+    return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+
+
+_OPS = {
+    "es2d_scan": (ES2D_SCHEMA, _es2d_cuda, _es2d_cpu, _es2d_fake),
+    "selective_scan": (SCAN_SCHEMA, _scan_cuda, _scan_cpu, _scan_fake),
+    "ldc_conv2d": (LDC_SCHEMA, _ldc_cuda, _ldc_cpu, _ldc_fake),
+}
+
+
+def _registered(name: str) -> bool:
+    try:
+        getattr(getattr(torch.ops, NAMESPACE), name)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def register_ops() -> bool:
+    """Define the three ops once per process; False where this torch has no ``torch.library.custom_op``."""
+    if not OPS_SUPPORTED:
+        return False
+    for name, (schema, cuda_fn, cpu_fn, fake_fn) in _OPS.items():
+        if _registered(name):
+            continue
+        op = torch.library.custom_op(f"{NAMESPACE}::{name}", cuda_fn, mutates_args=(), device_types="cuda",
+                                     schema=schema)
+        op.register_kernel("cpu", cpu_fn)
+        op.register_fake(fake_fn)
+    return True
+
+
+# ----------------------------------------------------------------------------- dispatch wrappers
+@torch.compiler.assume_constant_result
+def _kernels_ready() -> bool:
+    """Whether CuPy and a GPU are usable; a constant to the compiler (it probes CuPy, which Dynamo cannot trace)."""
+    return selective_scan_cuda.kernels_available()
+
+
+def _inference_only(*tensors: torch.Tensor | None) -> bool:
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+
+
+def _use_ops(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
+    """Inference on a dtype our kernels take, on a GPU with the kernels (or the CPU route for tests)."""
+    if x.dtype not in selective_scan_cuda.SUPPORTED_DTYPES or not _inference_only(x, *tensors):
+        return False
+    if x.is_cuda:
+        return _kernels_ready()
+    return _route_cpu and x.device.type == "cpu"
+
+
+def es2d_scan_dispatch(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    """The fused ES2D route: the custom op for inference, the existing fused function otherwise."""
+    params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    if _es2d_op_applies(x, params):
+        return torch.ops.fusion_edge.es2d_scan(x, *params)
+    return selective_scan_cuda.es2d_scan_fused(x, *params)
+
+
+def _es2d_op_applies(x: torch.Tensor, params: tuple) -> bool:
+    """The conditions of the fused function's own kernel branch (scan not pinned elsewhere, N small)."""
+    return (get_default_impl() in ("auto", "cuda") and params[3].shape[-1] <= selective_scan_cuda.MAX_STATES
+            and _use_ops(x, *params))
+
+
+def selective_scan_dispatch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Implementation "cuda" of the selective scan: the custom op for inference, autograd otherwise."""
+    if A.shape[-1] <= selective_scan_cuda.MAX_STATES and _use_ops(u, delta, A, B, C, D, z, delta_bias):
+        return torch.ops.fusion_edge.selective_scan(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
+    return selective_scan_cuda.selective_scan_cuda(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                                   delta_softplus=delta_softplus)
+
+
+def ldc_conv2d_dispatch(x, weight, base_mask, learnable_mask, theta):
+    """The LDC kernel: the custom op for inference, the existing function otherwise."""
+    if _use_ops(x, weight, base_mask, learnable_mask, theta):
+        return torch.ops.fusion_edge.ldc_conv2d(x, weight, base_mask, learnable_mask, theta)
+    return selective_scan_cuda.ldc_conv2d_cuda(x, weight, base_mask, learnable_mask, theta)
+
+
+def scan_available(u: torch.Tensor) -> bool:
+    """``selective_scan_cuda.cuda_available`` in a form Dynamo can trace."""
+    return u.is_cuda and u.dtype in selective_scan_cuda.SUPPORTED_DTYPES and _kernels_ready()
+
+
+def install() -> bool:
+    """Register the ops and route the CUDA dispatch through them; False (nothing changed) without custom ops."""
+    if not register_ops():
+        return False
+    register_impl("cuda", selective_scan_dispatch, scan_available, selective_scan_cuda.cuda_unavailable_reason)
+    es2d.register_fused(es2d_scan_dispatch)
+    ldc.register_cuda_ldc(ldc_conv2d_dispatch, auto=getattr(ldc, "_CUDA_LDC_AUTO", False))
+    return True
+
+
+@contextlib.contextmanager
+def cpu_route() -> Iterator[None]:
+    """Send CPU inference calls of ES2D and the scan through the ops too (their CPU kernels are the
+    reference paths), so the model traces to the graph it has on a GPU: tests on machines without
+    one check what torch.compile sees there. Not thread-safe; for tests and graph inspection.
+    """
+    global _route_cpu
+    previous = _route_cpu
+    _route_cpu = True
+    es2d.es2d_scan_unfused = _es2d_cpu_router  # es2d_scan's path for non-CUDA inputs
+    try:
+        yield
+    finally:
+        _route_cpu = previous
+        es2d.es2d_scan_unfused = _es2d_unfused
+
+
+def _es2d_cpu_router(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, *, impl=None, **kwargs):
+    params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    if not kwargs and impl in (None, "auto", "cuda") and _es2d_op_applies(x, params):
+        return torch.ops.fusion_edge.es2d_scan(x, *params)
+    return _es2d_unfused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, impl=impl, **kwargs)
+
+
+install()

@@ -1,0 +1,219 @@
+"""The kernels' custom ops (fusion_edge.ops.torch_ops): schemas, fake implementations, dispatch, and
+torch.compile tracing the model with no graph breaks (on the CPU here; the GPU half at the end)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+import fusion_edge.ops  # noqa: F401  registers the ops
+from fusion_edge.models.presets import create_model
+from fusion_edge.ops import es2d_scan, selective_scan, torch_ops
+from fusion_edge.ops.es2d import ROUTES, es2d_scan_unfused
+
+pytestmark = pytest.mark.skipif(not torch_ops.OPS_SUPPORTED, reason="torch has no torch.library.custom_op")
+OPS = torch.ops.fusion_edge
+
+
+def es2d_args(batch=1, d=8, h=5, w=6, rank=1, n=4, dtype=torch.float32, device="cpu", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, d, h, w, generator=gen).to(device, dtype)
+    params = (
+        torch.randn(ROUTES, rank + 2 * n, d, generator=gen) / d**0.5,
+        torch.randn(ROUTES, d, rank, generator=gen),
+        torch.randn(ROUTES, d, generator=gen) * 0.5 - 2,
+        torch.randn(ROUTES * d, n, generator=gen) * 0.5,
+        torch.randn(ROUTES * d, generator=gen),
+    )
+    return (x, *(p.to(device) for p in params))
+
+
+def scan_args(batch=2, dim=6, length=9, n=4, groups=2, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(batch, dim, length, generator=gen),
+        torch.randn(batch, dim, length, generator=gen),
+        -torch.rand(dim, n, generator=gen),
+        torch.randn(batch, groups, n, length, generator=gen),
+        torch.randn(batch, groups, n, length, generator=gen),
+        torch.randn(dim, generator=gen),
+        torch.randn(batch, dim, length, generator=gen),
+        torch.randn(dim, generator=gen),
+        True,
+    )
+
+
+def ldc_args(seed=2):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(1, 3, 7, 8, generator=gen), torch.randn(5, 3, 3, 3, generator=gen),
+            1 + 0.1 * torch.randn(5, 3, 3, 3, generator=gen), torch.randn(5, 3, generator=gen),
+            torch.rand(1, generator=gen))
+
+
+def tiny_model():
+    """Every block type of the network at the smallest widths (dims 8, one block per stage)."""
+    torch.manual_seed(0)
+    return create_model("edge", dims=8, depths=[1, 1, 1, 1], depths_decoder=[1, 1, 1, 1]).for_inference()
+
+
+@pytest.mark.parametrize("name, args", [
+    ("es2d_scan", es2d_args()),
+    ("es2d_scan", es2d_args(h=4, w=4, dtype=torch.float16)),
+    ("selective_scan", scan_args()),
+    ("ldc_conv2d", ldc_args()),
+])
+def test_opcheck(name, args):
+    """Schema, fake tensor vs real kernel (shapes, strides, dtypes), and AOT dispatch with dynamic shapes."""
+    result = torch.library.opcheck(getattr(OPS, name).default, args)
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
+def test_cpu_kernels_are_the_reference_paths():
+    args = es2d_args(h=7, w=5)
+    torch.testing.assert_close(OPS.es2d_scan(*args), es2d_scan_unfused(*args, impl="reference"), rtol=1e-5,
+                               atol=1e-5)
+    u, delta, A, B, C, D, z, bias, softplus = scan_args()
+    torch.testing.assert_close(
+        OPS.selective_scan(u, delta, A, B, C, D, z, bias, softplus),
+        selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=softplus, impl="reference"),
+        rtol=1e-5, atol=1e-5)
+
+
+def test_fake_implementations_give_shapes_and_dtypes():
+    with FakeTensorMode() as mode:
+        fake = [mode.from_tensor(t) for t in es2d_args(batch=2, d=8, h=5, w=7, dtype=torch.bfloat16)]
+        out = OPS.es2d_scan(*fake)
+        assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32 and out.is_contiguous()
+        u, delta, A, B, C, D, z, bias, softplus = scan_args()
+        u16 = mode.from_tensor(u.half().transpose(1, 2).contiguous().transpose(1, 2))  # not contiguous
+        out = OPS.selective_scan(u16, *(mode.from_tensor(t) for t in (delta, A, B, C, D)), None, None, softplus)
+        assert out.shape == u.shape and out.dtype == torch.float16 and out.is_contiguous()
+        x, w, m, lm, th = (mode.from_tensor(t) for t in ldc_args())
+        out = OPS.ldc_conv2d(x.half(), w, m, lm, th)
+        assert out.shape == (1, 5, 7, 8) and out.dtype == torch.float16
+    with pytest.raises(ValueError, match="x must be"):
+        OPS.es2d_scan(torch.empty(8, 5, 7, device="meta"), *es2d_args(device="meta")[1:])
+
+
+def test_dispatch_routes_inference_through_the_op_and_training_around_it():
+    args = es2d_args(h=6, w=6)
+    calls = []
+    original = torch_ops._es2d_cpu
+    with torch_ops.cpu_route():
+        torch.library.register_kernel("fusion_edge::es2d_scan", "cpu",
+                                      lambda *a: calls.append(1) or original(*a))
+        try:
+            with torch.no_grad():
+                routed = es2d_scan(*args)
+            leaves = [t.clone().requires_grad_(True) for t in args[1:]]
+            y = es2d_scan(args[0], *leaves)  # gradients wanted: not through the op
+            y.sum().backward()
+        finally:
+            torch.library.register_kernel("fusion_edge::es2d_scan", "cpu", original)
+    assert calls == [1]
+    assert all(p.grad is not None for p in leaves)
+    torch.testing.assert_close(routed, y.detach())
+    with torch.no_grad():  # outside the CPU route, CPU inputs never reach the op
+        es2d_scan(*args)
+    assert calls == [1]
+
+
+def test_scan_implementation_cuda_is_the_op_wrapper():
+    from fusion_edge.ops.selective_scan import _AVAILABLE, _IMPLS
+
+    assert _IMPLS["cuda"] is torch_ops.selective_scan_dispatch
+    assert _AVAILABLE["cuda"](torch.zeros(1, 1, 1)) is False  # CPU tensor: never our kernel
+    with pytest.raises(RuntimeError, match="CUDA tensors"):
+        selective_scan(*scan_args()[:5], impl="cuda")
+
+
+def test_import_is_cheap_and_needs_no_cupy():
+    code = "import sys, fusion_edge.ops, torch; assert 'cupy' not in sys.modules; " \
+           "print(torch.ops.fusion_edge.es2d_scan.default)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "es2d_scan" in done.stdout
+
+
+def _graph_recorder(graphs, then: str = "eager"):
+    """A torch.compile backend that keeps Dynamo's graph, then hands it to backend ``then``."""
+    from torch._dynamo.backends.registry import lookup_backend
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return lookup_backend(then)(gm, example_inputs)
+    return backend
+
+
+@pytest.mark.parametrize("route", ["chunked", "ops"])
+def test_model_compiles_as_one_graph_and_matches_eager(route):
+    """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops)."""
+    model = tiny_model()
+    vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    context = torch_ops.cpu_route() if route == "ops" else torch.inference_mode(False)
+    graphs = []
+    with context, torch.inference_mode():
+        eager = model(vis, ir)
+        torch._dynamo.reset()
+        # AOT runs the ops' fake implementations; the chunked graph is only traced (AOT doubles its time)
+        backend = _graph_recorder(graphs, then="aot_eager" if route == "ops" else "eager")
+        compiled = torch.compile(model, fullgraph=True, dynamic=False, backend=backend)(vis, ir)
+    torch._dynamo.reset()
+    targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
+    es2d_ops = targets.count("fusion_edge.es2d_scan")
+    assert es2d_ops == (15 if route == "ops" else 0)  # 4 encoder blocks for each input, 4 decoder, 3 CMFMs
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_gpu_ops_match_the_kernels_and_pass_opcheck():
+    pytest.importorskip("cupy")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    args = es2d_args(h=9, w=12, dtype=torch.float16, device="cuda")
+    result = torch.library.opcheck(OPS.es2d_scan.default, args)
+    assert set(result.values()) == {"SUCCESS"}, result
+    from fusion_edge.ops import selective_scan_cuda
+
+    with torch.no_grad():
+        torch.testing.assert_close(OPS.es2d_scan(*args), selective_scan_cuda.es2d_scan_fused(*args))
+    cuda_scan = [t.cuda() if isinstance(t, torch.Tensor) else t for t in scan_args()]
+    assert set(torch.library.opcheck(OPS.selective_scan.default, cuda_scan).values()) == {"SUCCESS"}
+    cuda_ldc = [t.cuda() for t in ldc_args()]
+    assert set(torch.library.opcheck(OPS.ldc_conv2d.default, cuda_ldc).values()) == {"SUCCESS"}
+
+
+@pytest.mark.gpu
+def test_gpu_model_compiles_with_the_kernels_and_replays_in_a_cuda_graph():
+    pytest.importorskip("cupy")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    model = create_model("edge").for_inference().cuda()
+    vis, ir = torch.rand(1, 1, 64, 96, device="cuda"), torch.rand(1, 1, 64, 96, device="cuda")
+    graphs = []
+    with torch.inference_mode():
+        eager = model(vis, ir)
+        torch._dynamo.reset()
+        torch.compile(model, fullgraph=True, dynamic=False, backend=_graph_recorder(graphs))(vis, ir)
+        torch._dynamo.reset()
+        compiled = torch.compile(model, fullgraph=True, dynamic=False)
+        out = compiled(vis, ir)
+        torch.testing.assert_close(out, eager, rtol=1e-3, atol=1e-3)
+        static = torch.cuda.graphs.CUDAGraph()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            compiled(vis, ir)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.cuda.graph(static):
+            replayed = compiled(vis, ir)
+        vis.copy_(torch.rand_like(vis))
+        static.replay()
+        torch.testing.assert_close(replayed, model(vis, ir), rtol=1e-3, atol=1e-3)
+    torch._dynamo.reset()
+    targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
+    assert targets.count("fusion_edge.es2d_scan") == 24  # encoder 7 blocks x 2 inputs, decoder 7, 3 CMFMs

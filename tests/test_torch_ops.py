@@ -133,10 +133,32 @@ def test_scan_implementation_cuda_is_the_op_wrapper():
 
 def test_import_is_cheap_and_needs_no_cupy():
     code = "import sys, fusion_edge.ops, torch; assert 'cupy' not in sys.modules; " \
+           "assert 'torch._dynamo' not in sys.modules, 'the compiler was imported'; " \
            "print(torch.ops.fusion_edge.es2d_scan.default)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "es2d_scan" in done.stdout
+
+
+def test_kernel_probe_is_a_constant_to_the_compiler(monkeypatch):
+    """The probe runs CuPy code Dynamo cannot trace: it must be called, not traced (no graph break)."""
+    from fusion_edge.ops import selective_scan_cuda
+
+    def untraceable() -> bool:
+        torch._dynamo.graph_break()
+        return True
+
+    monkeypatch.setattr(selective_scan_cuda, "kernels_available", untraceable)
+
+    def fn(x):
+        return x + 1 if torch_ops._kernels_ready() else x - 1
+
+    torch._dynamo.reset()
+    try:
+        out = torch.compile(fn, fullgraph=True, backend="eager")(torch.zeros(2))
+    finally:
+        torch._dynamo.reset()
+    assert out.tolist() == [1.0, 1.0]
 
 
 def _graph_recorder(graphs, then: str = "eager"):

@@ -128,10 +128,14 @@ def register_ops() -> bool:
 
 
 # ----------------------------------------------------------------------------- dispatch wrappers
-@torch.compiler.assume_constant_result
 def _kernels_ready() -> bool:
     """Whether CuPy and a GPU are usable; a constant to the compiler (it probes CuPy, which Dynamo cannot trace)."""
     return selective_scan_cuda.kernels_available()
+
+
+# What torch.compiler.assume_constant_result sets; spelled out because that function imports the whole
+# compiler, which would make importing the ops several times slower.
+_kernels_ready._dynamo_marked_constant = True
 
 
 def _inference_only(*tensors: torch.Tensor | None) -> bool:

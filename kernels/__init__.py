@@ -24,6 +24,16 @@ delta_softplus=False, workspace=None, stream=None) -> out``
     (two launches); ``workspace`` then needs ``selective_scan_workspace_bytes(batch, dim, L,
     N, sm_count)`` bytes (allocated from CuPy's pool when None; 0 bytes when not chunked).
 
+``launch_selective_scan_bwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, *, dout, du=None,
+ddelta=None, dA=None, dB=None, dC=None, dD=None, dz=None, ddelta_bias=None, delta_softplus=False,
+workspace=None, stream=None) -> None``
+    The scan's backward: the gradients of the forward's inputs from ``dout`` (like out), written
+    into the arrays given (None: not computed, not read). du, ddelta, dz in u's type (dz needs z);
+    dA (dim, N), dB, dC (batch, groups, N, L), dD, ddelta_bias (dim,) float32, zeroed and then
+    accumulated (cast them to B's type etc. afterwards). Two launches; ``workspace`` needs
+    ``selective_scan_bwd_workspace_bytes(batch, dim, L, N, sm_count, groups=groups)`` bytes
+    (state checkpoints: 4 bytes per channel, state slot and 16 steps; allocated when None).
+
 ``launch_es2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, out, *,
 workspace=None, stream=None) -> out``
     The ES2D core (MODEL.md 3.2): reads x (batch, D, h, w) through the four skip-sampled
@@ -61,6 +71,7 @@ from fusion_edge.kernels.loader import (
     kernel_names,
     kernel_source,
 )
+from fusion_edge.kernels.scan_bwd_launch import launch_selective_scan_bwd, selective_scan_bwd_workspace_bytes
 from fusion_edge.kernels.scan_launch import launch_selective_scan, selective_scan_workspace_bytes
 
 __all__ = [
@@ -76,5 +87,7 @@ __all__ = [
     "launch_es2d_scan",
     "launch_ldc_conv2d",
     "launch_selective_scan",
+    "launch_selective_scan_bwd",
+    "selective_scan_bwd_workspace_bytes",
     "selective_scan_workspace_bytes",
 ]

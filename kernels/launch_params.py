@@ -76,3 +76,67 @@ def es2d_delta_grid(batch: int, length: int, dim: int):
 def ldc_grid(batch: int, cout: int, height: int, width: int):
     grid = (math.ceil(width / LDC_TILE_W), math.ceil(height / LDC_TILE_H), batch * math.ceil(cout / LDC_OUT))
     return grid, (LDC_THREADS, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# BACKWARD of the selective scan (kernels/selective_scan/selective_scan_bwd.cu)
+# ---------------------------------------------------------------------------------------------
+
+SCAN_BWD_TILE = 16                   # kT: steps per tile, one checkpoint per tile
+SCAN_BWD_SPLIT = True                # False: one segment per channel (tests and benchmarks compare)
+SCAN_BWD_TARGET_WARPS_PER_SM = 16    # split L into segments until about this many warps per SM
+SCAN_BWD_MIN_SEGMENT = 256           # shortest segment worth its carry (a multiple of the tile)
+
+
+def scan_bwd_layout(n_states: int) -> tuple[int, int, int]:
+    """(lanes per channel, states per lane, warps per block) of the backward kernels for N states."""
+    if n_states <= 16:
+        return 16, 1, 4
+    if n_states <= 32:
+        return 32, 1, 4
+    return 32, 2, 2
+
+
+def scan_bwd_suffix(n_states: int) -> str:
+    lanes, per_lane, _ = scan_bwd_layout(n_states)
+    return f"n{lanes * per_lane}"
+
+
+def scan_bwd_blocks(batch: int, dim: int, groups: int, n_states: int) -> int:
+    """Blocks of one segment: each holds consecutive channels of one group of one batch element."""
+    lanes, _, warps = scan_bwd_layout(n_states)
+    per_block = 32 * warps // lanes
+    return batch * groups * math.ceil(dim // groups / per_block)
+
+
+def scan_bwd_segments(batch: int, dim: int, groups: int, length: int, n_states: int,
+                      sm_count: int) -> tuple[int, int]:
+    """(segment length, number of segments): split L when the channels alone leave the GPU idle."""
+    tile = SCAN_BWD_TILE
+    whole = max(1, math.ceil(length / tile)) * tile
+    _, _, warps_per_block = scan_bwd_layout(n_states)
+    warps = scan_bwd_blocks(batch, dim, groups, n_states) * warps_per_block
+    target = SCAN_BWD_TARGET_WARPS_PER_SM * sm_count
+    if not SCAN_BWD_SPLIT or 2 * warps >= target or length < 2 * SCAN_BWD_MIN_SEGMENT:
+        return whole, 1
+    segments = min(math.ceil(target / warps), length // SCAN_BWD_MIN_SEGMENT)
+    seg_len = math.ceil(math.ceil(length / segments) / tile) * tile
+    return seg_len, math.ceil(length / seg_len)
+
+
+def scan_bwd_workspace_floats(channels: int, length: int, n_states: int, seg_len: int,
+                              n_segs: int) -> tuple[int, int, int, int, int]:
+    """Floats of (checkpoint states, checkpoint dt sums, segment end states, segment adjoints,
+    segment dt sums); the last four are zero with one segment."""
+    lanes, per_lane, _ = scan_bwd_layout(n_states)
+    slots = lanes * per_lane
+    tiles = n_segs * (seg_len // SCAN_BWD_TILE)
+    if n_segs == 1:
+        return channels * tiles * slots, 0, 0, 0, 0
+    return (channels * tiles * slots, channels * tiles, channels * n_segs * slots, channels * n_segs * slots,
+            channels * n_segs)
+
+
+def scan_bwd_grid(batch: int, dim: int, groups: int, n_states: int, n_segs: int):
+    _, _, warps = scan_bwd_layout(n_states)
+    return (scan_bwd_blocks(batch, dim, groups, n_states), n_segs, 1), (32 * warps, 1, 1)

@@ -26,6 +26,8 @@ ARCHS = ("sm_72", "sm_87", "sm_86", "sm_89", "sm_90", "sm_120")
 REPRESENTATIVE = {
     "selective_scan": ("fe_selective_scan_fwd_f16_f16_n16", "fe_selective_scan_states_f16_f16_n16",
                        "fe_selective_scan_fwd_bf16_f32_n64"),
+    "selective_scan_bwd": ("fe_selective_scan_bwd_prep_f16_f16_n16", "fe_selective_scan_bwd_f16_f16_n16",
+                           "fe_selective_scan_bwd_f32_f32_n16", "fe_selective_scan_bwd_bf16_f32_n64"),
     "es2d": ("fe_es2d_project_f16", "fe_es2d_delta", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16",
              "fe_es2d_scan_bf16_n64"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
@@ -115,6 +117,7 @@ def test_sources_are_self_contained_and_list_their_entry_points():
         for name in names:
             assert 'extern "C" __global__' in source and name in source
     assert len(kernels.kernel_names("selective_scan")) == 40  # 5 type pairs x 4 state counts x 2 passes
+    assert len(kernels.kernel_names("selective_scan_bwd")) == 30  # 5 type pairs x 3 state counts x 2 passes
 
 
 def test_compile_ptx_has_every_entry_point():

@@ -22,6 +22,7 @@ KERNEL_DIR = Path(__file__).resolve().parent
 # family -> the .cu file that holds its entry points
 FAMILIES: dict[str, str] = {
     "selective_scan": "selective_scan/selective_scan_fwd.cu",
+    "selective_scan_bwd": "selective_scan/selective_scan_bwd.cu",
     "es2d": "es2d/es2d_fwd.cu",
     "ldc": "ldc/ldc_conv2d.cu",
 }

@@ -201,3 +201,92 @@ def test_tensorrt_engine_builds_ahead_of_time(tmp_path):
         pytest.skip(f"{trt.__name__} cannot build here: {exc}")
     assert len(engine) > 1000
     assert len(_build_local(trt, path, 1, 32, 32)) > 1000
+
+
+def test_compile_timeout_skips_the_backend_and_later_compilations(tmp_path):
+    """A compilation past --compile-timeout is interrupted and listed as skipped with the reason; later
+    ones in the same run are not attempted. The GPU-only compiled backends say why they cannot run."""
+    argv = ["bench", "--preset", "edge", "--size", "64x64", "96x96", "--backend", "torch-compile",
+            "torch-cuda-compile", "--iters", "1", "--warmup", "0", "--threads", "1", "--device", "cpu",
+            "--compile-timeout", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    first, second = (r for r in rows if r["backend"] == "torch-compile")
+    assert first["status"] == "skipped" and "took longer than 1 s" in first["reason"]
+    assert second["status"] == "skipped" and "earlier compilation in this run timed out" in second["reason"]
+    gpu_rows = [r for r in rows if r["backend"] == "torch-cuda-compile"]
+    assert all(r["status"] == "skipped" and "needs a CUDA GPU" in r["reason"] for r in gpu_rows)
+
+
+def test_time_budget_lists_what_did_not_fit(tmp_path):
+    argv = ["bench", "--preset", "edge", "--size", "64x64", "--backend", "torch-chunked", "ort-cpu", "--iters", "1",
+            "--warmup", "0", "--device", "cpu", "--time-budget", "0.000001", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert [r["status"] for r in rows] == ["skipped", "skipped"]
+    assert all("time budget" in r["reason"] for r in rows)
+
+
+class _TinySource:
+    """A bench model source holding a small model (every block type, dims 8)."""
+
+    def __init__(self):
+        import torch
+
+        from fusion_edge.models.presets import create_model
+
+        torch.manual_seed(0)
+        self.model = create_model("edge", dims=8, depths=[1, 1, 1, 1], depths_decoder=[1, 1, 1, 1]).for_inference()
+
+    def torch_model(self, device):
+        return self.model
+
+
+def test_compiled_model_is_built_once_per_size_and_checked_against_eager():
+    """The compiled backends share one compilation per size; the note gives the distance to fp32 eager."""
+    import torch
+
+    from fusion_edge.bench.backend_base import BenchContext
+    from fusion_edge.bench.backends_compile import compiled_model
+    from fusion_edge.ops import torch_ops
+
+    ctx = BenchContext(source=_TinySource(), device="cpu", batch=1, fp16=False, compile_backend="eager")
+    try:
+        with torch_ops.cpu_route():  # the graph of a GPU: the kernels as custom ops
+            built = compiled_model(ctx, 32, 32, "cuda")
+            assert compiled_model(ctx, 32, 32, "cuda") is built
+            with torch.inference_mode():
+                out = built.forward()
+            assert out.shape == (1, 1, 32, 32)
+            assert built.compile_s > 0
+            assert "max |output - fp32 eager| = 0.00e+00" in built.notes[-1]
+            other = compiled_model(ctx, 32, 64, "cuda")
+            assert other is not built and ctx.cache["compiled"][1] is other  # one compiled model kept
+    finally:
+        torch._dynamo.reset()
+
+
+def test_half_model_keeps_the_scan_parameters_in_float32():
+    import torch
+
+    from fusion_edge.bench.backends_torch import SCAN_PARAMS, half_model
+
+    half = half_model(_TinySource().model)
+    scan_params = {n for n, _ in half.named_parameters() if n.rsplit(".", 1)[-1] in SCAN_PARAMS}
+    assert scan_params
+    for name, param in half.named_parameters():
+        assert param.dtype == (torch.float32 if name in scan_params else torch.float16), name
+    out = half(torch.rand(1, 1, 32, 32, dtype=torch.float16), torch.rand(1, 1, 32, 32, dtype=torch.float16))
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+
+
+def test_table_shows_compile_time_and_notes():
+    from fusion_edge.bench.report import markdown_table
+    from fusion_edge.bench.runner import BenchReport, ResultRow
+
+    row = ResultRow("torch-cuda-compile-graph", 512, 640, 1, "fp16", "ok", latency_ms={"p50": 1.2, "p90": 1.3,
+                    "p99": 1.4}, throughput_fps=800.0, compile_s=41.25, notes=["max |output - fp32 eager| = 1e-3"])
+    env = {"software": {"torch": "2.11", "cuda": "13.0"}, "cpu": "x", "gpu": "NVIDIA H100"}
+    table = markdown_table(BenchReport({}, "preset edge", env, {}, [row]))
+    assert "| compile s | status |" in table and "| 41.2 | ok |" in table
+    assert "- torch-cuda-compile-graph 512x640 fp16: max |output - fp32 eager| = 1e-3" in table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ class Prepared:
     close: Callable[[], None] = lambda: None
     after_first_call: Callable[[], None] | None = None  # runs once the first (initialising) call is done
     notes: list[str] = field(default_factory=list)
+    compile_s: float | None = None  # torch.compile's compilation (and first compiled call), apart from latency
 
 
 @dataclass
@@ -34,10 +36,22 @@ class BenchContext:
     batch: int
     fp16: bool
     threads: int | None = None
+    torch_fp16: str = "autocast"  # "autocast" or "half" (see fusion_edge.bench.config.TORCH_FP16_MODES)
+    compile_mode: str = "default"
+    compile_scope: str = "model"
+    compile_backend: str = "inductor"
+    compile_timeout: float = 600.0
+    deadline: float | None = None  # time.monotonic() after which nothing new starts
+    # What backends build once and share (a float16 model copy, a compiled model); see backends_compile.
+    cache: dict = field(default_factory=dict)
 
     @property
     def on_gpu(self) -> bool:
         return self.device.startswith("cuda")
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the run's deadline (None: no budget)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
 
 def no_memory_on_cpu() -> tuple[float | None, str]:

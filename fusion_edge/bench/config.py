@@ -11,12 +11,24 @@ BACKENDS = (
     "torch-chunked",
     "torch-cuda",
     "torch-cuda-graph",
+    "torch-cuda-compile",
+    "torch-cuda-compile-graph",
     "torch-compile",
     "ort-cpu",
     "ort-cuda",
     "tensorrt",
 )
 PRESET_NAMES = ("edge", "tiny", "paper")
+# How torch backends run --fp16: autocast of the float32 model, or a float16 copy of the model
+# (the ES2D scan parameters stay float32: the fused kernel reads them so).
+TORCH_FP16_MODES = ("autocast", "half")
+# torch.compile modes of the torch-cuda-compile backends (CUDA graphs are the -graph backend's job).
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+# What torch-cuda-compile compiles: the whole model as one graph, or each DVSS / DFFM block on its
+# own (identical blocks share one compilation: far less compile time, no fusion across blocks).
+COMPILE_SCOPES = ("model", "blocks")
+# inductor generates the kernels; aot_eager and eager only trace (for checking graphs quickly).
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 STANDARD_SIZES = ((256, 256), (480, 640), (512, 640), (1024, 1280))
 # A 2-core CPU needs seconds to minutes per paper-sized frame, so CPU defaults stay small.
@@ -64,6 +76,12 @@ class BenchConfig:
     device: str = "auto"
     threads: int | None = None  # CPU threads for torch and ONNX Runtime (None: their defaults)
     out_dir: Path | None = None
+    torch_fp16: str = "autocast"
+    compile_mode: str = "default"
+    compile_scope: str = "model"
+    compile_backend: str = "inductor"
+    compile_timeout: float = 600.0  # seconds one torch.compile compilation may take
+    time_budget: float | None = None  # seconds for the whole run; configurations after it are skipped
 
     def validate(self) -> None:
         if self.preset is None and self.model is None:
@@ -82,6 +100,16 @@ class BenchConfig:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
         if self.max_seconds <= 0:
             raise ValueError(f"--max-seconds must be positive, got {self.max_seconds}")
+        for name, value, choices in (("torch-fp16", self.torch_fp16, TORCH_FP16_MODES),
+                                     ("compile-mode", self.compile_mode, COMPILE_MODES),
+                                     ("compile-scope", self.compile_scope, COMPILE_SCOPES),
+                                     ("compile-backend", self.compile_backend, COMPILE_BACKENDS)):
+            if value not in choices:
+                raise ValueError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+        if self.compile_timeout <= 0:
+            raise ValueError(f"--compile-timeout must be positive, got {self.compile_timeout}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError(f"--time-budget must be positive, got {self.time_budget}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -17,7 +17,7 @@ WIDTH, HEIGHT = 1000, 640
 LEFT, RIGHT, TOP, BOTTOM = 90, 230, 60, 70
 # BGR colours, one per backend in BACKENDS order (then cycled).
 PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
-           (194, 119, 227), (127, 127, 127)]
+           (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 

@@ -12,7 +12,7 @@ from fusion_edge.bench.runner import BenchReport
 SCHEMA_VERSION = 1
 COLUMNS = (
     "backend", "size", "batch", "prec", "p50 ms", "p90 ms", "p99 ms", "frames/s", "peak GPU MB",
-    "GFLOPs/frame", "MB moved/frame", "status",
+    "GFLOPs/frame", "MB moved/frame", "compile s", "status",
 )
 
 
@@ -40,9 +40,14 @@ def markdown_table(report: BenchReport) -> str:
             row.backend, row.size, str(row.batch), row.precision,
             _num(lat.get("p50")), _num(lat.get("p90")), _num(lat.get("p99")), _num(row.throughput_fps, 1),
             _num(row.peak_memory_mb, 0) if row.peak_memory_mb is not None else "n/a",
-            _num(cost.gflops) if cost else "n/a", _num(cost.mbytes, 1) if cost else "n/a", status,
+            _num(cost.gflops) if cost else "n/a", _num(cost.mbytes, 1) if cost else "n/a",
+            _num(row.compile_s, 1) if row.compile_s is not None else "", status,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    noted = [row for row in report.rows if row.notes]
+    if noted:
+        lines += ["", "Notes:"]
+        lines += [f"- {row.backend} {row.size} {row.precision}: {'; '.join(row.notes)}" for row in noted]
     software = report.environment["software"]
     versions = ", ".join(f"{k} {v}" for k, v in software.items() if v and k != "onnxruntime_providers")
     lines += ["", f"Software: {versions}."]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from fusion_edge.bench import backends_ort, backends_torch, backends_trt
+from fusion_edge.bench import backends_compile, backends_ort, backends_torch, backends_trt
 from fusion_edge.bench.backend_base import BackendUnavailable, BenchContext
 from fusion_edge.bench.config import BenchConfig, format_size
 from fusion_edge.bench.cost import FrameCost, frame_cost
@@ -20,7 +20,9 @@ from fusion_edge.bench.timing import TimeCapExceeded, measure
 
 log = logging.getLogger(__name__)
 
-PREPARE: dict[str, Callable] = {**backends_torch.PREPARE, **backends_ort.PREPARE, **backends_trt.PREPARE}
+PREPARE: dict[str, Callable] = {
+    **backends_torch.PREPARE, **backends_compile.PREPARE, **backends_ort.PREPARE, **backends_trt.PREPARE,
+}
 
 
 @dataclass
@@ -36,7 +38,8 @@ class ResultRow:
     throughput_fps: float | None = None
     peak_memory_mb: float | None = None
     peak_memory_method: str = ""
-    setup_s: float | None = None  # building the backend (export, engine build, graph capture)
+    setup_s: float | None = None  # building the backend (export, engine build, compilation, graph capture)
+    compile_s: float | None = None  # torch.compile's compilation and first compiled call (part of setup_s)
     first_call_s: float | None = None  # the first call (lazy init; compilation for torch-compile)
     timer: str = ""
     warmup: int = 0
@@ -86,19 +89,27 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
         torch.set_num_threads(config.threads)
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions
-    ctx = BenchContext(source=source, device=device, batch=config.batch, fp16=config.fp16, threads=config.threads)
+    deadline = time.monotonic() + config.time_budget if config.time_budget else None
+    ctx = BenchContext(
+        source=source, device=device, batch=config.batch, fp16=config.fp16, threads=config.threads,
+        torch_fp16=config.torch_fp16, compile_mode=config.compile_mode, compile_scope=config.compile_scope,
+        compile_backend=config.compile_backend, compile_timeout=config.compile_timeout, deadline=deadline,
+    )
     load_before = _load_average()
-    precision = "fp16" if config.fp16 else "fp32"
     rows: list[ResultRow] = []
     costs: dict[str, FrameCost | None] = {}
     try:
         for height, width in sizes:
             costs[format_size((height, width))] = _cost_or_none(source.config, height, width, config.fp16)
             for backend in config.backends:
+                scan_impl = backends_torch.SCAN_IMPL.get(backend)
+                precision = backends_torch.precision_label(ctx) if scan_impl else ("fp16" if config.fp16 else "fp32")
                 row = ResultRow(backend, height, width, config.batch, precision, status="ok")
                 progress(f"{backend} {row.size} batch {config.batch} {precision} ...")
-                scan_impl = backends_torch.SCAN_IMPL.get(backend)
                 try:
+                    left = ctx.seconds_left()
+                    if left is not None and left <= 0:
+                        raise BackendUnavailable(f"not run: the run's time budget ({config.time_budget:g} s) is spent")
                     if scan_impl:
                         backends_torch.check_backend(ctx, backend)
                     with use_impl(scan_impl) if scan_impl else contextlib.nullcontext():
@@ -120,7 +131,10 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
         "preset": config.preset, "model": str(config.model) if config.model else None, "device": device,
         "backends": config.backends, "sizes": [format_size(s) for s in sizes], "fp16": config.fp16,
         "batch": config.batch, "warmup": config.warmup, "iters": config.iters, "max_seconds": config.max_seconds,
-        "threads": config.threads,
+        "threads": config.threads, "torch_fp16": config.torch_fp16, "compile_mode": config.compile_mode,
+        "compile_scope": config.compile_scope, "compile_backend": config.compile_backend,
+        "compile_timeout": config.compile_timeout,
+        "time_budget": config.time_budget,
     }
     environment = describe(device)
     environment["load_average_1min"] = {"start": load_before, "end": _load_average()}
@@ -139,9 +153,14 @@ def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRo
     start = time.perf_counter()
     prepared = PREPARE[backend](ctx, row.height, row.width, backend)
     row.setup_s = round(time.perf_counter() - start, 3)
+    row.compile_s = prepared.compile_s
+    max_seconds = config.max_seconds
+    left = ctx.seconds_left()
+    if left is not None:  # the timed calls must fit what is left of the run's budget too
+        max_seconds = max(min(max_seconds, left), 0.001)
     try:
         stats, first_call = measure(
-            prepared.run, prepared.timer, config.warmup, config.iters, config.max_seconds, prepared.after_first_call
+            prepared.run, prepared.timer, config.warmup, config.iters, max_seconds, prepared.after_first_call
         )
         row.first_call_s = round(first_call, 3)
         row.latency_ms = {k: round(v, 4) for k, v in vars(stats).items() if k != "samples"}

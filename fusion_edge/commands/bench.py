@@ -17,7 +17,14 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def register(subparsers) -> None:
-    from fusion_edge.bench.config import BACKENDS, PRESET_NAMES
+    from fusion_edge.bench.config import (
+        BACKENDS,
+        COMPILE_BACKENDS,
+        COMPILE_MODES,
+        COMPILE_SCOPES,
+        PRESET_NAMES,
+        TORCH_FP16_MODES,
+    )
 
     p = subparsers.add_parser(
         "bench",
@@ -38,6 +45,21 @@ def register(subparsers) -> None:
                    help="input sizes, height x width (default: 256x256 480x640 512x640 1024x1280 on a GPU; "
                    "smaller on CPU)")
     p.add_argument("--fp16", action="store_true", help="half precision: autocast for torch, fp16 ONNX/engine")
+    p.add_argument("--torch-fp16", choices=TORCH_FP16_MODES, default="autocast",
+                   help="how torch backends run --fp16: autocast (default) or half, a float16 copy of the model "
+                   "(scan parameters float32) fed float16 inputs")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                   help="torch.compile mode of torch-cuda-compile(-graph) (default: default)")
+    p.add_argument("--compile-scope", choices=COMPILE_SCOPES, default="model",
+                   help="torch-cuda-compile(-graph): compile the whole model (default) or each block on its own "
+                   "(much less compile time)")
+    p.add_argument("--compile-backend", choices=COMPILE_BACKENDS, default="inductor",
+                   help="torch.compile backend of the compiled backends (default inductor; aot_eager and eager only "
+                   "trace, to check for graph breaks quickly)")
+    p.add_argument("--compile-timeout", type=float, default=600.0,
+                   help="seconds one torch.compile compilation may take before its backend is skipped (default 600)")
+    p.add_argument("--time-budget", type=float,
+                   help="seconds for the whole run: configurations that would start later are listed as skipped")
     p.add_argument("--batch", type=int, default=1, help="frames per call (default 1)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default 10, at least 2 run)")
     p.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
@@ -58,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     config = BenchConfig(
         preset=args.preset or args.model_preset, model=args.model, backends=args.backend, sizes=args.size or [],
         fp16=args.fp16, batch=args.batch, warmup=args.warmup, iters=args.iters, max_seconds=args.max_seconds,
-        device=args.device, threads=args.threads, out_dir=args.out,
+        device=args.device, threads=args.threads, out_dir=args.out, torch_fp16=args.torch_fp16,
+        compile_mode=args.compile_mode, compile_scope=args.compile_scope,
+        compile_backend=args.compile_backend, compile_timeout=args.compile_timeout,
+        time_budget=args.time_budget,
     )
 
     def progress(line: str) -> None:

@@ -435,17 +435,21 @@ def test_train_command_reports_data_errors(tmp_path, capsys):
     assert "no images" in capsys.readouterr().err
 
 
-def test_train_command_time_limit_and_export(tmp_path, capsys):
+def test_train_command_time_limit_and_export(tmp_path, capsys, monkeypatch):
     from fusion_edge.cli import main
 
     data = make_pairs(tmp_path / "d", count=3, size=(32, 32))
-    code = main(["train", "--data", str(data), "--out", str(tmp_path / "o"), "--crop", "32", "--batch", "1",
-                 "--epochs", "100", "--time-limit", "0.001", "--val-fraction", "0",
-                 "--export", str(tmp_path / "w.pt")])
-    assert code == 0
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "o"), "--crop", "32", "--batch", "1",
+            "--epochs", "100", "--time-limit", "0.001", "--val-fraction", "0", "--export", str(tmp_path / "w.pt")]
+    monkeypatch.setattr(sys, "argv", ["fusion-edge", *argv])  # as started from the shell
+    assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 1  # the clock is checked after each step
     assert summary["exported"]["bytes"] == (tmp_path / "w.pt").stat().st_size
+    record = json.loads((tmp_path / "w.json").read_text())["training"]
+    assert record["time_limit"] == 0.001 and record["init"] is None
+    assert record["command"] == ("fusion-edge train --data d --out o --crop 32 --batch 1 --epochs 100 "
+                                 "--time-limit 0.001 --val-fraction 0 --export w.pt")  # no folders of this machine
     from fusion_edge.models.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "w.pt", preset="edge").preset == "edge"

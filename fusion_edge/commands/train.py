@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -58,6 +61,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def command_line() -> str | None:
+    """The command line of this process when it was started as ``fusion-edge train`` (else None),
+    paths shortened to their last part: the weights' record must not name the training machine's folders."""
+    if sys.argv[1:2] != ["train"]:
+        return None
+    words = ["fusion-edge"] + [Path(w).name if "/" in w else w for w in sys.argv[1:]]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def run(args: argparse.Namespace) -> int:
     from fusion_edge.train import TrainConfig, export_weights, train
 
@@ -78,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     main_rank = not dist.is_initialized() or dist.get_rank() == 0
     if main_rank:
         if args.export:
-            record = export_weights(summary["checkpoint"], args.export)
+            record = export_weights(summary["checkpoint"], args.export, command=command_line())
             summary["exported"] = {"path": args.export, "bytes": record["bytes"]}
         print(json.dumps(summary, indent=2))
     if dist.is_initialized():

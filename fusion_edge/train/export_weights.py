@@ -23,6 +23,7 @@ def export_weights(
     *,
     dtype: str = "fp16",
     keep_base_mask: bool = False,
+    command: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_path`` (state_dict, optimizer state dropped) and ``out_path`` with ``.json``.
@@ -31,7 +32,7 @@ def export_weights(
     rounding moves the clamped output on a test pair. The LDCs' ``base_mask`` tensors (frozen,
     all ones, a quarter of the values) are left out unless ``keep_base_mask``;
     ``fusion_edge.load_checkpoint`` restores them (the reference code needs ``strict=False``).
-    Returns the JSON record.
+    ``command``, the training command line, is recorded with the settings. Returns the JSON record.
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
@@ -64,7 +65,9 @@ def export_weights(
             "elapsed_s": round(float(ckpt.get("elapsed", 0.0)), 1),
             **{k: cfg.get(k) for k in ("crop", "batch", "repeats", "loss", "lr", "schedule", "warmup_steps",
                                        "min_lr_ratio", "amp", "grad_clip", "drop_path_rate", "seed",
-                                       "val_fraction", "val_max_side", "scan_impl")},
+                                       "val_fraction", "val_max_side", "scan_impl", "time_limit", "cuda_graph")},
+            "init": Path(cfg["init_weights"]).name if cfg.get("init_weights") else None,
+            **({"command": command} if command else {}),
         },
         "environment": ckpt.get("environment", {}),
         "final": {k: v for k, v in final.items() if k.startswith("val_") or k in ("train_loss", "step", "epoch")},

@@ -1,10 +1,10 @@
 """Our CUDA kernels behind the ops' dispatch: selective scan (impl "cuda"), fused ES2D, LDC.
 
 Forward runs the kernels of ``fusion_edge.kernels`` on torch's current stream, reading the
-tensors in place (zero copy). Backward of the scan has no kernel of its own yet: it
-recomputes the forward with the chunked op (the reference when the chunked op is absent)
-under autograd and differentiates that, so training works at the chunked op's speed for
-the backward pass. The fused ES2D op and the LDC kernel are inference paths: with
+tensors in place (zero copy). Backward of the scan runs our backward kernel (two launches);
+where it cannot (more than 64 states, or ``BACKWARD_KERNEL`` off) it recomputes the forward
+with the chunked op (the reference when the chunked op is absent) under autograd and
+differentiates that. The fused ES2D op and the LDC kernel are inference paths: with
 gradients required they hand over to the unfused, differentiable paths.
 
 ``register()`` installs all three; it imports no CuPy (that happens at the first CUDA call),
@@ -23,6 +23,8 @@ from fusion_edge.ops.selective_scan_ref import selective_scan_ref
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_STATES = 64
+# Backward on our kernel; False: recompute under autograd (benchmarks compare the two).
+BACKWARD_KERNEL = True
 
 
 @functools.cache
@@ -113,22 +115,74 @@ class _SelectiveScanCuda(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         saved = ctx.saved_tensors
-        wanted = ctx.needs_input_grad[:8]
-        # Recompute in float32 (half-precision inputs too), differentiate, cast back.
-        with torch.enable_grad():
-            leaves = [
-                None if t is None else (t.detach().float().requires_grad_(True) if need else t.detach().float())
-                for t, need in zip(saved, wanted)
-            ]
-            y = _backward_impl()(*leaves, delta_softplus=ctx.delta_softplus)
-            targets = [t for t, need in zip(leaves, wanted) if need and t is not None]
-            grads = torch.autograd.grad(y, targets, grad_out.float(), allow_unused=True) if targets else ()
-        grads = iter(grads)
-        out = []
-        for t, need in zip(saved, wanted):
-            g = next(grads) if need and t is not None else None
-            out.append(None if g is None else g.to(t.dtype))
-        return (*out, None)
+        wanted = tuple(need and t is not None for t, need in zip(saved, ctx.needs_input_grad[:8]))
+        if not any(wanted):
+            return (None,) * 9
+        if BACKWARD_KERNEL and saved[2].shape[-1] <= MAX_STATES:
+            grads = _scan_backward(saved, wanted, ctx.delta_softplus, grad_out)
+        else:
+            grads = _backward_by_recompute(saved, wanted, ctx.delta_softplus, grad_out)
+        return (*grads, None)
+
+
+def _scan_backward(saved, wanted, delta_softplus: bool, grad_out: torch.Tensor) -> list[torch.Tensor | None]:
+    """The gradients ``wanted`` (u, delta, A, B, C, D, z, delta_bias) on our backward kernel,
+    float32 sums, each cast to its input's dtype."""
+    from fusion_edge import kernels
+
+    u0, delta0, A0, B0, C0, D0, z0, bias0 = saved
+    u = u0.contiguous()
+    delta = delta0.to(u.dtype).contiguous()
+    bc_dtype = u.dtype if B0.dtype == u.dtype and C0.dtype == u.dtype else torch.float32
+    B = B0.to(bc_dtype).contiguous()
+    C = C0.to(bc_dtype).contiguous()
+    z = None if z0 is None else z0.to(u.dtype).contiguous()
+    A = A0.float().contiguous()
+    D = None if D0 is None else D0.float().contiguous()
+    bias = None if bias0 is None else bias0.float().contiguous()
+    dout = grad_out.to(u.dtype).contiguous()
+    w_u, w_delta, w_A, w_B, w_C, w_D, w_z, w_bias = (need and t is not None for t, need in zip(saved, wanted))
+
+    def f32(t: torch.Tensor, need: bool) -> torch.Tensor | None:
+        return torch.empty(t.shape, device=u.device, dtype=torch.float32) if need else None
+
+    grads = [
+        torch.empty_like(u) if w_u else None,
+        torch.empty_like(u) if w_delta else None,
+        f32(A, w_A), f32(B, w_B), f32(C, w_C), f32(D, w_D),
+        torch.empty_like(u) if w_z else None,
+        f32(bias, w_bias),
+    ]
+    du, ddelta, dA, dB, dC, dD, dz, dbias = grads
+    batch, dim, length = u.shape
+    need = kernels.selective_scan_bwd_workspace_bytes(batch, dim, length, A.shape[1], _sm_count(u.device),
+                                                      groups=B.shape[1])
+    workspace = torch.empty(need, device=u.device, dtype=torch.uint8) if need else None
+    with torch.cuda.device(u.device):
+        kernels.launch_selective_scan_bwd(u, delta, A, B, C, D, z, bias, dout=dout, du=du, ddelta=ddelta, dA=dA,
+                                          dB=dB, dC=dC, dD=dD, dz=dz, ddelta_bias=dbias,
+                                          delta_softplus=delta_softplus, workspace=workspace, stream=_stream(u))
+    return [None if g is None else g.to(t.dtype) for g, t in zip(grads, saved)]
+
+
+def _backward_by_recompute(saved, wanted, delta_softplus: bool, grad_out: torch.Tensor) -> list[torch.Tensor | None]:
+    """The gradients ``wanted`` by recomputing the forward in float32 (half-precision inputs too)
+    with the chunked op under autograd, cast back to each input's dtype."""
+    wanted = [need and t is not None for t, need in zip(saved, wanted)]
+    with torch.enable_grad():
+        leaves = [
+            None if t is None else (t.detach().float().requires_grad_(True) if need else t.detach().float())
+            for t, need in zip(saved, wanted)
+        ]
+        y = _backward_impl()(*leaves, delta_softplus=delta_softplus)
+        targets = [t for t, need in zip(leaves, wanted) if need]
+        grads = torch.autograd.grad(y, targets, grad_out.float(), allow_unused=True) if targets else ()
+    grads = iter(grads)
+    out = []
+    for t, need in zip(saved, wanted):
+        g = next(grads) if need else None
+        out.append(None if g is None else g.to(t.dtype))
+    return out
 
 
 def selective_scan_cuda(

@@ -17,7 +17,7 @@
 #   TRAIN_SECONDS  training time of the main run (default 480); the cosine schedule follows it.
 #                  The phase takes about TRAIN_SECONDS + 60 s (start, final validation, export, eval).
 #   TRAIN_GPU      GPU of the main run (default 1)
-#   CROP BATCH LR WARMUP LOSS   recipe (defaults 256, 16, 2e-4, 300, reference)
+#   CROP BATCH LR WARMUP LOSS   recipe (defaults 256, 16, 3e-4, 300, reference)
 #   TRAIN_ARGS     extra `fusion-edge train` options for the main run (they win)
 #   DEVICE         cuda (default) or cpu: a dry run of every phase on the CPU (DDP over gloo, small crops)
 #   WORK           scratch folder for checkpoints (default a new temporary folder)
@@ -47,7 +47,7 @@ else
   SMOKE="--crop 128 --batch 8 --max-steps 12 --val-max-side 128"
   VAL="--val-max-side 256"
 fi
-CROP=${CROP:-256} BATCH=${BATCH:-16} LR=${LR:-2e-4} WARMUP=${WARMUP:-300} LOSS=${LOSS:-reference}
+CROP=${CROP:-256} BATCH=${BATCH:-16} LR=${LR:-3e-4} WARMUP=${WARMUP:-300} LOSS=${LOSS:-reference}
 INIT_ARGS=(--head-bias-init data)
 [ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
 mkdir -p "$OUT" "$WORK"
@@ -105,7 +105,8 @@ EOF
 train_run() {
   # --resume DIR/last.pt when given a checkpoint; the rest of the options are the recipe.
   local run=$1 seconds=$2; shift 2
-  (cd "$PKG" && "${CLI[@]}" train --data "$DATA_DIR" --out "$run" --preset edge \
+  # timeout: a hung run still leaves time to export its last checkpoint and evaluate it
+  (cd "$PKG" && timeout -k 10 $((seconds + 120)) "${CLI[@]}" train --data "$DATA_DIR" --out "$run" --preset edge \
     --crop "$CROP" --batch "$BATCH" --repeats 40 --epochs 100000 --time-limit "$seconds" \
     --lr "$LR" --schedule cosine --warmup-steps "$WARMUP" --grad-clip 1.0 --drop-path 0.05 --loss "$LOSS" \
     --amp auto --device "$DEVICE" --seed 0 --val-fraction 0.1 $VAL --val-interval 60 --log-every 200 \
@@ -134,6 +135,15 @@ main_run() {
         train_run "$WORK/run_eager" "$left" "${INIT_ARGS[@]}"
       fi
       rc=$?
+    fi
+  fi
+  if [ ! -f "$OUT/edge.pt" ]; then  # stopped before its own export: export the last checkpoint
+    local last
+    last=$(ls -t "$WORK"/run*/last.pt 2>/dev/null | head -1)
+    if [ -n "$last" ]; then
+      echo "== exporting $last" | tee -a "$log"
+      (cd "$PKG" && python3 -c 'import sys; from fusion_edge.train import export_weights; export_weights(*sys.argv[1:])' \
+        "$last" "$OUT/edge.pt" >>"$log" 2>&1)
     fi
   fi
   echo "== summary (exit $rc, $((SECONDS - t0)) s)" >>"$log"

@@ -290,3 +290,87 @@ def test_table_shows_compile_time_and_notes():
     table = markdown_table(BenchReport({}, "preset edge", env, {}, [row]))
     assert "| compile s | status |" in table and "| 41.2 | ok |" in table
     assert "- torch-cuda-compile-graph 512x640 fp16: max |output - fp32 eager| = 1e-3" in table
+
+
+def test_min_iters_times_fewer_calls_instead_of_skipping():
+    import time
+
+    def slow():
+        time.sleep(0.02)
+
+    stats, _ = measure(slow, HostTimer(), warmup=5, iters=100, max_seconds=0.3, min_iters=5)
+    assert 5 <= stats.samples < 100
+    with pytest.raises(TimeCapExceeded):
+        measure(slow, HostTimer(), warmup=2, iters=100, max_seconds=0.05, min_iters=5)
+
+
+def test_run_order_puts_compilation_last_and_limits_backend_sizes():
+    from fusion_edge.bench.config import parse_backend_sizes
+    from fusion_edge.bench.runner import run_order
+
+    sizes = [(512, 640), (256, 256)]
+    config = BenchConfig(preset="edge", sizes=sizes, backends=["torch-chunked", "torch-cuda-compile",
+                                                                 "torch-cuda-graph", "torch-compile"],
+                         backend_sizes=parse_backend_sizes(["torch-chunked=256x256", "torch-compile=512x640"]))
+    config.validate()
+    order = [(size, backend) for _, _, size, backend in run_order(sizes, config)]
+    assert order == [
+        ((512, 640), "torch-cuda-graph"), ((256, 256), "torch-chunked"), ((256, 256), "torch-cuda-graph"),
+        ((512, 640), "torch-cuda-compile"), ((256, 256), "torch-cuda-compile"), ((512, 640), "torch-compile"),
+    ]
+
+
+@pytest.mark.parametrize("items, message", [
+    (["torch-chunked"], "BACKEND=HxW"),
+    (["torch-magic=64x64"], "unknown backend"),
+    (["torch-chunked=64"], "HxW"),
+])
+def test_backend_sizes_errors(items, message):
+    from fusion_edge.bench.config import parse_backend_sizes
+
+    with pytest.raises(ValueError, match=message):
+        parse_backend_sizes(items)
+
+
+def test_backend_sizes_must_be_among_the_sizes():
+    config = BenchConfig(preset="edge", sizes=[(64, 64)], backends=["torch-chunked"],
+                         backend_sizes={"torch-chunked": [(32, 32)]})
+    with pytest.raises(ValueError, match="32x32 not among --size"):
+        config.validate()
+
+
+def test_merge_puts_runs_of_one_model_in_one_section(tmp_path):
+    from fusion_edge.bench.merge import merge
+    from fusion_edge.bench.report import to_json
+    from fusion_edge.bench.runner import BenchReport, ResultRow
+
+    env = {"software": {"torch": "2.11", "cuda": "13.0"}, "cpu": "x", "gpu": "NVIDIA H100"}
+    cost = frame_cost(preset_config("edge"), 64, 64, fp16=True)
+    lat = {"p50": 1.0, "p90": 1.1, "p99": 1.2}
+    main_run = BenchReport({"preset": "edge", "fp16": True, "batch": 1}, "preset edge", env, {"64x64": cost},
+                           [ResultRow("torch-cuda-graph", 64, 64, 1, "fp16", "ok", latency_ms=lat)])
+    extra_run = BenchReport({"preset": "edge", "fp16": True, "batch": 1}, "preset edge", env, {"64x64": None},
+                            [ResultRow("torch-chunked", 64, 64, 1, "fp16", "ok", latency_ms=lat)])
+    paths = []
+    for i, report in enumerate((main_run, extra_run)):
+        path = tmp_path / f"run{i}" / "bench.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(to_json(report)))
+        paths.append(path)
+    md = merge(paths, tmp_path / "out", "m")["md"].read_text()
+    assert md.count("## preset edge, fp16, batch 1") == 1
+    chunked, graph = md.index("| torch-chunked | 64x64"), md.index("| torch-cuda-graph | 64x64")
+    assert chunked < graph  # backends in table order
+    assert f"| {cost.gflops:.2f} |" in md[chunked:graph]  # the count made by the other run
+
+
+def test_checkpoint_receives_the_rows_so_far():
+    from fusion_edge.bench.runner import run_bench
+
+    seen = []
+    config = BenchConfig(preset="edge", sizes=[(64, 64), (32, 32)], backends=["torch-cuda"], device="cpu",
+                         count_cost=False)
+    report = run_bench(config, progress=lambda line: None, checkpoint=lambda r: seen.append(len(r.rows)))
+    assert seen == [1, 2] and len(report.rows) == 2
+    assert all(r.status == "skipped" for r in report.rows)
+    assert report.costs == {"64x64": None, "32x32": None}

@@ -206,17 +206,24 @@ def prepare_cuda_compile(ctx: BenchContext, height: int, width: int, backend: st
 def prepare_cuda_compile_graph(ctx: BenchContext, height: int, width: int,
                                backend: str = "torch-cuda-compile-graph") -> Prepared:
     """The compiled model captured once into a CUDA graph and replayed on static inputs."""
+    import torch
+
     check_backend(ctx, backend)
     built = compiled_model(ctx, height, width, "cuda")
     peak, reset = _torch_peak_memory(ctx)
     graph, static_out = capture_graph(ctx, built.forward, warmup=2)
+    graph.replay()
+    with torch.inference_mode(), autocast(ctx, cache_enabled=False):
+        direct = built.forward()
+    diff = (static_out.float() - direct.float()).abs().max().item()  # the capture recorded the same work
+    notes = [*built.notes, f"replay vs compiled call: max |diff| = {diff:.1e}"]
 
     def run():
         graph.replay()
         return static_out
 
     return Prepared(run=run, timer=CudaEventTimer(), peak_memory=peak, close=graph.reset, after_first_call=reset,
-                    notes=list(built.notes), compile_s=round(built.compile_s, 2))
+                    notes=notes, compile_s=round(built.compile_s, 2))
 
 
 def prepare_chunked_compile(ctx: BenchContext, height: int, width: int, backend: str = "torch-compile") -> Prepared:

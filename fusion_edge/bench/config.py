@@ -52,6 +52,18 @@ def format_size(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
+def parse_backend_sizes(items: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """['torch-chunked=256x256,512x640', ...] -> {'torch-chunked': [(256, 256), (512, 640)]}."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for item in items:
+        backend, sep, sizes = item.partition("=")
+        if not sep or not sizes.strip():
+            raise ValueError(f"--backend-sizes {item!r} is not BACKEND=HxW[,HxW...]")
+        check_backends([backend.strip()])
+        out[backend.strip()] = [parse_size(s) for s in sizes.split(",")]
+    return out
+
+
 def check_backends(names: list[str]) -> list[str]:
     """Known names, duplicates removed, in the order given."""
     unknown = [n for n in names if n not in BACKENDS]
@@ -82,6 +94,9 @@ class BenchConfig:
     compile_backend: str = "inductor"
     compile_timeout: float = 600.0  # seconds one torch.compile compilation may take
     time_budget: float | None = None  # seconds for the whole run; configurations after it are skipped
+    min_iters: int | None = None  # over --max-seconds, time this many calls at least instead of skipping
+    count_cost: bool = True  # count FLOPs and bytes per frame (a few seconds per size)
+    backend_sizes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # backend -> its only sizes
 
     def validate(self) -> None:
         if self.preset is None and self.model is None:
@@ -106,6 +121,14 @@ class BenchConfig:
                                      ("compile-backend", self.compile_backend, COMPILE_BACKENDS)):
             if value not in choices:
                 raise ValueError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+        if self.min_iters is not None and not 1 <= self.min_iters <= self.iters:
+            raise ValueError(f"--min-iters must be between 1 and --iters ({self.iters}), got {self.min_iters}")
+        for backend, sizes in self.backend_sizes.items():
+            if backend not in self.backends:
+                raise ValueError(f"--backend-sizes names {backend!r}, which is not among the backends to run")
+            missing = [format_size(s) for s in sizes if self.sizes and s not in self.sizes]
+            if missing:
+                raise ValueError(f"--backend-sizes {backend}: {', '.join(missing)} not among --size")
         if self.compile_timeout <= 0:
             raise ValueError(f"--compile-timeout must be positive, got {self.compile_timeout}")
         if self.time_budget is not None and self.time_budget <= 0:

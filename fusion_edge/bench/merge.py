@@ -2,7 +2,8 @@
 
     python -m fusion_edge.bench.merge RUN_DIR_OR_JSON... --out DIR [--name bench_gpu]
 
-Writes NAME.md (one section per run), NAME.json (the runs, unchanged) and NAME.png (every
+Writes NAME.md (one section per model, precision and batch: runs of the same model split over
+several processes share a section), NAME.json (the runs, unchanged) and NAME.png (every
 backend of every run, labelled ``preset backend precision``).
 """
 
@@ -39,17 +40,45 @@ def _known(cls, values: dict) -> dict:
     return {k: v for k, v in values.items() if k in names}
 
 
+def _precision(config: dict) -> str:
+    if not config.get("fp16"):
+        return "fp32"
+    return "fp16 (float16 model)" if config.get("torch_fp16") == "half" else "fp16"
+
+
+def combine(reports: list[BenchReport]) -> BenchReport:
+    """One report from runs of the same model, precision and batch (split into several processes):
+    their rows in (size, backend) order, and the FLOP/byte counts any of them made."""
+    from fusion_edge.bench.config import BACKENDS
+
+    first = reports[0]
+    costs: dict = {}
+    for report in reports:
+        for size, cost in report.costs.items():
+            if costs.get(size) is None:
+                costs[size] = cost
+    rows = [row for report in reports for row in report.rows]
+    backend_rank = {name: i for i, name in enumerate(BACKENDS)}
+    rows.sort(key=lambda r: (r.height * r.width, r.height, backend_rank.get(r.backend, len(BACKENDS))))
+    return BenchReport(first.config, first.model, first.environment, costs, rows)
+
+
 def merge(paths: list[Path], out_dir: Path, name: str, note: str = "") -> dict[str, Path]:
     loaded = [load_report(p) for p in paths]
+    groups: dict[tuple, list[BenchReport]] = {}
+    for report, data in loaded:
+        key = (report.model, _precision(report.config), report.config["batch"], data.get("device"))
+        groups.setdefault(key, []).append(report)
     sections, series, sizes = ([note, ""] if note else []), {}, set()
-    for report, _ in loaded:
-        precision = "fp16" if report.config["fp16"] else "fp32"
-        sections += [f"## {report.model}, {precision}, batch {report.config['batch']}", "", markdown_table(report), ""]
+    for (model, precision, batch, _), reports in groups.items():
+        report = combine(reports)
+        sections += [f"## {model}, {precision}, batch {batch}", "", markdown_table(report), ""]
         preset = report.config.get("preset") or report.model
         for r in report.rows:
             sizes.add((r.height, r.width))
             if r.status == "ok":
-                series.setdefault(f"{preset} {r.backend} {precision}", []).append(((r.height, r.width), r.latency_ms))
+                series.setdefault(f"{preset} {r.backend} {r.precision}", []).append(((r.height, r.width),
+                                                                                      r.latency_ms))
     devices = sorted({data["device"] for _, data in loaded})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -70,16 +70,19 @@ def to_json(report: BenchReport) -> dict:
     }
 
 
-def write_outputs(report: BenchReport, out_dir: Path) -> dict[str, Path]:
-    """Write bench.md, bench.json and bench.png into ``out_dir``; each appears complete or not at all."""
-    from fusion_edge.bench.plot import render_latency_plot
-
+def write_outputs(report: BenchReport, out_dir: Path, plot: bool = True) -> dict[str, Path]:
+    """Write bench.md, bench.json and (with ``plot``) bench.png into ``out_dir``; each appears complete
+    or not at all."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"md": out_dir / "bench.md", "json": out_dir / "bench.json", "png": out_dir / "bench.png"}
+    paths = {"md": out_dir / "bench.md", "json": out_dir / "bench.json"}
     _atomic_write(paths["md"], (markdown_table(report) + "\n").encode())
     _atomic_write(paths["json"], (json.dumps(to_json(report), indent=2) + "\n").encode())
-    _atomic_write(paths["png"], render_latency_plot(report))
+    if plot:
+        from fusion_edge.bench.plot import render_latency_plot
+
+        paths["png"] = out_dir / "bench.png"
+        _atomic_write(paths["png"], render_latency_plot(report))
     return paths
 
 

@@ -73,8 +73,16 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchReport:
-    """Measure every requested backend at every requested size."""
+def run_bench(
+    config: BenchConfig,
+    progress: Callable[[str], None] = print,
+    checkpoint: Callable[[BenchReport], None] | None = None,
+) -> BenchReport:
+    """Measure every requested backend at every requested size.
+
+    ``checkpoint``, if given, receives the report so far after each configuration (so that a run
+    stopped from outside still leaves what it measured).
+    """
     from fusion_edge.bench.environment import describe
     from fusion_edge.ops import use_impl
 
@@ -96,37 +104,8 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
         compile_backend=config.compile_backend, compile_timeout=config.compile_timeout, deadline=deadline,
     )
     load_before = _load_average()
-    rows: list[ResultRow] = []
+    ranked: list[tuple[tuple[int, int], ResultRow]] = []
     costs: dict[str, FrameCost | None] = {}
-    try:
-        for height, width in sizes:
-            costs[format_size((height, width))] = _cost_or_none(source.config, height, width, config.fp16)
-            for backend in config.backends:
-                scan_impl = backends_torch.SCAN_IMPL.get(backend)
-                precision = backends_torch.precision_label(ctx) if scan_impl else ("fp16" if config.fp16 else "fp32")
-                row = ResultRow(backend, height, width, config.batch, precision, status="ok")
-                progress(f"{backend} {row.size} batch {config.batch} {precision} ...")
-                try:
-                    left = ctx.seconds_left()
-                    if left is not None and left <= 0:
-                        raise BackendUnavailable(f"not run: the run's time budget ({config.time_budget:g} s) is spent")
-                    if scan_impl:
-                        backends_torch.check_backend(ctx, backend)
-                    with use_impl(scan_impl) if scan_impl else contextlib.nullcontext():
-                        _run_one(ctx, config, backend, row)
-                except (BackendUnavailable, SourceUnavailable) as exc:
-                    row.status, row.reason = "skipped", str(exc)
-                except TimeCapExceeded as exc:
-                    row.status, row.reason = "skipped", f"over the time cap: {exc}"
-                except Exception as exc:  # noqa: BLE001 - one failing backend must not lose the others
-                    log.debug("backend %s failed", backend, exc_info=True)
-                    row.status, row.reason = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
-                progress(f"  -> {row.status}" + (f": {row.reason}" if row.reason else _latency_line(row)))
-                rows.append(row)
-                gc.collect()
-                _empty_cuda_cache(device)
-    finally:
-        source.close()
     config_dict = {
         "preset": config.preset, "model": str(config.model) if config.model else None, "device": device,
         "backends": config.backends, "sizes": [format_size(s) for s in sizes], "fp16": config.fp16,
@@ -134,11 +113,69 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
         "threads": config.threads, "torch_fp16": config.torch_fp16, "compile_mode": config.compile_mode,
         "compile_scope": config.compile_scope, "compile_backend": config.compile_backend,
         "compile_timeout": config.compile_timeout,
-        "time_budget": config.time_budget,
+        "time_budget": config.time_budget, "min_iters": config.min_iters,
+        "backend_sizes": {b: [format_size(s) for s in v] for b, v in config.backend_sizes.items()},
     }
     environment = describe(device)
-    environment["load_average_1min"] = {"start": load_before, "end": _load_average()}
-    return BenchReport(config_dict, source.label, environment, costs, rows)
+
+    def report_so_far() -> BenchReport:
+        rows = [row for _, row in sorted(ranked, key=lambda item: item[0])]  # tables list sizes, then backends
+        environment["load_average_1min"] = {"start": load_before, "end": _load_average()}
+        return BenchReport(config_dict, source.label, environment, dict(costs), rows)
+
+    try:
+        for size_rank, backend_rank, (height, width), backend in run_order(sizes, config):
+            label = format_size((height, width))
+            if label not in costs:
+                costs[label] = _cost_or_none(source.config, height, width, config.fp16) if config.count_cost else None
+            scan_impl = backends_torch.SCAN_IMPL.get(backend)
+            precision = backends_torch.precision_label(ctx) if scan_impl else ("fp16" if config.fp16 else "fp32")
+            row = ResultRow(backend, height, width, config.batch, precision, status="ok")
+            progress(f"{backend} {row.size} batch {config.batch} {precision} ...")
+            try:
+                left = ctx.seconds_left()
+                if left is not None and left <= 0:
+                    raise BackendUnavailable(f"not run: the run's time budget ({config.time_budget:g} s) is spent")
+                if scan_impl:
+                    backends_torch.check_backend(ctx, backend)
+                with use_impl(scan_impl) if scan_impl else contextlib.nullcontext():
+                    _run_one(ctx, config, backend, row)
+            except (BackendUnavailable, SourceUnavailable) as exc:
+                row.status, row.reason = "skipped", str(exc)
+            except TimeCapExceeded as exc:
+                row.status, row.reason = "skipped", f"over the time cap: {exc}"
+            except Exception as exc:  # noqa: BLE001 - one failing backend must not lose the others
+                log.debug("backend %s failed", backend, exc_info=True)
+                row.status, row.reason = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
+            progress(f"  -> {row.status}" + (f": {row.reason}" if row.reason else _latency_line(row)))
+            ranked.append(((size_rank, backend_rank), row))
+            gc.collect()
+            _empty_cuda_cache(device)
+            if checkpoint is not None:
+                checkpoint(report_so_far())
+    finally:
+        source.close()
+    return report_so_far()
+
+
+# Backends that compile run after the others at every size, so that a time budget spent compiling never
+# costs the quick measurements; the kernels' compiled backends come before the chunked model's compile
+# and the export-heavy ONNX Runtime CUDA / TensorRT builds.
+PHASE = {"torch-cuda-compile": 1, "torch-cuda-compile-graph": 1, "torch-compile": 2, "ort-cuda": 2, "tensorrt": 2}
+
+
+def run_order(sizes: list[tuple[int, int]], config: BenchConfig):
+    """(size rank, backend rank, size, backend) in the order they run: by phase, then size, then backend.
+
+    Sizes a backend is limited to (``config.backend_sizes``) leave the other sizes out for it.
+    """
+    configs = [
+        (si, bi, size, backend)
+        for si, size in enumerate(sizes)
+        for bi, backend in enumerate(config.backends)
+        if backend not in config.backend_sizes or size in config.backend_sizes[backend]
+    ]
+    return sorted(configs, key=lambda c: (PHASE.get(c[3], 0), c[0], c[1]))
 
 
 def _load_average() -> float | None:
@@ -160,7 +197,8 @@ def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRo
         max_seconds = max(min(max_seconds, left), 0.001)
     try:
         stats, first_call = measure(
-            prepared.run, prepared.timer, config.warmup, config.iters, max_seconds, prepared.after_first_call
+            prepared.run, prepared.timer, config.warmup, config.iters, max_seconds, prepared.after_first_call,
+            min_iters=config.min_iters,
         )
         row.first_call_s = round(first_call, 3)
         row.latency_ms = {k: round(v, 4) for k, v in vars(stats).items() if k != "samples"}
@@ -168,7 +206,10 @@ def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRo
         row.peak_memory_mb, row.peak_memory_method = prepared.peak_memory()
         if row.peak_memory_mb is not None:
             row.peak_memory_mb = round(row.peak_memory_mb, 1)
-        row.timer, row.warmup, row.iters, row.notes = prepared.timer.name, config.warmup, config.iters, prepared.notes
+        row.timer, row.warmup, row.iters, row.notes = prepared.timer.name, config.warmup, stats.samples, prepared.notes
+        if stats.samples < config.iters:
+            row.notes = [*row.notes, f"{stats.samples} timed calls (fewer than --iters {config.iters}) to fit "
+                         f"{max_seconds:.0f} s"]
     finally:
         prepared.close()
 

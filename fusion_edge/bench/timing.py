@@ -97,12 +97,15 @@ def measure(
     iters: int,
     max_seconds: float,
     after_first_call: Callable[[], None] | None = None,
+    min_iters: int | None = None,
 ) -> tuple[LatencyStats, float]:
     """Warm up, then time ``iters`` calls; returns the statistics and the first call's seconds.
 
     The first call (lazy initialisation, compilation, autotuning) and a second, probing call
     count as warm-up. Before the rest runs, the probe's time multiplied by the calls still to
-    come is checked against ``max_seconds``: TimeCapExceeded instead of an over-long run.
+    come is checked against ``max_seconds``: over it, with ``min_iters`` the extra warm-up is
+    dropped and fewer calls are timed (at least ``min_iters``), else (or if even those would not
+    fit) TimeCapExceeded instead of an over-long run.
     """
     start = time.perf_counter()
     fn()
@@ -110,13 +113,17 @@ def measure(
     if after_first_call is not None:  # e.g. reset peak-memory statistics once compilation is over
         after_first_call()
     probe = HostTimer(_sync_of(timer)).time_calls(fn, 1)[0] / 1000.0
-    remaining = max(warmup - 2, 0) + iters
-    if probe * remaining > max_seconds:
-        raise TimeCapExceeded(
-            f"one call took {probe:.2f} s; {remaining} more would take about {probe * remaining:.0f} s "
-            f"> --max-seconds {max_seconds:g}"
-        )
-    for _ in range(max(warmup - 2, 0)):
+    extra_warmup = max(warmup - 2, 0)
+    if probe * (extra_warmup + iters) > max_seconds:
+        fitting = int(max_seconds / probe) if probe > 0 else iters
+        if min_iters is None or fitting < min_iters:
+            remaining = extra_warmup + iters if min_iters is None else min_iters
+            raise TimeCapExceeded(
+                f"one call took {probe:.2f} s; {remaining} more would take about {probe * remaining:.0f} s "
+                f"> --max-seconds {max_seconds:g}"
+            )
+        extra_warmup, iters = 0, min(iters, fitting)
+    for _ in range(extra_warmup):
         fn()
     return LatencyStats.from_samples(timer.time_calls(fn, iters)), first
 

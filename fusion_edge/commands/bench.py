@@ -65,6 +65,11 @@ def register(subparsers) -> None:
     p.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
     p.add_argument("--max-seconds", type=float, default=120.0,
                    help="skip a configuration whose timed run would take longer (default 120)")
+    p.add_argument("--min-iters", type=int,
+                   help="instead of skipping, time fewer calls (at least this many) to fit --max-seconds")
+    p.add_argument("--backend-sizes", nargs="+", default=[], metavar="BACKEND=HxW[,HxW]",
+                   help="run a backend at these of the --size sizes only (e.g. torch-chunked=256x256,512x640)")
+    p.add_argument("--no-cost", action="store_true", help="do not count FLOPs and bytes per frame")
     p.add_argument("--device", default="auto", help="torch device: auto (GPU if any), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: theirs)")
     p.add_argument("--out", type=Path, help="folder for bench.md, bench.json and bench.png")
@@ -73,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusion_edge.bench.config import BenchConfig
+    from fusion_edge.bench.config import BenchConfig, parse_backend_sizes
     from fusion_edge.bench.report import markdown_table, write_outputs
     from fusion_edge.bench.runner import run_bench
 
@@ -83,14 +88,18 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, out_dir=args.out, torch_fp16=args.torch_fp16,
         compile_mode=args.compile_mode, compile_scope=args.compile_scope,
         compile_backend=args.compile_backend, compile_timeout=args.compile_timeout,
-        time_budget=args.time_budget,
+        time_budget=args.time_budget, min_iters=args.min_iters, count_cost=not args.no_cost,
+        backend_sizes=parse_backend_sizes(args.backend_sizes),
     )
 
     def progress(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    report = run_bench(config, progress)
+    # With --out, what is measured so far is written after each configuration (bench.json and bench.md),
+    # so a run stopped from outside keeps it.
+    checkpoint = None if args.out is None else (lambda partial: write_outputs(partial, args.out, plot=False))
+    report = run_bench(config, progress, checkpoint)
     print(markdown_table(report))
     if args.out is not None:
         paths = write_outputs(report, args.out)

@@ -367,6 +367,15 @@ def test_resume_continues_the_step_count(trained, tmp_path):
         train(tiny_config(data, tmp_path / "y"), resume=str(tmp_path / "plain.pt"))
 
 
+def test_val_interval_validates_and_saves_at_most_that_often_and_always_at_the_end(trained, tmp_path):
+    _, data, _ = trained
+    train(tiny_config(data, tmp_path / "run", epochs=2, val_fraction=0.2, val_interval=1e9))
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    assert "val_loss" not in log[0] and "val_loss" in log[1]  # the first epoch end was not due; the last always is
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 4
+
+
 def test_loss_decreases_when_fitting_a_fixed_batch(tmp_path):
     data = make_pairs(tmp_path / "d", count=2, size=(32, 32))
     cfg = tiny_config(data, tmp_path / "run", epochs=8, batch=2, val_fraction=0.0, lr=3e-3, drop_path_rate=0.0,

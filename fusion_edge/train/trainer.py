@@ -321,7 +321,7 @@ class Trainer:
         self.epoch, self.step, self.elapsed = 0, 0, 0.0
         self.best_val: float | None = None
         self.history: list[dict[str, Any]] = []
-        self._last_val_at: float | None = None  # elapsed seconds at the last validation
+        self._last_val_at = 0.0  # elapsed seconds at the last validation (or the start of this run)
         self._stop = False
         if resume is not None:
             self._resume(resume)
@@ -538,6 +538,7 @@ class Trainer:
                 f"pairs on {self.train_set.device.type}, CUDA graph {self.graph_status}")
         self._clock = time.perf_counter()
         start_step, start_elapsed = self.step, self.elapsed
+        self._last_val_at = self.elapsed
         last_val: dict[str, float] = {}
         train_loss = float("nan")
         self._stop = self.epoch >= cfg.epochs or self._finished()
@@ -616,7 +617,7 @@ class Trainer:
         val: dict[str, float] = {}
         if self.is_main:
             self._tick()
-            waited = self._last_val_at is None or self.elapsed - self._last_val_at >= cfg.val_interval
+            waited = self.elapsed - self._last_val_at >= cfg.val_interval
             due = self._stop or (self.epoch % max(1, cfg.val_every) == 0 and waited)
             if due and self.val_set is not None:
                 loader = DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=0)

@@ -14,8 +14,12 @@ PLUGIN_NAMESPACE = "fusion_edge"
 PLUGIN_VERSION = "1"
 
 ES2D_OP = "FusionEdgeES2DScan"
+SCAN_OP = "FusionEdgeSelectiveScan"
 LDC_OP = "FusionEdgeLDC"
-CUSTOM_OPS = (ES2D_OP, LDC_OP)
+CUSTOM_OPS = (ES2D_OP, SCAN_OP, LDC_OP)
+# What the plugin flavour turns each ES2D core into: the fused node, or the plain selective scan
+# with the route gather/scatter and projections as standard ops (one kernel: an AOT plugin).
+SCAN_NODES = ("es2d", "selective_scan")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,17 @@ ES2D_SPEC = NodeSpec(
         "softplus on delta, A = -exp(A_logs); odd h/w zero-padded and scanned as the reference does"
     ),
 )
+SCAN_SPEC = NodeSpec(
+    op_type=SCAN_OP,
+    inputs=("u", "delta", "A", "B", "C", "D", "delta_bias"),
+    outputs=("y",),
+    fields=("d_state", "delta_softplus"),
+    doc=(
+        "selective scan (mamba_ssm semantics, no z): u, delta (B, D, L) fp32, A (D, N) fp32 (negative), "
+        "B, C (B, G, N, L) fp32 with G dividing D, D and delta_bias (D) fp32 -> y (B, D, L) fp32; "
+        "delta = softplus(delta + delta_bias) when delta_softplus"
+    ),
+)
 LDC_SPEC = NodeSpec(
     op_type=LDC_OP,
     inputs=("x", "weight", "base_mask", "learnable_mask", "theta"),
@@ -50,4 +65,4 @@ LDC_SPEC = NodeSpec(
         "x (B, Cin, H, W) fp32 -> y (B, Cout, H, W) fp32"
     ),
 )
-SPECS = {spec.op_type: spec for spec in (ES2D_SPEC, LDC_SPEC)}
+SPECS = {spec.op_type: spec for spec in (ES2D_SPEC, SCAN_SPEC, LDC_SPEC)}

@@ -81,11 +81,14 @@ def build_engine(
     timing_cache: str | Path | None = None,
     optimization_level: int | None = None,
     trt: ModuleType | None = None,
+    aot_plugins: bool = False,
 ) -> dict:
     """Parse ``onnx_path``, build, write ``engine_path`` atomically; returns facts for the manifest.
 
     ``profile`` is required when the graph has dynamic sizes; ``optimization_level`` (0-5, TensorRT's
-    default 3 when None) trades build time for engine speed. Raises ImportError (nothing to
+    default 3 when None) trades build time for engine speed. ``aot_plugins`` registers the
+    ahead-of-time plugins (PTX stored in the engine, no Python when it runs) instead of the
+    Python ones; every custom node must have one. Raises ImportError (nothing to
     build with), ValueError (a graph/option this builder cannot take) or RuntimeError (the
     parser or builder failed; the message carries TensorRT's errors).
     """
@@ -99,9 +102,18 @@ def build_engine(
                 "TensorRT for RTX cannot build plugin-flavour graphs (its parser does not take custom plugin "
                 "nodes); export with --flavour portable, or build with full TensorRT (Jetson, data-centre GPUs)"
             )
-        from .plugins import register
+        if aot_plugins:
+            from .contract import ES2D_OP
+            from .plugins_aot import register_aot
 
-        register(trt)
+            if ES2D_OP in custom:
+                raise ValueError(f"{ES2D_OP} has no ahead-of-time plugin (its launcher runs three kernels); "
+                                 "export with --scan-node selective-scan")
+            register_aot()
+        else:
+            from .plugins import register
+
+            register(trt)
     if fp16 and not graph_fp16 and rtx:
         raise ValueError("TensorRT for RTX takes precision from the graph: export with --fp16 to get an fp16 engine")
 
@@ -163,6 +175,8 @@ def build_engine(
             else None
         ),
         "plugins": custom,
+        "plugin_implementation": (None if not custom else
+                                  "ahead-of-time (PTX in the engine)" if aot_plugins else "Python IPluginV3"),
         "build_seconds": round(seconds, 1),
         "bytes": len(blob),
     }

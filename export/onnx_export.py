@@ -46,10 +46,12 @@ def export_onnx(
     metadata: dict[str, str] | None = None,
     scan_chunk: int = EXPORT_CHUNK_LEN,
     cleanup: bool = True,
+    scan_node: str = "es2d",
 ) -> onnx.ModelProto:
     """Write ``module`` as ONNX to ``path`` and return the checked model.
 
-    Portable fp32 graphs are shrunk with ONNX Runtime's basic optimisations (``cleanup``). Raises
+    Portable fp32 graphs are shrunk with ONNX Runtime's basic optimisations (``cleanup``).
+    ``scan_node`` (plugin flavour): "es2d" (one fused node per ES2D core) or "selective_scan". Raises
     ValueError if the graph breaks its flavour's rules (portable: standard ops only; plugin:
     custom nodes as specified).
     """
@@ -59,17 +61,21 @@ def export_onnx(
         raise ValueError(f"opset {opset} is too old; LayerNormalization needs opset {MIN_OPSET} or newer")
     path = Path(path)
     if flavour == "plugin":
-        ops = plugin_ops()
+        ops = plugin_ops(scan_node)
     else:
         ops = portable_ops(scan_chunk, max_length=None if dynamic else longest_route(height, width))
     axes = {name: DYNAMIC_AXES for name in (*INPUT_NAMES, OUTPUT_NAME)} if dynamic else None
+    # Traced where the module lives: on a GPU the forward pass of a large model at a large size
+    # takes seconds instead of minutes (the graph does not depend on the device).
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    inputs = tuple(t.to(device) for t in example_inputs(height, width))
     with ops, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         torch.onnx.export(
             module,
-            example_inputs(height, width),
+            inputs,
             str(path),
             input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],

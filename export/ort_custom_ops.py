@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import ES2D_OP, LDC_OP
+from .contract import ES2D_OP, LDC_OP, SCAN_OP
 
 ROUTES = 4
 _REGISTERED = False
@@ -74,6 +74,31 @@ def es2d_scan_numpy(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     return scatter_routes(ys, h, w).astype(np.float32)
 
 
+def selective_scan_numpy(u, delta, A, B, C, D, delta_bias, delta_softplus: bool = True) -> np.ndarray:
+    """Selective scan (mamba_ssm semantics, no z) in float64: u, delta (b, d, l); A (d, n); B, C (b, g, n, l)."""
+    u = np.asarray(u, dtype=np.float64)
+    b, d, length = u.shape
+    groups = B.shape[1]
+    if d % groups:
+        raise ValueError(f"{SCAN_OP}: B has {groups} groups, which must divide {d} channels")
+    delta = np.asarray(delta, dtype=np.float64) + np.asarray(delta_bias, dtype=np.float64)[None, :, None]
+    if delta_softplus:
+        delta = softplus(delta)
+    A = np.asarray(A, dtype=np.float64)
+    D = np.asarray(D, dtype=np.float64)
+    B, C = np.asarray(B, dtype=np.float64), np.asarray(C, dtype=np.float64)
+    per_group = d // groups
+    state = np.zeros((b, d, A.shape[1]))
+    y = np.empty((b, d, length))
+    for t in range(length):
+        dt = delta[:, :, t, None]  # (b, d, 1)
+        b_t = np.repeat(B[..., t], per_group, axis=1)  # (b, d, n)
+        c_t = np.repeat(C[..., t], per_group, axis=1)
+        state = np.exp(dt * A[None]) * state + dt * b_t * u[:, :, t, None]
+        y[:, :, t] = np.einsum("bdn,bdn->bd", state, c_t) + D[None] * u[:, :, t]
+    return y.astype(np.float32)
+
+
 def ldc_effective_weight_numpy(weight, base_mask, learnable_mask, theta) -> np.ndarray:
     weight = weight.astype(np.float64)
     centre = np.zeros((3, 3))
@@ -127,6 +152,17 @@ def register() -> None:
         if A_logs.shape[1] != attrs.get("d_state", A_logs.shape[1]):
             raise ValueError(f"{ES2D_OP}: d_state attribute {attrs['d_state']} != A_logs width {A_logs.shape[1]}")
         return es2d_scan_numpy(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+
+    @onnx_op(
+        op_type=SCAN_OP,
+        inputs=[dt.dt_float] * 7,
+        outputs=[dt.dt_float],
+        attrs={**plugin_attrs, "d_state": dt.dt_int64, "delta_softplus": dt.dt_int64},
+    )
+    def fusion_edge_selective_scan(u, delta, A, B, C, D, delta_bias, **attrs):
+        if A.shape[1] != attrs.get("d_state", A.shape[1]):
+            raise ValueError(f"{SCAN_OP}: d_state attribute {attrs['d_state']} != A width {A.shape[1]}")
+        return selective_scan_numpy(u, delta, A, B, C, D, delta_bias, bool(attrs.get("delta_softplus", 1)))
 
     @onnx_op(op_type=LDC_OP, inputs=[dt.dt_float] * 5, outputs=[dt.dt_float], attrs=plugin_attrs)
     def fusion_edge_ldc(x, weight, base_mask, learnable_mask, theta, **attrs):

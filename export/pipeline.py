@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_bytes, check_writable, publish, staging_folder
-from .contract import DOMAIN
+from .contract import DOMAIN, SCAN_NODES
 from .engine import ShapeProfile, build_engine, default_timing_cache
 from .manifest import MANIFEST_NAME, build_manifest, dumps, file_facts, package_versions
 from .onnx_export import DEFAULT_OPSET, FLAVOURS
@@ -46,6 +46,8 @@ class ExportOptions:
     timing_cache: Path | None = None  # None: the user cache folder
     builder_optimization_level: int | None = None  # None: TensorRT's default
     seed: int = 0
+    scan_node: str = "es2d"  # plugin flavour: "es2d" (fused node) or "selective_scan" (AOT-capable)
+    aot_plugins: bool = False  # build the engine with the ahead-of-time plugins (no Python at run time)
 
 
 @dataclass
@@ -88,6 +90,15 @@ def validate(options: ExportOptions) -> ShapeProfile | None:
         preset_config(options.preset)
     if options.checkpoint is not None and not Path(options.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {options.checkpoint}")
+    if options.scan_node not in SCAN_NODES:
+        raise ValueError(f"unknown scan node {options.scan_node!r}; choose one of: {', '.join(SCAN_NODES)}")
+    if options.scan_node != "es2d" and options.flavour != "plugin":
+        raise ValueError("--scan-node applies to the plugin flavour (the portable graph has no custom nodes)")
+    if options.aot_plugins:
+        if not options.engine or options.flavour != "plugin" or options.scan_node != "selective_scan":
+            raise ValueError("--aot-plugins builds an engine whose plugins run without Python: it needs --engine, "
+                             "--flavour plugin and --scan-node selective-scan (the fused ES2D node is three "
+                             "kernels, which an ahead-of-time plugin cannot launch)")
     if options.scan_chunk < 1:
         raise ValueError(f"--scan-chunk must be a positive integer, got {options.scan_chunk}")
     if options.parity_pairs < 0:
@@ -113,6 +124,10 @@ def validate(options: ExportOptions) -> ShapeProfile | None:
         if options.flavour == "plugin" and is_rtx(trt):
             raise ValueError("only TensorRT for RTX is installed, and it cannot build plugin-flavour graphs: "
                              "use --flavour portable, or install full TensorRT")
+        if options.aot_plugins:
+            from .plugins_aot import import_decorator_api
+
+            import_decorator_api()
     check_writable(options.output)
     return profile
 
@@ -152,7 +167,7 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = lambda messa
                     "fusion_edge.preset": source.preset or ""}
         graph = export_onnx(module, stage / ONNX_NAME, height=options.height, width=options.width,
                             flavour=options.flavour, dynamic=options.dynamic, opset=options.opset, metadata=metadata,
-                            scan_chunk=options.scan_chunk)
+                            scan_chunk=options.scan_chunk, scan_node=options.scan_node)
 
         parity = None
         if options.parity_pairs:
@@ -174,7 +189,8 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = lambda messa
             log("building the TensorRT engine")
             engine = build_engine(stage / ONNX_NAME, stage / ENGINE_NAME, profile=profile, fp16=options.fp16,
                                   timing_cache=options.timing_cache or default_timing_cache(),
-                                  optimization_level=options.builder_optimization_level)
+                                  optimization_level=options.builder_optimization_level,
+                                  aot_plugins=options.aot_plugins)
             names.append(ENGINE_NAME)
             log(f"engine: {engine['builder']}, {engine['precision']}, {engine['bytes'] / 1e6:.1f} MB "
                 f"in {engine['build_seconds']} s")

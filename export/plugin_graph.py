@@ -1,5 +1,8 @@
 """The plugin flavour: each ES2D core (and each unfolded LDC) becomes one custom node.
 
+The ES2D core becomes either the fused ``FusionEdgeES2DScan`` node or, with
+``scan_node="selective_scan"``, a ``FusionEdgeSelectiveScan`` node between standard-op route
+gather/projections/scatter (a single kernel, so TensorRT's ahead-of-time plugins can carry it).
 Everything else stays standard ONNX. The custom nodes are described in
 :mod:`fusion_edge.export.contract`; TensorRT resolves them to the plugins in
 :mod:`fusion_edge.export.plugins`, ONNX Runtime to :mod:`fusion_edge.export.ort_custom_ops`.
@@ -13,15 +16,18 @@ from collections.abc import Iterator
 
 import onnx
 
-from .contract import CUSTOM_OPS, DOMAIN, PLUGIN_NAMESPACE, PLUGIN_VERSION, SPECS
+from .contract import CUSTOM_OPS, DOMAIN, PLUGIN_NAMESPACE, PLUGIN_VERSION, SCAN_NODES, SPECS
 from .model_prep import swapped_ops
-from .symbolic import es2d_scan_node, ldc_node
+from .symbolic import es2d_scan_node, es2d_scan_unfused_node, ldc_node
 
 
 @contextlib.contextmanager
-def plugin_ops() -> Iterator[None]:
-    """Trace the model with ES2D and LDC calls emitted as custom nodes."""
-    with swapped_ops(es2d=es2d_scan_node, ldc=ldc_node):
+def plugin_ops(scan_node: str = "es2d") -> Iterator[None]:
+    """Trace the model with ES2D (fused, or as a plain scan node) and LDC calls emitted as custom nodes."""
+    if scan_node not in SCAN_NODES:
+        raise ValueError(f"scan node must be one of {SCAN_NODES}, got {scan_node!r}")
+    es2d = es2d_scan_node if scan_node == "es2d" else es2d_scan_unfused_node
+    with swapped_ops(es2d=es2d, ldc=ldc_node):
         yield
 
 

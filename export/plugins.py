@@ -4,7 +4,8 @@
 before parsing a plugin-flavour graph and the runtime before deserialising an engine that
 contains our plugins. The plugins wrap TensorRT's device pointers as
 ``fusion_edge.kernels.DeviceArray`` and launch ``kernels.launch_es2d_scan`` /
-``launch_ldc_conv2d`` on the stream TensorRT hands to ``enqueue``; nothing is copied.
+``launch_selective_scan`` / ``launch_ldc_conv2d`` on the stream TensorRT hands to ``enqueue``;
+nothing is copied.
 
 Torch-free: only numpy, TensorRT (imported lazily: ``tensorrt``, else TensorRT for RTX) and,
 at enqueue time, ``fusion_edge.kernels`` (CuPy).
@@ -17,7 +18,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .contract import ES2D_OP, ES2D_SPEC, LDC_OP, LDC_SPEC, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from .contract import ES2D_OP, ES2D_SPEC, LDC_OP, LDC_SPEC, PLUGIN_NAMESPACE, PLUGIN_VERSION, SCAN_OP, SCAN_SPEC
 from .trt_loader import import_tensorrt
 
 # Keeps the registered creators alive: TensorRT holds raw pointers to the Python objects.
@@ -60,6 +61,33 @@ def es2d_workspace(fields: dict[str, int], x_dims: tuple[int, ...]) -> int:
 
     b, d, h, w = x_dims
     return int(kernels.es2d_workspace_bytes(b, d, h, w, fields["dt_rank"], fields["d_state"]))
+
+
+def scan_workspace(fields: dict[str, int], u_dims: tuple[int, ...]) -> int:
+    """Scratch bytes of the scan launcher for u (B, D, L) on the current GPU (chunk states of long scans)."""
+    from fusion_edge.kernels import launch
+
+    from fusion_edge import kernels
+
+    b, d, length = u_dims
+    sms = launch.sm_count(launch.current_device())
+    return int(kernels.selective_scan_workspace_bytes(b, d, length, fields["d_state"], sms))
+
+
+def enqueue_scan(fields: dict[str, int], input_dims: list[tuple[int, ...]], inputs: list[int], output: int,
+                 workspace: int, stream: int) -> None:
+    """Launch the selective scan on TensorRT's pointers (fp32, C-contiguous) and stream."""
+    from fusion_edge import kernels
+
+    names = ("u", "delta", "A", "B", "C", "D", "delta_bias")
+    args = {n: kernels.DeviceArray(int(ptr), dims, "float32") for n, ptr, dims in zip(names, inputs, input_dims)}
+    out = kernels.DeviceArray(int(output), input_dims[0], "float32")
+    nbytes = scan_workspace(fields, input_dims[0])
+    scratch = kernels.DeviceArray(int(workspace), (int(nbytes),), "uint8") if nbytes else None
+    kernels.launch_selective_scan(args["u"], args["delta"], args["A"], args["B"], args["C"], D=args["D"],
+                                  delta_bias=args["delta_bias"], out=out,
+                                  delta_softplus=bool(fields["delta_softplus"]), workspace=scratch,
+                                  stream=int(stream))
 
 
 def enqueue_ldc(input_dims: list[tuple[int, ...]], inputs: list[int], output: int, stream: int) -> None:
@@ -179,6 +207,37 @@ def plugin_classes(trt_name: str) -> dict[str, tuple[type, type]]:
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
             enqueue_es2d(self.fields, [_dims(d) for d in input_desc], list(inputs), outputs[0], workspace, stream)
 
+    class SelectiveScanPlugin(_Base):
+        """``FusionEdgeSelectiveScan``: y (B, D, L) fp32 = selective scan of u with delta, A, B, C, D, delta_bias."""
+
+        op_type = SCAN_OP
+        n_inputs = len(SCAN_SPEC.inputs)
+        field_names = SCAN_SPEC.fields
+
+        def get_output_shapes(self, inputs, shape_inputs, expr_builder):
+            return [trt.DimsExprs(inputs[0])]
+
+        def check_shapes(self, dims):
+            u, delta, a, bm, cm, dv, bias = dims
+            n = self.fields["d_state"]
+            if len(u) != 3 or delta != u:
+                raise ValueError(f"{SCAN_OP}: u must be (B, D, L) and delta alike, got {u} and {delta}")
+            d = u[1]
+            if len(a) != 2 or (a[1] >= 0 and a[1] != n) or (d >= 0 and a[0] >= 0 and a[0] != d):
+                raise ValueError(f"{SCAN_OP}: A has dims {a}, expected ({d}, {n}) (d_state={n})")
+            for name, got in (("B", bm), ("C", cm)):
+                if len(got) != 4 or (got[2] >= 0 and got[2] != n) or (got[1] > 0 and d > 0 and d % got[1]):
+                    raise ValueError(f"{SCAN_OP}: {name} has dims {got}, expected (B, G, {n}, L) with G dividing {d}")
+            for name, got in (("D", dv), ("delta_bias", bias)):
+                if len(got) != 1 or (d >= 0 and got[0] >= 0 and got[0] != d):
+                    raise ValueError(f"{SCAN_OP}: {name} has dims {got}, expected ({d},)")
+
+        def get_workspace_size(self, inputs, outputs):
+            return scan_workspace(self.fields, tuple(int(v) for v in inputs[0].max))
+
+        def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
+            enqueue_scan(self.fields, [_dims(d) for d in input_desc], list(inputs), outputs[0], workspace, stream)
+
     class LDCPlugin(_Base):
         """``FusionEdgeLDC``: 3x3 LDC convolution with the weight transform inside the kernel."""
 
@@ -222,7 +281,7 @@ def plugin_classes(trt_name: str) -> dict[str, tuple[type, type]]:
         Creator.__name__ = Creator.__qualname__ = f"{plugin_cls.__name__}Creator"
         return Creator
 
-    return {cls.op_type: (cls, make_creator(cls)) for cls in (ES2DScanPlugin, LDCPlugin)}
+    return {cls.op_type: (cls, make_creator(cls)) for cls in (ES2DScanPlugin, SelectiveScanPlugin, LDCPlugin)}
 
 
 def register(trt: ModuleType | None = None) -> list[str]:

@@ -14,8 +14,9 @@ import torch
 
 from fusion_edge.ops.es2d import es2d_scan_unfused
 from fusion_edge.ops.ldc import ldc_conv2d_ref
+from fusion_edge.ops.selective_scan import selective_scan
 
-from .contract import DOMAIN, ES2D_OP, LDC_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from .contract import DOMAIN, ES2D_OP, LDC_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION, SCAN_OP
 
 
 def _plugin_attrs() -> dict[str, str]:
@@ -50,6 +51,22 @@ class ES2DScanNode(torch.autograd.Function):
         return y
 
 
+class SelectiveScanNode(torch.autograd.Function):
+    """Computes the selective scan (softplus on delta) in PyTorch; exports as one ``FusionEdgeSelectiveScan``."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias):
+        return selective_scan(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=True)
+
+    @staticmethod
+    def symbolic(g, u, delta, A, B, C, D, delta_bias):
+        d_state = A.type().sizes()[1]  # A is an initializer (folded from A_logs): static
+        y = g.op(f"{DOMAIN}::{SCAN_OP}", u, delta, A, B, C, D, delta_bias, d_state_i=int(d_state),
+                 delta_softplus_i=1, **_plugin_attrs())
+        y.setType(u.type())
+        return y
+
+
 class LDCNode(torch.autograd.Function):
     """Computes an unfolded LDC in PyTorch; exports as one ``FusionEdgeLDC`` node."""
 
@@ -77,6 +94,43 @@ def es2d_scan_node(
     """Drop-in for ``es2d_scan`` that exports as one custom node (fp32 in and out)."""
     weights = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     return ES2DScanNode.apply(x.float(), *(w.float() for w in weights))
+
+
+def selective_scan_node(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """Drop-in for ``selective_scan`` as ES2D calls it (D, delta_bias, softplus, no z): one custom node."""
+    if z is not None or D is None or delta_bias is None or not delta_softplus:
+        raise NotImplementedError(
+            f"{SCAN_OP} covers the scan as ES2D calls it (D and delta_bias given, delta_softplus, no z)"
+        )
+    return SelectiveScanNode.apply(*(t.float() for t in (u, delta, A, B, C, D, delta_bias)))
+
+
+def es2d_scan_unfused_node(
+    x: torch.Tensor,
+    x_proj_weight: torch.Tensor,
+    dt_projs_weight: torch.Tensor,
+    dt_projs_bias: torch.Tensor,
+    A_logs: torch.Tensor,
+    Ds: torch.Tensor,
+    *,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """``es2d_scan`` with gather, projections and scatter as standard ops and the scan as one custom node.
+
+    The gather pads by amounts computed from the shape, so a dynamic graph is right at every size.
+    """
+    weights = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    return es2d_scan_unfused(x.float(), *(w.float() for w in weights), scan=selective_scan_node, pad_always=True)
 
 
 def ldc_node(

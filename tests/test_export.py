@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from fusion_edge.export import parity, pipeline
-from fusion_edge.export.contract import DOMAIN, ES2D_OP, LDC_OP
+from fusion_edge.export.contract import DOMAIN, ES2D_OP, LDC_OP, SCAN_OP
 from fusion_edge.export.pipeline import ExportOptions, run_export
 from fusion_edge.export.portable import FORBIDDEN_OPS, standard_op_types
 from fusion_edge.export.source_model import from_preset
@@ -127,6 +127,45 @@ def test_plugin_export_has_one_custom_node_per_scan(plugin_export):
     assert m["flavour"] == "plugin" and m["custom_ops"] == {ES2D_OP: 24} and m["engine"] is None
     assert m["parity"]["passed"] and m["parity"]["max_abs_diff"] <= 1e-4
     assert "onnxruntime-extensions" in m["parity"]["runtime"]
+
+
+def _computed_from_constants(graph: onnx.GraphProto, name: str) -> bool:
+    """Whether tensor ``name`` depends on initializers and constants only (not on the inputs)."""
+    producers = {out: node for node in graph.node for out in node.output}
+    inits = {t.name for t in graph.initializer}
+    stack, seen = [name], set()
+    while stack:
+        current = stack.pop()
+        if current in inits or current in seen or current == "":
+            continue
+        seen.add(current)
+        if current not in producers:
+            return False  # a graph input
+        stack.extend(producers[current].input)
+    return True
+
+
+def test_plugin_export_with_plain_scan_nodes(tmp_path, data_dir):
+    """--scan-node selective-scan: each ES2D core is standard-op gather/projections/scatter around one
+    FusionEdgeSelectiveScan node (the single-kernel node an ahead-of-time plugin carries). 40x48 makes
+    odd route grids at the third stage, so the shape-computed padding is exercised."""
+    out = tmp_path / "scan"
+    code = cli_main(["export", "--preset", "edge", "--random-weights", "--height", "40", "--width", "48",
+                     "--flavour", "plugin", "--scan-node", "selective-scan",
+                     "--parity-pairs", "2", "--parity-data", str(data_dir / "tno21"), "-o", str(out)])
+    assert code == 0
+    graph = onnx.load(str(out / "model.onnx"))
+    custom = [n for n in graph.graph.node if n.domain == DOMAIN]
+    assert len(custom) == 24 and {n.op_type for n in custom} == {SCAN_OP}
+    for node in custom:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs == {"d_state": 16, "delta_softplus": 1, "plugin_version": b"1", "plugin_namespace": b"fusion_edge"}
+        # A (= -exp(A_logs)), D and delta_bias come from the weights; u, delta, B and C from the image
+        assert [_computed_from_constants(graph.graph, i) for i in node.input] == [False, False, True, False, False,
+                                                                                  True, True]
+    m = load_manifest(out)
+    assert m["custom_ops"] == {SCAN_OP: 24}
+    assert m["parity"]["passed"] and m["parity"]["max_abs_diff"] <= 1e-4
 
 
 def test_plugin_fp16_unfolded_export(tmp_path, data_dir):

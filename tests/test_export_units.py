@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 from fusion_edge.export import atomic, ort_custom_ops, portable
-from fusion_edge.export.contract import DOMAIN, ES2D_OP, LDC_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from fusion_edge.export.contract import DOMAIN, ES2D_OP, LDC_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION, SCAN_OP
 from fusion_edge.export.pipeline import ExportOptions, run_export
 from onnx import TensorProto, helper
 
 from fusion_edge.cli import main as cli_main
 from fusion_edge.ops.es2d import es2d_gather, es2d_scan_unfused
 from fusion_edge.ops.ldc import ldc_conv2d_ref
+from fusion_edge.ops.selective_scan import selective_scan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,6 +52,32 @@ def test_numpy_ldc_matches_the_pytorch_reference():
     expected = ldc_conv2d_ref(x, weight, mask, lmask, theta).numpy()
     got = ort_custom_ops.ldc_numpy(*(t.numpy() for t in (x, weight, mask, lmask, theta)))
     np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_numpy_selective_scan_matches_the_pytorch_reference(groups):
+    g = torch.Generator().manual_seed(groups)
+    u, delta = torch.randn(2, 6, 37, generator=g), torch.randn(2, 6, 37, generator=g)
+    A = -torch.exp(torch.randn(6, 5, generator=g))
+    B, C = torch.randn(2, groups, 5, 37, generator=g), torch.randn(2, groups, 5, 37, generator=g)
+    D, bias = torch.randn(6, generator=g), torch.randn(6, generator=g)
+    expected = selective_scan(u, delta, A, B, C, D=D, delta_bias=bias, delta_softplus=True, impl="reference")
+    got = ort_custom_ops.selective_scan_numpy(*(t.numpy() for t in (u, delta, A, B, C, D, bias)))
+    np.testing.assert_allclose(got, expected.numpy(), atol=2e-5, rtol=0)
+    if groups == 2:  # 5 channels cannot share 2 groups of B/C
+        with pytest.raises(ValueError, match="divide"):
+            ort_custom_ops.selective_scan_numpy(*(t.numpy() for t in (u[:, :5], delta[:, :5], A[:5], B, C, D[:5],
+                                                                       bias[:5])))
+
+
+def test_es2d_through_the_scan_node_equals_the_op():
+    """The plain-scan plugin route (gather/projections/scatter as torch ops around the scan node) computes ES2D."""
+    from fusion_edge.export.symbolic import es2d_scan_unfused_node
+
+    for size in [(8, 6), (7, 5)]:
+        args = es2d_inputs(4, *size, batch=1)
+        torch.testing.assert_close(es2d_scan_unfused_node(*args), es2d_scan_unfused(*args, impl="reference"),
+                                   atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("size", [(8, 6), (7, 5), (5, 8)])
@@ -145,6 +172,31 @@ def test_es2d_plugin_methods(trt):
         creator.create_plugin("n", _fields(trt, dt_rank=2), trt.TensorRTPhase.BUILD)
 
 
+def test_scan_plugin_methods(trt):
+    from fusion_edge.export.plugins import plugin_classes
+
+    _, creator_cls = plugin_classes(trt.__name__)[SCAN_OP]
+    creator = creator_cls()
+    assert creator.name == SCAN_OP and [f.name for f in creator.field_names] == ["d_state", "delta_softplus"]
+    plugin = creator.create_plugin("n", _fields(trt, d_state=16, delta_softplus=1), trt.TensorRTPhase.BUILD)
+    again = creator.create_plugin("n", plugin.get_fields_to_serialize(), trt.TensorRTPhase.RUNTIME)
+    assert again.fields == plugin.fields == {"d_state": 16, "delta_softplus": 1}
+    assert plugin.get_output_data_types([trt.DataType.FLOAT] * 7) == [trt.DataType.FLOAT]
+    d, length = 64, 100
+    shapes = ([1, d, length], [1, d, length], [d, 16], [1, 4, 16, length], [1, 4, 16, length], [d], [d])
+    inputs = [_desc(trt, s) for s in shapes]
+    io = [*inputs, _desc(trt, [1, d, length])]
+    assert all(plugin.supports_format_combination(i, io, 7) for i in range(8))
+    assert not plugin.supports_format_combination(0, [_desc(trt, shapes[0], trt.DataType.HALF), *io[1:]], 7)
+    plugin.configure_plugin(inputs, io[-1:])
+    for index, bad, match in ((2, [d, 8], "A has dims"), (3, [1, 3, 16, length], "G dividing"),
+                              (6, [d + 1], "delta_bias"), (1, [1, d, length + 1], "delta alike")):
+        wrong = list(inputs)
+        wrong[index] = _desc(trt, bad)
+        with pytest.raises(ValueError, match=match):
+            plugin.configure_plugin(wrong, io[-1:])
+
+
 def test_ldc_plugin_methods(trt):
     from fusion_edge.export.plugins import plugin_classes
 
@@ -160,10 +212,10 @@ def test_ldc_plugin_methods(trt):
 def test_register_is_idempotent_and_visible_in_the_registry(trt):
     from fusion_edge.export.plugins import register
 
-    assert register(trt) == [ES2D_OP, LDC_OP]
-    assert register(trt) == [ES2D_OP, LDC_OP]
+    assert register(trt) == [ES2D_OP, SCAN_OP, LDC_OP]
+    assert register(trt) == [ES2D_OP, SCAN_OP, LDC_OP]
     registry = trt.get_plugin_registry()
-    for name in (ES2D_OP, LDC_OP):
+    for name in (ES2D_OP, SCAN_OP, LDC_OP):
         assert registry.get_creator(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
 
 
@@ -303,6 +355,119 @@ def test_ldc_aot_entry_compiles_in_tensorrt_argument_order():
     assert params == ["u64"] * 5 + ["u32"] * 5 + ["u64"]  # inputs, scalars, output: TensorRT's AOT order
     for shape in [(1, 16, 64, 64), (2, 20, 33, 47)]:
         assert plugins_aot.ldc_launch_geometry(*shape) == ldc_grid(*shape)
+
+
+@pytest.mark.parametrize("n_states,layout", [(16, (8, 2)), (12, (8, 2)), (32, (16, 2))])
+def test_scan_aot_entry_is_one_kernel_in_tensorrt_argument_order(n_states, layout):
+    """PTX of the selective-scan AOT entry for the Jetson Orin (sm_87) and H100 (sm_90) targets."""
+    import re
+
+    from fusion_edge.export import plugins_aot
+    from fusion_edge.kernels import launch_params, loader
+
+    if loader.find_nvcc() is None:
+        pytest.importorskip("cupy", reason="producing PTX needs nvcc or CuPy's NVRTC")
+    assert launch_params.scan_layout(n_states) == layout
+    for arch in (87, 90):
+        ptx = plugins_aot.scan_aot_ptx(n_states, True, arch)
+        assert f".target sm_{arch}" in ptx
+        entries = re.findall(r"\.entry\s+(\w+)\s*\((.*?)\)", ptx, re.S)
+        assert [name for name, _ in entries] == [plugins_aot.scan_aot_kernel_name(n_states)]  # nothing else
+        params = re.findall(r"\.param\s+\.(\w+)", entries[0][1])
+        assert params == ["u64"] * 7 + ["u32"] * 5 + ["u64"]  # 7 inputs, 5 scalars, the output
+    # the launch is the launcher's plan for one chunk: its grid, and L rounded up to whole tiles
+    for batch, dim, length, groups in [(1, 768, 5120, 4), (2, 128, 777, 4), (1, 6144, 80, 4), (1, 8, 1, 1)]:
+        grid, block, scalars = plugins_aot.scan_launch_geometry(batch, dim, length, groups, n_states)
+        assert (grid, block) == launch_params.scan_grid(batch * dim, n_states, 1)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(launch_params, "SCAN_SPLIT", False)
+            chunk_len, n_chunks = launch_params.scan_chunks(batch * dim, length, n_states, 132)
+        assert n_chunks == 1 and scalars == (batch, dim, length, groups, chunk_len)
+    with pytest.raises(ValueError, match="d_state"):
+        plugins_aot.scan_aot_source(65)
+
+
+class _FakeShape(list):
+    """tensorrt.plugin's shape expressions, as plain ints (their arithmetic is the same)."""
+
+
+class _FakeDesc:
+    def __init__(self, *dims):
+        self.shape_expr = _FakeShape(dims)
+
+    def like(self):
+        return _FakeDesc(*self.shape_expr)
+
+
+def _fake_decorator_api():
+    """A stand-in for ``tensorrt`` + ``tensorrt.plugin`` that records what register_aot declares."""
+    import types
+
+    trtp = types.ModuleType("tensorrt.plugin")
+    trtp.registered, trtp.aot = {}, {}
+    trtp.TensorDesc = _FakeDesc
+    trtp.SymExprs = list
+    trtp.KernelLaunchParams = lambda: types.SimpleNamespace(grid_x=1, grid_y=1, grid_z=1, block_x=1, block_y=1,
+                                                            block_z=1, shared_mem=0)
+    trtp.SymIntExprs = lambda n: [None] * n
+    trtp.SymInt32 = lambda value: ("i32", value)
+    trtp.register = lambda plugin_id: (lambda fn: trtp.registered.setdefault(plugin_id, fn))
+    trtp.aot_impl = lambda plugin_id: (lambda fn: trtp.aot.setdefault(plugin_id, fn))
+    trt = types.ModuleType("tensorrt")
+    trt.__version__, trt.plugin = "10.13-stand-in", trtp
+    return trt, trtp
+
+
+def test_aot_plugins_through_a_stand_in_decorator_api(monkeypatch):
+    """register_aot's declarations and AOT implementations, called as TensorRT calls them. (The real
+    decorator API is in full TensorRT only, which cannot be installed here.)"""
+    import re
+
+    from fusion_edge.export import plugins_aot
+    from fusion_edge.kernels import launch_params, loader
+
+    if loader.find_nvcc() is None:
+        pytest.importorskip("cupy", reason="producing PTX needs nvcc or CuPy's NVRTC")
+    trt, trtp = _fake_decorator_api()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    monkeypatch.setattr(plugins_aot, "_REGISTERED", set())
+    scan_id, ldc_id = f"{PLUGIN_NAMESPACE}::{SCAN_OP}", f"{PLUGIN_NAMESPACE}::{LDC_OP}"
+    assert plugins_aot.register_aot(arch=87) == sorted([scan_id, ldc_id])
+    assert plugins_aot.register_aot(arch=87) == sorted([scan_id, ldc_id])  # idempotent
+    assert set(trtp.registered) == set(trtp.aot) == {scan_id, ldc_id}
+
+    u, B = _FakeDesc(2, 256, 777), _FakeDesc(2, 4, 16, 777)
+    descs = (u, _FakeDesc(2, 256, 777), _FakeDesc(256, 16), B, _FakeDesc(2, 4, 16, 777), _FakeDesc(256),
+             _FakeDesc(256))
+    assert trtp.registered[scan_id](*descs, 16, 1).shape_expr == [2, 256, 777]
+    name, ptx, params, extra = trtp.aot[scan_id](*descs, 16, 1, (u.like(),), 0)
+    assert name == plugins_aot.scan_aot_kernel_name(16, True)
+    assert re.findall(r"\.entry\s+(\w+)", ptx) == [name] and ".target sm_87" in ptx
+    grid, block = launch_params.scan_grid(2 * 256, 16, 1)
+    assert (params.grid_x, params.grid_y, params.grid_z, params.block_x) == (*grid, block[0])
+    assert params.shared_mem == 0
+    assert extra == [("i32", v) for v in (2, 256, 777, 4, 832)]  # batch, dim, L, groups, L in whole tiles
+
+    x, w = _FakeDesc(1, 8, 33, 47), _FakeDesc(8, 8, 3, 3)
+    ldc_descs = (x, w, _FakeDesc(8, 8, 3, 3), _FakeDesc(8, 8), _FakeDesc(1))
+    name, ptx, params, extra = trtp.aot[ldc_id](*ldc_descs, (x.like(),), 0)
+    assert name == plugins_aot.LDC_AOT_KERNEL and re.findall(r"\.entry\s+(\w+)", ptx) == [name]
+    assert (params.grid_x, params.grid_y, params.grid_z) == launch_params.ldc_grid(1, 8, 33, 47)[0]
+    assert extra == [("i32", v) for v in (1, 8, 8, 33, 47)]
+
+
+def test_aot_and_scan_node_options_are_checked_up_front(tmp_path):
+    base = dict(output=tmp_path / "o", height=64, width=64, preset="edge", random_weights=True)
+    with pytest.raises(ValueError, match="plugin flavour"):
+        run_export(ExportOptions(**base, scan_node="selective_scan"))
+    with pytest.raises(ValueError, match="unknown scan node"):
+        run_export(ExportOptions(**base, flavour="plugin", scan_node="fused"))
+    with pytest.raises(ValueError, match="three kernels"):
+        run_export(ExportOptions(**base, flavour="plugin", engine=True, aot_plugins=True))
+    with pytest.raises(ValueError, match="--engine"):
+        run_export(ExportOptions(**base, flavour="plugin", scan_node="selective_scan", aot_plugins=True))
+    assert not (tmp_path / "o").exists()
 
 
 def test_aot_registration_needs_the_decorator_api():

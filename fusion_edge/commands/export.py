@@ -39,9 +39,15 @@ def register(subparsers) -> None:
     graph.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; default 17)")
     graph.add_argument("--scan-chunk", type=int, default=8,
                        help="positions per chunk of the portable graph's scan (default 8; see docs/export.md)")
+    graph.add_argument("--scan-node", choices=("es2d", "selective-scan"), default="es2d",
+                       help="plugin flavour: one fused ES2D node per scan (default), or a plain selective-scan node "
+                       "with the route gather and projections as standard ops (needed by --aot-plugins)")
     build = p.add_argument_group("engine and checks")
     build.add_argument("--engine", action="store_true",
                        help="also build model.engine with TensorRT (else TensorRT for RTX, when that is installed)")
+    build.add_argument("--aot-plugins", action="store_true",
+                       help="build the engine with ahead-of-time plugins (PTX in the engine, no Python when it runs; "
+                       "TensorRT 10.9+, --flavour plugin --scan-node selective-scan)")
     build.add_argument("--timing-cache", type=Path, help="TensorRT timing cache file (default: in the user cache)")
     build.add_argument("--builder-optimization-level", type=int, choices=range(6), metavar="0-5",
                        help="TensorRT builder optimisation level: lower builds faster, higher may run faster")
@@ -77,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         parity_data=args.parity_data,
         timing_cache=args.timing_cache,
         builder_optimization_level=args.builder_optimization_level,
+        scan_node=args.scan_node.replace("-", "_"),
+        aot_plugins=args.aot_plugins,
     )
     try:
         result = run_export(options, log=lambda message: print(message, file=sys.stderr))

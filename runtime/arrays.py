@@ -88,6 +88,18 @@ def to_host(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def follow_callers_stream(cupy, stream) -> None:
+    """Order ``stream`` after the work already queued on the caller's current stream.
+
+    GPU frames from an app were produced on its stream (CuPy's current one, the legacy default
+    stream unless it chose another); our non-blocking stream does not wait for that stream by
+    itself, so without this an upload still in flight could be read half-written.
+    """
+    caller = cupy.cuda.get_current_stream()
+    if caller.ptr != stream.ptr:
+        stream.wait_event(caller.record())
+
+
 def array_module(x: Any):
     """numpy for host arrays, cupy for GPU arrays (the ``xp`` of array-API code)."""
     if is_device_array(x):

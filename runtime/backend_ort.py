@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from fusion_edge.runtime.arrays import is_device_array, require_cupy, to_device, to_host
+from fusion_edge.runtime.arrays import follow_callers_stream, is_device_array, require_cupy, to_device, to_host
 from fusion_edge.runtime.engines import INPUT_NAMES, OUTPUT_NAME, Backend, check_io_names
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,7 @@ class OrtBackend(Backend):
             feeds = {"vis": _host_batch(vis, "vis"), "ir": _host_batch(ir, "ir")}
             return self.session.run([OUTPUT_NAME], feeds, self._run_options)[0]
         cupy = self._cupy
+        follow_callers_stream(cupy, self.stream)
         with self.stream:
             arrays = {"vis": _device_batch(cupy, vis, "vis"), "ir": _device_batch(cupy, ir, "ir")}
             if arrays["vis"].shape != arrays["ir"].shape:

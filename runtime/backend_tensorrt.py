@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from fusion_edge.runtime.arrays import require_cupy, to_device
+from fusion_edge.runtime.arrays import follow_callers_stream, require_cupy, to_device
 from fusion_edge.runtime.engines import INPUT_NAMES, OUTPUT_NAME, Backend, check_io_names
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class TensorRTBackend(Backend):
 
     def infer(self, vis, ir):
         cupy = self._cupy
+        follow_callers_stream(cupy, self.stream)
         with self.stream:
             arrays = {}
             for name, x in (("vis", vis), ("ir", ir)):

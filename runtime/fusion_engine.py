@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fusion_edge.runtime.arrays import is_device_array, to_device, to_host
+from fusion_edge.runtime.arrays import follow_callers_stream, is_device_array, require_cupy, to_device, to_host
 from fusion_edge.runtime.calibration import Calibration
 from fusion_edge.runtime.engines import Backend, ModelInfo, model_info, open_backend, read_manifest
 from fusion_edge.runtime.postprocess import Postprocessor
@@ -59,15 +59,14 @@ class FusionEngine:
 
     def prepare(self, ir: Any, vis: Any) -> Prepared:
         """Preprocess where the model runs: host frames go to the GPU once, for a GPU backend."""
-        if self.on_gpu and not (is_device_array(ir) and is_device_array(vis)):
-            with self.stream:
-                return self.preprocessor.prepare(to_device(ir), to_device(vis))
-        if not self.on_gpu and (is_device_array(ir) or is_device_array(vis)):
-            ir, vis = to_host(ir), to_host(vis)
-        if self.on_gpu:
-            with self.stream:
-                return self.preprocessor.prepare(ir, vis)
-        return self.preprocessor.prepare(ir, vis)
+        if not self.on_gpu:
+            if is_device_array(ir) or is_device_array(vis):
+                ir, vis = to_host(ir), to_host(vis)
+            return self.preprocessor.prepare(ir, vis)
+        if is_device_array(ir) or is_device_array(vis):
+            follow_callers_stream(require_cupy("GPU frames"), self.stream)
+        with self.stream:
+            return self.preprocessor.prepare(to_device(ir), to_device(vis))
 
     def run(self, prep: Prepared):
         """Inference and postprocessing of a prepared pair (queued on the stream on a GPU)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fusion_edge.runtime.arrays import require_cupy
+from fusion_edge.runtime.arrays import follow_callers_stream, require_cupy
 from fusion_edge.runtime.fusion_engine import FusionEngine
 
 
@@ -64,6 +64,8 @@ class DeviceStage:
         cp = self.cupy
         slot = self._slots[self._next]
         self._next = (self._next + 1) % self.depth
+        if not (isinstance(ir, np.ndarray) and isinstance(vis, np.ndarray)):
+            follow_callers_stream(cp, self.stream)  # GPU frames: after the work that produced them
         with self.stream:
             device = []
             for key, frame in (("ir", ir), ("vis", vis)):

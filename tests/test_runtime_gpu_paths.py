@@ -147,6 +147,7 @@ class FakeStream:
     def __init__(self, null=False, non_blocking=False, ptds=False) -> None:
         self.ptr = 0 if null else id(self)
         self.synchronized = 0
+        self.waited_for: list = []
 
     def __enter__(self):
         FakeStream.current.append(self)
@@ -157,6 +158,10 @@ class FakeStream:
 
     def synchronize(self):
         self.synchronized += 1
+
+    def wait_event(self, event):
+        assert event.recorded_on is not None and event.recorded_on is not self
+        self.waited_for.append(event.recorded_on)
 
     def record(self, event=None):
         event = event or FakeEvent()
@@ -416,6 +421,8 @@ def test_device_frames_never_touch_host_memory(gpu, model, monkeypatch):
     monkeypatch.setattr(fusion_engine, "to_host", no_host)
     out = engine.fuse(gpu.cupy.asarray(ir), gpu.cupy.asarray(vis), to_host_memory=False)
     assert isinstance(out, FakeDeviceArray) and out.shape == vis.shape
+    # the engine's stream was ordered after the caller's (the legacy stream here), where the frames came from
+    assert engine.stream.waited_for and engine.stream.waited_for[0] is FakeStream.null
     # float colour conversion on the device, OpenCV's integer one on the host: within 2 levels
     assert np.abs(out.get().astype(int) - expected.astype(int)).max() <= 2
     # a CUDA torch tensor (CUDA array interface, torch dtype) is taken as a zero-copy view

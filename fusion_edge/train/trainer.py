@@ -295,8 +295,7 @@ class Trainer:
         self.ddp_model: torch.nn.Module = model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
-                                                                       gradient_as_bucket_view=True)
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.lr = cfg.lr
         # On a GPU: fused Adam (one kernel for all parameters, no host sync with the grad scaler)
@@ -533,7 +532,7 @@ class Trainer:
             atomic_write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", self.out / "config.json")
             log(f"training {cfg.preset} on {len(self.train_pairs)} pairs ({len(self.val_pairs)} for validation), "
                 f"{self.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, batch {cfg.batch}"
-                f"{f' x {self.dist.world_size} GPUs' if self.dist.enabled else ''}, crop {cfg.crop}, "
+                f"{f' x {self.dist.world_size} processes' if self.dist.enabled else ''}, crop {cfg.crop}, "
                 f"device {describe_device(self.device)}, amp {self.amp_dtype or 'off'}, scan {self.scan_impl}, "
                 f"pairs on {self.train_set.device.type}, CUDA graph {self.graph_status}")
         self._clock = time.perf_counter()

@@ -71,11 +71,21 @@ if [[ -n ${ORT_GPU_WHEEL:-} ]]; then
     export PYTHONPATH=$ORT_SITE:$PYTHONPATH
 fi
 { nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader || echo "no GPU (nvidia-smi)"
-  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-  python3 -c "import triton; print('triton', triton.__version__)"
-  python3 -c "import cupy; print('cupy', cupy.__version__)"
-  python3 -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
-  python3 -c "import fusion_edge.kernels, fusion_edge.ops; print('fusion_edge kernels available:', fusion_edge.kernels.is_available())"
+  python3 - <<'PY'
+import importlib
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "")
+for name in ("triton", "cupy", "onnxruntime"):
+    try:
+        module = importlib.import_module(name)
+        extra = module.get_available_providers() if name == "onnxruntime" else ""
+        print(name, module.__version__, extra)
+    except Exception as exc:  # noqa: BLE001
+        print(name, "not importable:", exc)
+import fusion_edge.kernels
+import fusion_edge.ops
+print("fusion_edge kernels available:", fusion_edge.kernels.is_available())
+PY
 } >"$WORK/device.txt" 2>&1
 cat "$WORK/device.txt" >>"$LOG"
 say "device: $(head -1 "$WORK/device.txt")"

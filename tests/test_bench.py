@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -374,3 +375,38 @@ def test_checkpoint_receives_the_rows_so_far():
     assert seen == [1, 2] and len(report.rows) == 2
     assert all(r.status == "skipped" for r in report.rows)
     assert report.costs == {"64x64": None, "32x32": None}
+
+
+def test_sigterm_ends_the_run_keeping_what_it_measured(tmp_path):
+    """A caller's time limit (SIGTERM) must not lose the configurations already measured."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "fusion_edge.cli", "bench", "--preset", "edge", "--size", "32x32", "64x64",
+            "--backend", "torch-cuda", "torch-chunked", "--device", "cpu", "--threads", "1", "--warmup", "0",
+            "--iters", "100000", "--max-seconds", "100000", "--no-cost", "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "bench.json").exists() and time.monotonic() < deadline:  # the first row is written
+            time.sleep(0.2)
+        time.sleep(1.0)  # now inside torch-chunked's endless timing
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+    rows = json.loads((out / "bench.json").read_text())["results"]
+    assert [(r["backend"], r["status"]) for r in rows] == [
+        ("torch-cuda", "skipped"), ("torch-chunked", "skipped"), ("torch-cuda", "skipped"),
+        ("torch-chunked", "skipped"),
+    ]
+    assert "needs a CUDA GPU" in rows[0]["reason"]
+    assert rows[1]["reason"] == "stopped from outside (SIGTERM) while running"
+    assert "not run" in rows[3]["reason"]
+    assert (out / "bench.md").exists()

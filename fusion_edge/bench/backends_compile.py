@@ -59,7 +59,7 @@ def time_limit(seconds: float | None, what: str) -> Iterator[None]:
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01), 1.0)
     try:
         yield
-    except BaseException as exc:
+    except Exception as exc:
         if fired and not isinstance(exc, CompileTimeout):  # wrapped by the compiler: report the timeout
             raise CompileTimeout(f"{what} took longer than {seconds:.0f} s (--compile-timeout / time budget)") from exc
         raise

@@ -25,6 +25,13 @@ PREPARE: dict[str, Callable] = {
 }
 
 
+class RunStopped(BaseException):
+    """The run was told to stop (SIGTERM from a caller's time limit): it ends keeping what it measured.
+
+    A BaseException, so that the per-backend error handling does not swallow it.
+    """
+
+
 @dataclass
 class ResultRow:
     backend: str
@@ -124,35 +131,29 @@ def run_bench(
         return BenchReport(config_dict, source.label, environment, dict(costs), rows)
 
     try:
-        for size_rank, backend_rank, (height, width), backend in run_order(sizes, config):
-            label = format_size((height, width))
-            if label not in costs:
-                costs[label] = _cost_or_none(source.config, height, width, config.fp16) if config.count_cost else None
-            scan_impl = backends_torch.SCAN_IMPL.get(backend)
-            precision = backends_torch.precision_label(ctx) if scan_impl else ("fp16" if config.fp16 else "fp32")
-            row = ResultRow(backend, height, width, config.batch, precision, status="ok")
-            progress(f"{backend} {row.size} batch {config.batch} {precision} ...")
-            try:
-                left = ctx.seconds_left()
-                if left is not None and left <= 0:
-                    raise BackendUnavailable(f"not run: the run's time budget ({config.time_budget:g} s) is spent")
-                if scan_impl:
-                    backends_torch.check_backend(ctx, backend)
-                with use_impl(scan_impl) if scan_impl else contextlib.nullcontext():
-                    _run_one(ctx, config, backend, row)
-            except (BackendUnavailable, SourceUnavailable) as exc:
-                row.status, row.reason = "skipped", str(exc)
-            except TimeCapExceeded as exc:
-                row.status, row.reason = "skipped", f"over the time cap: {exc}"
-            except Exception as exc:  # noqa: BLE001 - one failing backend must not lose the others
-                log.debug("backend %s failed", backend, exc_info=True)
-                row.status, row.reason = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
-            progress(f"  -> {row.status}" + (f": {row.reason}" if row.reason else _latency_line(row)))
-            ranked.append(((size_rank, backend_rank), row))
-            gc.collect()
-            _empty_cuda_cache(device)
-            if checkpoint is not None:
-                checkpoint(report_so_far())
+        planned = run_order(sizes, config)
+        try:
+            for size_rank, backend_rank, (height, width), backend in planned:
+                row = ResultRow(backend, height, width, config.batch, _precision(ctx, config, backend), "ok")
+                label = format_size((height, width))
+                if label not in costs:
+                    costs[label] = _cost_or_none(source.config, height, width, config.fp16) if config.count_cost \
+                        else None
+                progress(f"{backend} {row.size} batch {config.batch} {row.precision} ...")
+                _run_configuration(ctx, config, backend, row, use_impl)
+                progress(f"  -> {row.status}" + (f": {row.reason}" if row.reason else _latency_line(row)))
+                ranked.append(((size_rank, backend_rank), row))
+                gc.collect()
+                _empty_cuda_cache(device)
+                if checkpoint is not None:
+                    checkpoint(report_so_far())
+        except RunStopped:
+            progress("  -> stopped from outside (SIGTERM)")
+            for index, (s_rank, b_rank, (h, w), name) in enumerate(planned[len(ranked):]):
+                why = "stopped from outside (SIGTERM) while running" if index == 0 else \
+                    "not run: the run was stopped from outside (SIGTERM)"
+                ranked.append(((s_rank, b_rank), ResultRow(name, h, w, config.batch, _precision(ctx, config, name),
+                                                           "skipped", reason=why)))
     finally:
         source.close()
     return report_so_far()
@@ -184,6 +185,32 @@ def _load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
+
+
+def _precision(ctx: BenchContext, config: BenchConfig, backend: str) -> str:
+    if backend in backends_torch.SCAN_IMPL:
+        return backends_torch.precision_label(ctx)
+    return "fp16" if config.fp16 else "fp32"
+
+
+def _run_configuration(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRow, use_impl) -> None:
+    """Measure one (size, backend) into ``row``; its status and reason say what happened."""
+    scan_impl = backends_torch.SCAN_IMPL.get(backend)
+    try:
+        left = ctx.seconds_left()
+        if left is not None and left <= 0:
+            raise BackendUnavailable(f"not run: the run's time budget ({config.time_budget:g} s) is spent")
+        if scan_impl:
+            backends_torch.check_backend(ctx, backend)
+        with use_impl(scan_impl) if scan_impl else contextlib.nullcontext():
+            _run_one(ctx, config, backend, row)
+    except (BackendUnavailable, SourceUnavailable) as exc:
+        row.status, row.reason = "skipped", str(exc)
+    except TimeCapExceeded as exc:
+        row.status, row.reason = "skipped", f"over the time cap: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one failing backend must not lose the others
+        log.debug("backend %s failed", backend, exc_info=True)
+        row.status, row.reason = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRow) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -77,6 +80,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM (a caller's time limit) ends the run with what it measured instead of killing it."""
+    from fusion_edge.bench.runner import RunStopped
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise RunStopped()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     from fusion_edge.bench.config import BenchConfig, parse_backend_sizes
     from fusion_edge.bench.report import markdown_table, write_outputs
@@ -99,7 +121,14 @@ def run(args: argparse.Namespace) -> int:
     # With --out, what is measured so far is written after each configuration (bench.json and bench.md),
     # so a run stopped from outside keeps it.
     checkpoint = None if args.out is None else (lambda partial: write_outputs(partial, args.out, plot=False))
-    report = run_bench(config, progress, checkpoint)
+    from fusion_edge.bench.runner import RunStopped
+
+    try:
+        with _stop_on_sigterm():
+            report = run_bench(config, progress, checkpoint)
+    except RunStopped:
+        print("bench: stopped (SIGTERM) before anything was measured", file=sys.stderr)
+        return 3
     print(markdown_table(report))
     if args.out is not None:
         paths = write_outputs(report, args.out)

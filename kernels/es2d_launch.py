@@ -21,17 +21,17 @@ def _aligned(nbytes: int) -> int:
 
 
 def _layout(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int, sm_count: int):
-    """Byte offsets of the projections, delta, chunk states and chunk sums, the total, and the chunking."""
+    """Byte offsets of the projections, delta, chunk states and chunk sums, the total, and the scan plan."""
     length = _route_length(h, w)
     proj = batch * ROUTES * (dt_rank + 2 * d_state) * length * 4
     delta = batch * ROUTES * dim * length * 4
-    chunk_len, n_chunks = launch_params.scan_chunks(batch * ROUTES * dim, length, d_state, sm_count)
-    n_st, n_sum = launch_params.scan_state_floats(batch * ROUTES * dim, d_state, n_chunks)
+    plan = launch_params.scan_plan(batch * ROUTES * dim, length, d_state, sm_count, dim, routes=True)
+    n_st, n_sum = launch_params.scan_plan_state_floats(plan, batch * ROUTES * dim, d_state)
     offsets = [0, _aligned(proj)]
     offsets.append(offsets[-1] + _aligned(delta))
     offsets.append(offsets[-1] + _aligned(4 * n_st))
     total = offsets[-1] + _aligned(4 * n_sum)
-    return offsets, total, chunk_len, n_chunks
+    return offsets, total, plan
 
 
 def es2d_workspace_bytes(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int,
@@ -99,7 +99,8 @@ def launch_es2d_scan(
     length = _route_length(h, w)
     dev = launch.current_device() if device is None else device
     sms = launch.sm_count(dev)
-    offsets, need, chunk_len, n_chunks = _layout(batch, dim, h, w, rank, n_states, sms)
+    offsets, need, plan = _layout(batch, dim, h, w, rank, n_states, sms)
+    chunk_len, n_chunks = plan.chunk_len, plan.n_chunks
     ws = arrs["workspace"]
     keep = None
     if ws is None:
@@ -128,15 +129,21 @@ def launch_es2d_scan(
                (p(proj), p(dtw), p(delta), i(batch), i(dim), i(length), i(proj_rows), i(rank)),
                device=device, stream=stream)
     vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0)
-    suffix = launch_params.scan_suffix(n_states)
+    vec_u = int(delta.ptr % 16 == 0 and length % 4 == 0)
     args = (p(xa), p(delta), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
             launch.addr(states), launch.addr(sums), i(batch), i(dim), i(h), i(w), i(n_states), i(rank),
-            i(vec_bc), i(chunk_len), i(n_chunks))
+            i(vec_bc), *((i(vec_u),) if plan.lanes else ()), i(chunk_len), i(n_chunks))
     channels = batch * ROUTES * dim
+    if plan.lanes:
+        scan_name = f"fe_es2d_lanes_scan_{code}_l{plan.lanes}"
+        states_name = f"fe_es2d_lanes_states_{code}_l{plan.lanes}"
+    else:
+        suffix = launch_params.scan_suffix(n_states)
+        scan_name, states_name = f"fe_es2d_scan_{code}_{suffix}", f"fe_es2d_states_{code}_{suffix}"
     if n_chunks > 1:
-        grid, block = launch_params.scan_grid(channels, n_states, n_chunks - 1)
-        launch.run("es2d", f"fe_es2d_states_{code}_{suffix}", grid, block, args, device=device, stream=stream)
-    grid, block = launch_params.scan_grid(channels, n_states, n_chunks)
-    launch.run("es2d", f"fe_es2d_scan_{code}_{suffix}", grid, block, args, device=device, stream=stream)
+        grid, block = launch_params.scan_plan_grid(plan, channels, n_states, n_chunks - 1)
+        launch.run("es2d", states_name, grid, block, args, device=device, stream=stream)
+    grid, block = launch_params.scan_plan_grid(plan, channels, n_states, n_chunks)
+    launch.run("es2d", scan_name, grid, block, args, device=device, stream=stream)
     del keep  # CuPy's pool is stream-ordered: the block is reused only after our launches
     return result

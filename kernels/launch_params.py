@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 SCAN_WARPS_PER_BLOCK = 2         # <= kMaxWarps (4); small blocks spread batch-1 work over all SMs
 SCAN_MAX_STATES = 64
@@ -56,6 +58,149 @@ def scan_grid(channels: int, n_states: int, n_chunks: int):
     per_block = (32 // lanes) * SCAN_WARPS_PER_BLOCK
     return (math.ceil(channels / per_block), n_chunks, 1), (32 * SCAN_WARPS_PER_BLOCK, 1, 1)
 
+
+
+# Lane-major core (selective_scan/scan_lanes.cuh) for N <= 16: LPC lanes a channel, 16 / LPC states a
+# lane. The launcher picks LPC and the chunks of L with a cost model in cycles of one scheduler
+# (4 a SM): per warp and timestep the issue slots (sm_90 SASS of the loop, output pass / first
+# pass), the ex2 unit (8 cycles a warp instruction) and the shared-memory pipe (per warp, but
+# shared by the SM's four schedulers; calibrated on the H100), whichever binds; a tile takes at
+# least SCAN_LANES_TILE_FLOOR (memory latency over the two tiles of prefetch), a pass costs a
+# launch and the warps' start, and a lone warp issues at SCAN_LANES_ALONE of its rate.
+SCAN_LANES = (1, 2, 4, 8)
+SCAN_LANES_MAX_STATES = 16
+SCAN_LANES_WARPS_PER_BLOCK = 4   # <= lanes::kMaxWarps
+SCAN_LANES_TILE = {1: 8, 2: 16, 4: 16, 8: 16}            # timesteps per tile (chunks are whole tiles)
+SCAN_LANES_ISSUE = {1: (137, 113), 2: (74, 61), 4: (44, 34), 8: (28, 22)}
+SCAN_LANES_MUFU = {1: 144, 2: 72, 4: 36, 8: 18}
+SCAN_LANES_SMEM = {1: (55, 28), 2: (35, 18), 4: (21, 12), 8: (15, 8)}
+SCAN_LANES_RESIDENT = {1: 12, 2: 8, 4: 12, 8: 16}         # warps a SM holds (registers)
+SCAN_LANES_ALONE = 0.75
+SCAN_LANES_BUSY = 0.9
+SCAN_LANES_TILE_FLOOR = 1000
+SCAN_LANES_PASS_CYCLES = 6000
+SCAN_LANES_SMSP = 4              # warp schedulers per SM
+SCAN_LANES_MAX_CHUNKS = 256
+# (lanes, n_chunks) forcing one plan (benchmarks and tests); lanes 0 forces the split core.
+SCAN_OVERRIDE: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """How one selective scan runs: ``lanes`` lanes a channel on the lane-major core (0: the split
+    core of scan_core.cuh), L cut into ``n_chunks`` chunks of ``chunk_len`` (two passes when > 1)."""
+
+    lanes: int
+    chunk_len: int
+    n_chunks: int
+
+
+def scan_lanes_fit(channels: int, per_group: int, lanes: int) -> bool:
+    """The warps of this layout see at most two B/C groups (what the core stages)."""
+    per_warp = 32 // lanes
+    return per_group >= per_warp - 1 or channels <= 2 * per_group
+
+
+def scan_lanes_allowed(channels: int, per_group: int, n_states: int, routes: bool = False) -> tuple[int, ...]:
+    """Layouts of the lane-major core that serve this scan. ``routes`` (the ES2D scan): not one lane a
+    channel, whose map gathers and scatters touch a cache line per lane and timestep."""
+    if n_states > SCAN_LANES_MAX_STATES:
+        return ()
+    return tuple(lanes for lanes in SCAN_LANES
+                 if scan_lanes_fit(channels, per_group, lanes) and not (routes and lanes == 1))
+
+
+def _pass_cycles(warps: int, chunk_len: int, lanes: int, states: bool, sm_count: int) -> float:
+    """Estimated cycles of one pass of ``warps`` warps over ``chunk_len`` timesteps each."""
+    which = 1 if states else 0
+    resident = SCAN_LANES_RESIDENT[lanes] * sm_count
+    waves = math.ceil(warps / resident)
+    per_smsp = math.ceil(min(warps, resident) / (SCAN_LANES_SMSP * sm_count))
+    rate = SCAN_LANES_ALONE if per_smsp == 1 else SCAN_LANES_BUSY
+    step = max(per_smsp * SCAN_LANES_ISSUE[lanes][which] / rate, per_smsp * SCAN_LANES_MUFU[lanes],
+               SCAN_LANES_SMSP * per_smsp * SCAN_LANES_SMEM[lanes][which])
+    tile = SCAN_LANES_TILE[lanes]
+    tiles = math.ceil(chunk_len / tile)
+    return waves * tiles * max(tile * step, SCAN_LANES_TILE_FLOOR) + SCAN_LANES_PASS_CYCLES
+
+
+def _lanes_estimate(channels: int, length: int, lanes: int, chunks: int, sm_count: int) -> tuple[float, int]:
+    """(estimated cycles, chunk length) of the lane-major core with ``chunks`` chunks."""
+    tile = SCAN_LANES_TILE[lanes]
+    chunk_len = math.ceil(math.ceil(max(length, 1) / chunks) / tile) * tile
+    chunks = math.ceil(max(length, 1) / chunk_len)
+    warps = math.ceil(channels * lanes / 32) * chunks
+    cycles = _pass_cycles(warps, chunk_len, lanes, False, sm_count)
+    if chunks > 1:
+        # the first pass, then the last chunk's start state: a term per earlier chunk and state
+        cycles += _pass_cycles(warps, chunk_len, lanes, True, sm_count)
+        cycles += math.ceil(chunks / 4) * 600 + chunks * (SCAN_LANES_MAX_STATES // lanes) * 4
+    return cycles, chunk_len
+
+
+@functools.lru_cache(maxsize=4096)
+def _best_plan(channels: int, length: int, allowed: tuple[int, ...], sm_count: int) -> ScanPlan:
+    best: tuple[float, ScanPlan] | None = None
+    for lanes in allowed:
+        tile = SCAN_LANES_TILE[lanes]
+        max_chunks = max(1, min(SCAN_LANES_MAX_CHUNKS, length // (2 * tile)))
+        for chunks in range(1, max_chunks + 1):
+            cycles, chunk_len = _lanes_estimate(channels, length, lanes, chunks, sm_count)
+            plan = ScanPlan(lanes, chunk_len, math.ceil(max(length, 1) / chunk_len))
+            if best is None or cycles < best[0]:
+                best = (cycles, plan)
+    assert best is not None, "no lane layout allowed"
+    return best[1]
+
+
+def scan_plan(channels: int, length: int, n_states: int, sm_count: int, per_group: int,
+              routes: bool = False) -> ScanPlan:
+    """The plan for ``channels`` = batch * dim scanned channels in groups of ``per_group`` sharing B/C
+    (``routes``: the fused ES2D scan)."""
+    allowed = scan_lanes_allowed(channels, per_group, n_states, routes)
+    if SCAN_OVERRIDE is not None:
+        lanes, chunks = SCAN_OVERRIDE
+        if lanes == 0 or lanes not in scan_lanes_allowed(channels, per_group, n_states):
+            if not SCAN_SPLIT or chunks <= 1:
+                return ScanPlan(0, math.ceil(max(length, 1) / SCAN_CHUNK_ALIGN) * SCAN_CHUNK_ALIGN, 1)
+            return ScanPlan(0, *scan_chunks(channels, length, n_states, sm_count))
+        tile = SCAN_LANES_TILE[lanes]
+        chunk_len = math.ceil(math.ceil(max(length, 1) / max(chunks, 1)) / tile) * tile
+        return ScanPlan(lanes, chunk_len, math.ceil(max(length, 1) / chunk_len))
+    if not allowed:
+        return ScanPlan(0, *scan_chunks(channels, length, n_states, sm_count))
+    if not SCAN_SPLIT:
+        allowed_plans = [(_lanes_estimate(channels, length, lanes, 1, sm_count), lanes) for lanes in allowed]
+        (_, chunk_len), lanes = min(allowed_plans)
+        return ScanPlan(lanes, chunk_len, 1)
+    return _best_plan(channels, length, allowed, sm_count)
+
+
+def scan_plan_grid(plan: ScanPlan, channels: int, n_states: int, n_chunks: int):
+    """(grid, block) of one pass of ``plan`` over ``n_chunks`` chunks (grid.y)."""
+    if plan.lanes == 0:
+        return scan_grid(channels, n_states, n_chunks)
+    warps = math.ceil(channels * plan.lanes / 32)
+    per_block = min(SCAN_LANES_WARPS_PER_BLOCK, warps)
+    return (math.ceil(warps / per_block), n_chunks, 1), (32 * per_block, 1, 1)
+
+
+def scan_plan_state_floats(plan: ScanPlan, channels: int, n_states: int) -> tuple[int, int]:
+    """Floats of the chunk end states and of the chunk delta sums (zero without chunks)."""
+    if plan.lanes == 0:
+        return scan_state_floats(channels, n_states, plan.n_chunks)
+    return channels * (plan.n_chunks - 1) * SCAN_LANES_MAX_STATES, channels * (plan.n_chunks - 1)
+
+
+def scan_workspace_floats(channels: int, length: int, n_states: int, sm_count: int,
+                          per_group: int | None = None, routes: bool = False) -> int:
+    """Floats of scratch a scan needs; with ``per_group`` None, the most any grouping needs."""
+    groupings = [per_group] if per_group is not None else [channels, 31, 15, 7, 3, 1]
+    need = 0
+    for group in groupings:
+        plan = scan_plan(channels, length, n_states, sm_count, max(1, min(group, channels)), routes)
+        need = max(need, sum(scan_plan_state_floats(plan, channels, n_states)))
+    return need
 
 def es2d_project_splits(batch: int, length: int, proj_rows: int, dim: int, sm_count: int) -> int:
     """Split the channel sum of the projection over blocks when the map is too small to fill the GPU."""

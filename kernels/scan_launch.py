@@ -10,16 +10,24 @@ from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, as_device_array, che
 FLOAT_TYPES = ("float32", "float16", "bfloat16")
 
 
-def selective_scan_kernel_name(u_dtype: str, bc_dtype: str, n_states: int, *, states: bool = False) -> str:
+def selective_scan_kernel_name(u_dtype: str, bc_dtype: str, n_states: int, *, states: bool = False,
+                               lanes: int = 0) -> str:
+    """Entry point of the split core (``lanes`` 0) or of the lane-major core with ``lanes`` lanes a channel."""
     kind = "states" if states else "fwd"
-    return f"fe_selective_scan_{kind}_{TYPE_CODE[u_dtype]}_{TYPE_CODE[bc_dtype]}_{launch_params.scan_suffix(n_states)}"
+    types = f"{TYPE_CODE[u_dtype]}_{TYPE_CODE[bc_dtype]}"
+    if lanes:
+        return f"fe_selective_scan_lanes_{kind}_{types}_l{lanes}"
+    return f"fe_selective_scan_{kind}_{types}_{launch_params.scan_suffix(n_states)}"
 
 
-def selective_scan_workspace_bytes(batch: int, dim: int, length: int, n_states: int, sm_count: int) -> int:
-    """Scratch bytes for the chunk states of a long scan on a GPU with ``sm_count`` SMs (0 if unsplit)."""
-    _, chunks = launch_params.scan_chunks(batch * dim, length, n_states, sm_count)
-    states, sums = launch_params.scan_state_floats(batch * dim, n_states, chunks)
-    return 4 * (states + sums)
+def selective_scan_workspace_bytes(batch: int, dim: int, length: int, n_states: int, sm_count: int,
+                                   groups: int | None = None) -> int:
+    """Scratch bytes for the chunk states of a long scan on a GPU with ``sm_count`` SMs (0 if unsplit).
+
+    ``groups`` (of B and C): the exact need; None gives enough for any grouping.
+    """
+    per_group = None if groups is None else max(1, dim // groups)
+    return 4 * launch_params.scan_workspace_floats(batch * dim, length, n_states, sm_count, per_group)
 
 
 def launch_selective_scan(
@@ -93,13 +101,16 @@ def launch_selective_scan(
         return result
     itemsize = ITEMSIZE[Ba.dtype]
     vec_bc = int(Ba.ptr % 16 == 0 and Ca.ptr % 16 == 0 and (length * itemsize) % 16 == 0)
+    rows = [ua, arrs["delta"], arrs["out"]] + ([arrs["z"]] if arrs["z"] is not None else [])
+    vec_u = int(all(a.ptr % 16 == 0 for a in rows) and (length * ITEMSIZE[ua.dtype]) % 16 == 0)
     dev = launch.current_device() if device is None else device
     channels = batch * dim
-    chunk_len, n_chunks = launch_params.scan_chunks(channels, length, n_states, launch.sm_count(dev))
+    plan = launch_params.scan_plan(channels, length, n_states, launch.sm_count(dev), dim // groups)
+    chunk_len, n_chunks = plan.chunk_len, plan.n_chunks
     states_ptr = sums_ptr = 0
     keep = None
     if n_chunks > 1:
-        n_st, n_sum = launch_params.scan_state_floats(channels, n_states, n_chunks)
+        n_st, n_sum = launch_params.scan_plan_state_floats(plan, channels, n_states)
         need = 4 * (n_st + n_sum)
         ws = None if workspace is None else as_device_array(workspace, "workspace")
         if ws is None:
@@ -108,20 +119,22 @@ def launch_selective_scan(
         if ws.nbytes < need:
             raise ValueError(f"workspace has {ws.nbytes} bytes; this scan needs {need} "
                              "(selective_scan_workspace_bytes)")
+        if ws.ptr % 16:
+            raise ValueError("workspace must be 16-byte aligned")
         states_ptr, sums_ptr = ws.ptr, ws.ptr + 4 * n_st
     p, i = launch.ptr, launch.i32
     args = (
         p(ua), p(arrs["delta"]), p(arrs["A"]), p(Ba), p(Ca), p(arrs["D"]), p(arrs["z"]),
         p(arrs["delta_bias"]), p(arrs["out"]), launch.addr(states_ptr), launch.addr(sums_ptr),
         i(batch), i(dim), i(length), i(n_states), i(groups), i(int(bool(delta_softplus))), i(vec_bc),
-        i(chunk_len), i(n_chunks),
+        *((i(vec_u),) if plan.lanes else ()), i(chunk_len), i(n_chunks),
     )
     if n_chunks > 1:
-        grid, block = launch_params.scan_grid(channels, n_states, n_chunks - 1)
-        name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states, states=True)
+        grid, block = launch_params.scan_plan_grid(plan, channels, n_states, n_chunks - 1)
+        name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states, states=True, lanes=plan.lanes)
         launch.run("selective_scan", name, grid, block, args, device=device, stream=stream)
-    grid, block = launch_params.scan_grid(channels, n_states, n_chunks)
-    name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states)
+    grid, block = launch_params.scan_plan_grid(plan, channels, n_states, n_chunks)
+    name = selective_scan_kernel_name(ua.dtype, Ba.dtype, n_states, lanes=plan.lanes)
     launch.run("selective_scan", name, grid, block, args, device=device, stream=stream)
     del keep  # CuPy's pool is stream-ordered: the block is reused only after our launches
     return result

@@ -25,11 +25,12 @@ ARCHS = ("sm_72", "sm_87", "sm_86", "sm_89", "sm_90", "sm_120")
 # configuration and the largest one (most states, bfloat16).
 REPRESENTATIVE = {
     "selective_scan": ("fe_selective_scan_fwd_f16_f16_n16", "fe_selective_scan_states_f16_f16_n16",
-                       "fe_selective_scan_fwd_bf16_f32_n64"),
+                       "fe_selective_scan_fwd_bf16_f32_n64", "fe_selective_scan_lanes_fwd_f16_f16_l4",
+                       "fe_selective_scan_lanes_states_f16_f16_l1", "fe_selective_scan_lanes_fwd_bf16_f32_l8"),
     "selective_scan_bwd": ("fe_selective_scan_bwd_prep_f16_f16_n16", "fe_selective_scan_bwd_f16_f16_n16",
                            "fe_selective_scan_bwd_f32_f32_n16", "fe_selective_scan_bwd_bf16_f32_n64"),
     "es2d": ("fe_es2d_project_f16", "fe_es2d_delta", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16",
-             "fe_es2d_scan_bf16_n64"),
+             "fe_es2d_scan_bf16_n64", "fe_es2d_lanes_scan_f16_l4", "fe_es2d_lanes_states_f32_l2"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
 }
 
@@ -116,7 +117,9 @@ def test_sources_are_self_contained_and_list_their_entry_points():
         assert set(REPRESENTATIVE[family]) <= set(names)
         for name in names:
             assert 'extern "C" __global__' in source and name in source
-    assert len(kernels.kernel_names("selective_scan")) == 40  # 5 type pairs x 4 state counts x 2 passes
+    # 5 type pairs x 2 passes x (4 state counts of the split core + 4 layouts of the lane-major core)
+    assert len(kernels.kernel_names("selective_scan")) == 80
+    assert len(kernels.kernel_names("es2d")) == 1 + 3 + 3 * 2 * (4 + 4)  # delta, 3 projections, scans
     assert len(kernels.kernel_names("selective_scan_bwd")) == 30  # 5 type pairs x 3 state counts x 2 passes
 
 
@@ -226,13 +229,46 @@ def test_long_scans_with_few_channels_are_chunked():
     from fusion_edge.kernels import launch_params as lp
 
     # the paper preset's stage 1 at 512x640, batch 1: 768 channels leave an H100 mostly idle
-    chunk_len, chunks = lp.scan_chunks(768, 5120, 16, sm_count=132)
-    assert chunks > 1 and chunk_len % lp.SCAN_CHUNK_ALIGN == 0 and (chunks - 1) * chunk_len < 5120 <= chunks * chunk_len
-    assert lp.scan_chunks(8 * 768, 5120, 16, sm_count=132)[1] == 1  # batch 8 fills it alone
-    assert lp.scan_chunks(4, 300, 16, sm_count=132)[1] == 1  # too short to split
-    states, sums = lp.scan_state_floats(768, 16, chunks)
-    assert kernels.selective_scan_workspace_bytes(1, 768, 5120, 16, 132) == 4 * (states + sums) > 0
-    assert kernels.selective_scan_workspace_bytes(8, 768, 5120, 16, 132) == 0
+    plan = lp.scan_plan(768, 5120, 16, sm_count=132, per_group=192)
+    assert plan.lanes in lp.SCAN_LANES and plan.n_chunks > 1
+    assert plan.chunk_len % lp.SCAN_LANES_TILE[plan.lanes] == 0
+    assert (plan.n_chunks - 1) * plan.chunk_len < 5120 <= plan.n_chunks * plan.chunk_len
+    wide = lp.scan_plan(8 * 768, 5120, 16, sm_count=132, per_group=192)  # batch 8: more channels, fewer chunks
+    assert wide.n_chunks <= plan.n_chunks
+    assert lp.scan_plan(4, 20, 16, sm_count=132, per_group=4).n_chunks == 1  # too short to split
+    states, sums = lp.scan_plan_state_floats(plan, 768, 16)
+    assert states == 768 * (plan.n_chunks - 1) * 16 and sums == 768 * (plan.n_chunks - 1)
+    assert kernels.selective_scan_workspace_bytes(1, 768, 5120, 16, 132, groups=4) == 4 * (states + sums)
+    # without the grouping: enough for any
+    assert kernels.selective_scan_workspace_bytes(1, 768, 5120, 16, 132) >= 4 * (states + sums)
+    assert kernels.selective_scan_workspace_bytes(8, 768, 5120, 16, 132, groups=4) == 4 * sum(
+        lp.scan_plan_state_floats(wide, 8 * 768, 16))
+    assert lp.scan_plan(8 * 768, 80, 16, sm_count=132, per_group=1536).n_chunks == 1  # short: never split
+
+
+def test_scan_plan_layouts_and_fallbacks():
+    from fusion_edge.kernels import launch_params as lp
+
+    # the lane-major core serves N <= 16 when a warp's channels span at most two B/C groups
+    assert lp.scan_lanes_allowed(768, 192, 16) == lp.SCAN_LANES
+    assert lp.scan_lanes_allowed(768, 192, 17) == ()                 # N > 16: the split core
+    assert lp.scan_lanes_allowed(48, 8, 16) == (4, 8)                # 8 channels a group
+    assert lp.scan_lanes_allowed(24, 1, 16) == ()                    # one channel a group
+    assert lp.scan_lanes_allowed(2, 1, 16) == lp.SCAN_LANES          # two groups in all
+    assert lp.scan_plan(24, 4099, 16, sm_count=132, per_group=1).lanes == 0
+    assert lp.scan_plan(8, 100, 64, sm_count=132, per_group=8).lanes == 0
+    plan = lp.scan_plan(6144, 80, 16, sm_count=132, per_group=1536)
+    grid, block = lp.scan_plan_grid(plan, 6144, 16, plan.n_chunks)
+    assert block[0] % 32 == 0 and block[0] <= 32 * lp.SCAN_LANES_WARPS_PER_BLOCK
+    assert grid[0] * block[0] // 32 * (32 // plan.lanes) >= 6144 and grid[1] == plan.n_chunks
+    saved = lp.SCAN_OVERRIDE
+    try:
+        lp.SCAN_OVERRIDE = (2, 5)
+        forced = lp.scan_plan(64, 1000, 16, sm_count=132, per_group=32)
+        assert forced.lanes == 2 and forced.n_chunks == 5 and forced.chunk_len % lp.SCAN_LANES_TILE[2] == 0
+        assert lp.scan_plan(24, 1000, 16, sm_count=132, per_group=1).lanes == 0  # not allowed: split core
+    finally:
+        lp.SCAN_OVERRIDE = saved
 
 
 def test_importing_kernels_and_ops_needs_neither_cupy_nor_a_gpu():

@@ -96,6 +96,54 @@ def test_selective_scan_matches_float64_reference(kernels, case, dtype):
     assert rel_err(out, truth) <= TOL[dtype]
 
 
+LANE_CASES = [
+    # batch, dim, L, N, groups, lanes a channel, chunks (forced plan of the lane-major core)
+    (1, 64, 1000, 16, 2, 1, 3),    # 32 channels a group: one group a warp
+    (2, 40, 301, 16, 1, 1, 2),     # warps across two groups, odd L
+    (1, 16, 777, 16, 1, 2, 4),
+    (3, 24, 130, 8, 3, 4, 2),      # N < 16
+    (2, 12, 65, 16, 4, 8, 3),      # 3 channels a group
+    (1, 8, 1, 16, 1, 4, 1),        # L = 1
+    (1, 32, 5003, 16, 4, 4, 24),   # many chunks
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", LANE_CASES)
+def test_lane_major_core_matches_float64_reference(kernels, monkeypatch, case, dtype):
+    from fusion_edge.kernels import launch_params
+
+    batch, dim, length, n, groups, lanes, chunks = case
+    monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (lanes, chunks))
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    assert launch_params.scan_plan(batch * dim, length, n, sms, dim // groups).lanes == lanes
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
+    u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, dtype, dtype, True, gen)
+    if lanes == 2:
+        z = None  # the ungated path too
+    out = torch.full_like(u, float("nan"))
+    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=True,
+                                  stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D)), z=None if z is None else z.double(),
+                               delta_bias=bias.double(), delta_softplus=True)
+    assert rel_err(out, truth) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_lane_major_core_half_inputs_with_float32_B_C_and_no_softplus(kernels, monkeypatch, lanes):
+    from fusion_edge.kernels import launch_params
+
+    monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (lanes, 3))
+    gen = torch.Generator(device="cuda").manual_seed(17 + lanes)
+    u, delta, A, B, C, D, z, bias = scan_inputs(2, 32, 517, 16, 1, torch.float16, torch.float32, False, gen)
+    out = torch.full_like(u, float("nan"))
+    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=False)
+    torch.cuda.synchronize()
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D, z, bias)), delta_softplus=False)
+    assert rel_err(out, truth) <= TOL[torch.float16]
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs_with_float32_B_C(kernels, dtype):
     gen = torch.Generator(device="cuda").manual_seed(7)
@@ -214,6 +262,31 @@ def test_fused_es2d_matches_unfused(kernels, case, dtype):
     if dtype == torch.float32 and d <= 24:
         unfused = es2d_scan_unfused(x, *params, impl="reference")
         assert rel_err(out, unfused) <= 1e-5
+
+
+ES2D_LANE_CASES = [
+    # batch, D, h, w, R, N, lanes a channel, chunks
+    (1, 32, 45, 61, 2, 16, 1, 4),
+    (2, 16, 9, 20, 1, 16, 2, 2),
+    (1, 8, 64, 64, 1, 16, 4, 8),
+    (1, 12, 7, 5, 3, 8, 8, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", ES2D_LANE_CASES)
+def test_fused_es2d_on_the_lane_major_core(kernels, monkeypatch, case, dtype):
+    from fusion_edge.kernels import launch_params
+
+    batch, d, h, w, rank, n, lanes, chunks = case
+    monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (lanes, chunks))
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    params = es2d_params(d, rank, n, gen)
+    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
+    kernels.launch_es2d_scan(x, *params, out, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    assert rel_err(out, es2d_truth(x, *params)) <= 1e-5
 
 
 def test_es2d_dispatch_uses_the_fused_op_and_falls_back_for_training(kernels):

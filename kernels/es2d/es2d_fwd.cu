@@ -8,9 +8,12 @@
 //                        from the map and the output written to the map, A = -exp(A_logs),
 //                        softplus(delta + dt_projs_bias), skip Ds (fe_es2d_states_*: its first
 //                        pass when the routes are scanned in chunks).
+//   fe_es2d_lanes_{scan,states}_<x>_l<LPC>  the same on the lane-major core (scan_lanes.cuh),
+//                        N <= 16; the launcher picks the core (kernels/launch_params.py: scan_plan).
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
 // row-major over the h2 x w2 sub-grid, routes 1 and 3 column-major (see route_pixel).
 #include "../selective_scan/scan_core.cuh"
+#include "../selective_scan/scan_lanes.cuh"
 
 namespace fe {
 namespace es2d {
@@ -65,9 +68,16 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         }
     };
 
-    float acc[kProjC];
+    // Thread tid computes rows c0 + 4 * (tid / 32) .. + 3 at positions l0 + 4 * (tid % 32) .. + 3: a 4 x 4
+    // tile, so each pair of 16-byte shared reads feeds 16 multiply-adds (the weights are a broadcast).
+    constexpr int kRows = 4, kCols = 4;
+    static_assert(kProjC == kRows * (kProjL / 32) && kProjL == 32 * kCols, "4 x 4 tiles of a 16 x 128 block");
+    const int rg = tid >> 5, pg = tid & 31;
+    float acc[kRows][kCols];
 #pragma unroll
-    for (int i = 0; i < kProjC; ++i) acc[i] = 0.f;
+    for (int i = 0; i < kRows; ++i)
+#pragma unroll
+        for (int j = 0; j < kCols; ++j) acc[i][j] = 0.f;
     if (d_begin < d_end) stage(d_begin);
     for (int d0 = d_begin; d0 < d_end; d0 += kProjD) {
         __syncthreads();
@@ -82,25 +92,32 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         if (d0 + kProjD < d_end) stage(d0 + kProjD);
 #pragma unroll 8
         for (int dd = 0; dd < kProjD; ++dd) {
-            const float xv = xs[dd][tid];
+            const float4 xv = *reinterpret_cast<const float4*>(&xs[dd][kCols * pg]);
+            const float4 wv = *reinterpret_cast<const float4*>(&ws[dd][kRows * rg]);
+            const float xa[kCols] = {xv.x, xv.y, xv.z, xv.w};
+            const float wa[kRows] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
-            for (int i = 0; i < kProjC; i += 4) {
-                const float4 wv = *reinterpret_cast<const float4*>(&ws[dd][i]);
-                acc[i] = fmaf(wv.x, xv, acc[i]);
-                acc[i + 1] = fmaf(wv.y, xv, acc[i + 1]);
-                acc[i + 2] = fmaf(wv.z, xv, acc[i + 2]);
-                acc[i + 3] = fmaf(wv.w, xv, acc[i + 3]);
-            }
+            for (int i = 0; i < kRows; ++i)
+#pragma unroll
+                for (int j = 0; j < kCols; ++j) acc[i][j] = fmaf(wa[i], xa[j], acc[i][j]);
         }
     }
-    const int l = l0 + tid;
+    const int l = l0 + kCols * pg;
     if (l >= L) return;
+    const bool whole = l + kCols <= L && L % 4 == 0 && splits == 1;  // one 16-byte store a row
 #pragma unroll
-    for (int i = 0; i < kProjC; ++i) {
-        const int c = c0 + i;
-        if (c < CP) {
-            float* dst = proj + (((long)b * 4 + k) * CP + c) * L + l;
-            if (splits > 1) atomicAdd(dst, acc[i]); else *dst = acc[i];
+    for (int i = 0; i < kRows; ++i) {
+        const int c = c0 + kRows * rg + i;
+        if (c >= CP) continue;
+        float* dst = proj + (((long)b * 4 + k) * CP + c) * L + l;
+        if (whole) {
+            *reinterpret_cast<float4*>(dst) = make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < kCols; ++j) {
+                if (l + j >= L) break;
+                if (splits > 1) atomicAdd(dst + j, acc[i][j]); else dst[j] = acc[i][j];
+            }
         }
     }
 }
@@ -115,13 +132,28 @@ __device__ __forceinline__ void delta(const float* proj, const float* dtw, float
 #pragma unroll
     for (int i = 0; i < kDeltaD; ++i) acc[i] = 0.f;
     const float* prow = proj + ((long)b * 4 + k) * CP * L + l;
-    for (int r = 0; r < R; ++r) {
+    const float* wrow[kDeltaD];
+#pragma unroll
+    for (int i = 0; i < kDeltaD; ++i) wrow[i] = dtw + ((long)k * D + min(d0 + i, D - 1)) * R;
+    // Four ranks at a time, their loads issued together (one memory latency per four, not per rank).
+    int r = 0;
+    for (; r + 4 <= R; r += 4) {
+        float pr[4], wv[4][kDeltaD];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            pr[j] = __ldg(prow + (long)(r + j) * L);
+#pragma unroll
+            for (int i = 0; i < kDeltaD; ++i) wv[j][i] = __ldg(wrow[i] + r + j);
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int i = 0; i < kDeltaD; ++i) acc[i] = fmaf(wv[j][i], pr[j], acc[i]);
+    }
+    for (; r < R; ++r) {
         const float pr = __ldg(prow + (long)r * L);
 #pragma unroll
-        for (int i = 0; i < kDeltaD; ++i) {
-            const int d = min(d0 + i, D - 1);
-            acc[i] = fmaf(__ldg(dtw + ((long)k * D + d) * R + r), pr, acc[i]);
-        }
+        for (int i = 0; i < kDeltaD; ++i) acc[i] = fmaf(__ldg(wrow[i] + r), pr, acc[i]);
     }
 #pragma unroll
     for (int i = 0; i < kDeltaD; ++i) {
@@ -158,6 +190,25 @@ __device__ __forceinline__ void delta(const float* proj, const float* dtw, float
         p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
         p.dt_rank = R;                                                                               \
         fe::scan::scan_warp<TX, float, float, LPC, SPL, true, STATES>(p, reinterpret_cast<char*>(smem)); \
+    }
+
+// The lane-major core; vec_u: the delta rows allow 16-byte access.
+#define FE_ES2D_LANES_ENTRY(NAME, TX, LPC, STATES)                                                    \
+    extern "C" __global__ void __launch_bounds__(fe::lanes::kMaxWarps * 32) NAME(                     \
+        const TX* x, const float* delta, const float* A_logs, const float* proj, const float* Ds,    \
+        const float* dt_bias, float* out, float* states, float* dsums, int batch, int D, int h,      \
+        int w, int N, int R, int vec_bc, int vec_u, int chunk_len, int n_chunks) {                   \
+        __shared__ fe::lanes::Smem<LPC> smem[fe::lanes::kMaxWarps];                                  \
+        fe::scan::Params p;                                                                          \
+        const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
+        p.u = x; p.delta = delta; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;     \
+        p.delta_bias = dt_bias; p.out = out; p.states = states; p.dsums = dsums;                     \
+        p.batch = batch; p.dim = 4 * D; p.L = h2 * w2; p.N = N; p.groups = 4;                        \
+        p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
+        p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                              \
+        p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
+        p.dt_rank = R; p.per_group = D; p.vec_u = vec_u;                                             \
+        fe::lanes::scan_lanes<TX, float, float, LPC, true, STATES>(p, smem);                        \
     }
 
 using fe::half_t;
@@ -251,4 +302,76 @@ FE_ES2D_SCAN_ENTRY(fe_es2d_scan_bf16_n64, bf16_t, 16, 4, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_states_bf16_n64)
 FE_ES2D_SCAN_ENTRY(fe_es2d_states_bf16_n64, bf16_t, 16, 4, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_f32_l1)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_f32_l1, float, 1, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_f32_l1)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_f32_l1, float, 1, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_f32_l2)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_f32_l2, float, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_f32_l2)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_f32_l2, float, 2, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_f32_l4)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_f32_l4, float, 4, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_f32_l4)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_f32_l4, float, 4, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_f32_l8)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_f32_l8, float, 8, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_f32_l8)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_f32_l8, float, 8, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_f16_l1)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_f16_l1, half_t, 1, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_f16_l1)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_f16_l1, half_t, 1, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_f16_l2)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_f16_l2, half_t, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_f16_l2)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_f16_l2, half_t, 2, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_f16_l4)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_f16_l4, half_t, 4, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_f16_l4)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_f16_l4, half_t, 4, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_f16_l8)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_f16_l8, half_t, 8, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_f16_l8)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_f16_l8, half_t, 8, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_bf16_l1)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_bf16_l1, bf16_t, 1, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_bf16_l1)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_bf16_l1, bf16_t, 1, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_bf16_l2)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_bf16_l2, bf16_t, 2, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_bf16_l2)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_bf16_l2, bf16_t, 2, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_bf16_l4)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_bf16_l4, bf16_t, 4, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_bf16_l4)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_bf16_l4, bf16_t, 4, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_scan_bf16_l8)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_bf16_l8, bf16_t, 8, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_bf16_l8)
+FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_bf16_l8, bf16_t, 8, true)
 #endif

@@ -65,6 +65,8 @@ struct Params {
     int chunk_len, n_chunks;
     int dim_route, h, w, h2, w2;  // routes only: map (batch, dim_route, h, w), sub-grid h2 x w2
     int proj_rows, dt_rank;       // routes only: rows R+2N of the projections, and R
+    int per_group = 1;            // lane-major core: consecutive channels that share one B/C group
+    int vec_u = 0;                // lane-major core: per-channel rows allow 16-byte access
 };
 
 template <typename T> __device__ __forceinline__ unsigned load_bits(const T* p, long i) {

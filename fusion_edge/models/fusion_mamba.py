@@ -146,11 +146,15 @@ class FusionMamba(nn.Module):
 
     def forward_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The reference forward; H and W must be multiples of 32."""
-        s1 = [self.pos_drop(self.patch_embed1(x1))]
-        s2 = [self.pos_drop(self.patch_embed2(x2))]
-        for layer in self.layers:  # one encoder, shared by both modalities
-            s1.append(layer(s1[-1]))
-            s2.append(layer(s2[-1]))
+        batch = x1.shape[0]
+        # One encoder is shared by both modalities: run it once on both, stacked on the batch axis
+        # (every encoder op is per sample), which halves the kernel launches of the encoder.
+        x = torch.cat([self.pos_drop(self.patch_embed1(x1)), self.pos_drop(self.patch_embed2(x2))])
+        s1, s2 = [x[:batch]], [x[batch:]]
+        for layer in self.layers:
+            x = layer(x)
+            s1.append(x[:batch])
+            s2.append(x[batch:])
         y = self.layers_up[0](s1[4] + s2[4])
         for j in range(1, 4):
             y = self.layers_up[j](y + self.Cross_block[4 - j](s1[4 - j], s2[4 - j]))

@@ -362,7 +362,9 @@ def _bound_run(ort, session, vis, ir, device: str):
 
 
 def ort_rows(presets, precisions, h, w, data: Path, work: Path, provider: str, cuda_graph: bool, pairs_n: int,
-             warmup: int, iters: int, max_s: float, trace_device: str, scan_chunk: int) -> list[dict]:
+             warmup: int, iters: int, max_s: float, trace_device: str, scan_chunk: int,
+             save=lambda rows: None) -> list[dict]:
+    """One row per graph; ``save(rows)`` after each, so that a run stopped by a time limit keeps them."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -405,12 +407,14 @@ def ort_rows(presets, precisions, h, w, data: Path, work: Path, provider: str, c
                 run, _ = _bound_run(ort, session, pairs[0].vis[None, None], pairs[0].ir[None, None], device)
                 row.update({f"iobinding_{k}": v for k, v in timed(run, warmup, iters, max_s).items()})
                 del session
+                save(rows)  # the CUDA-graph session is the slowest part: keep what is measured
                 if cuda_graph:
                     row.update(cuda_graph_row(ort, path, pairs[0], expected[0], provider, warmup, iters, max_s))
             except Exception as exc:
                 row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
                 traceback.print_exc()
             log(f"ort {json.dumps(row)}")
+            save(rows)
     return rows
 
 
@@ -474,8 +478,9 @@ def markdown(report: dict) -> str:
                     continue
                 graph_cell = (_fmt(r.get("cuda_graph_p50_ms")) if r.get("cuda_graph") == "ok"
                               else r.get("cuda_graph", "-"))
-                nodes = ", ".join(f"{k} {v}" for k, v in r["nodes_by_provider"].items())
-                off = ", ".join(f"{k} x{v}" for k, v in r["off_gpu_ops"].items()) or "none"
+                nodes = ", ".join(f"{k} {v}" for k, v in r["nodes_by_provider"].items()) or "unknown (no node events)"
+                off = (", ".join(f"{k} x{v}" for k, v in r["off_gpu_ops"].items()) or "none"
+                       if r["nodes_by_provider"] else "unknown")
                 lines.append(
                     f"| {r['preset']} {r['precision']} {r['size']} | {r['weights']} "
                     f"| {'+'.join(r['session_providers'])} "
@@ -531,6 +536,13 @@ def main(argv=None) -> int:
     scan_chunk = args.scan_chunk or EXPORT_CHUNK_LEN
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"device": device_name()}
+    tag = "_".join(args.parts) + ("_" + "_".join(args.presets) if set(args.parts) & {"export", "ort"} else "")
+
+    def save(part: str, rows) -> None:
+        report[part] = rows
+        (args.out / f"export_gpu_check_{tag}.json").write_text(json.dumps(report, indent=2))
+        (args.out / f"export_gpu_check_{tag}.md").write_text(markdown(report))
+
     log(f"device: {report['device']}; parts {args.parts}; data {data}")
     for part in args.parts:
         try:
@@ -542,17 +554,16 @@ def main(argv=None) -> int:
             else:
                 report["ort"] = ort_rows(args.presets, args.precisions, h, w, data, work, args.provider,
                                          args.cuda_graph, args.pairs, args.warmup, args.iters, args.max_seconds,
-                                         args.trace_device, scan_chunk)
+                                         args.trace_device, scan_chunk, save=lambda rows: save("ort", rows))
         except ImportError as exc:
             report[part] = f"skipped: {exc}"
             traceback.print_exc()
         except Exception as exc:
             report[part] = f"failed: {type(exc).__name__}: {exc}"
             traceback.print_exc()
-    tag = "_".join(args.parts) + ("_" + "_".join(args.presets) if set(args.parts) & {"export", "ort"} else "")
-    (args.out / f"export_gpu_check_{tag}.json").write_text(json.dumps(report, indent=2))
+    for part in args.parts:
+        save(part, report.get(part))
     text = markdown(report)
-    (args.out / f"export_gpu_check_{tag}.md").write_text(text)
     print(text)
     bad = failures(report)
     log(f"summary on {report['device']}: {bad} failing rows")

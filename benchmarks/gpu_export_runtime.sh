@@ -257,6 +257,8 @@ EOF
     f=$(ls "$dir"/export_gpu_check_*.md 2>/dev/null | head -1)
     [[ -n $f ]] && { echo; echo "## $(basename "$dir" | tr _ ' ')"; sed '1{/^Device:/d}' "$f"; }
   done
+  warnings=$(cat "$WORK"/steps/*.log 2>/dev/null | grep -iE "not assigned to the preferred|EP Error|Falling back|fell back|could not start|rejected our CUDA stream" | sed -E 's/^[^]]*\] //' | sort | uniq -c | sort -rn | head -8)
+  if [[ -n $warnings ]]; then echo; echo "ONNX Runtime / runtime warnings seen (count, message):"; echo '```'; echo "$warnings" | cut -c1-300; echo '```'; fi
   f=$(ls "$WORK"/export_*/export_gpu_check_*.md 2>/dev/null)
   if [[ -n $f ]]; then
     echo; echo "## Exports"; echo "| graph | weights | nodes | MB | traced on | export s |"; echo "|---|---|---|---|---|---|"

@@ -276,8 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"cannot open {label}{suffix}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
             print(f"measuring {label}{suffix} on {engine.name} ...", file=sys.stderr)
-            rows.append(measure(label + suffix, engine, irs, viss, args.frames, args.budget_s))
-            engine.close()
+            try:
+                rows.append(measure(label + suffix, engine, irs, viss, args.frames, args.budget_s))
+            except Exception as exc:  # one variant failing (say, a graph capture) must not lose the others
+                print(f"measuring {label}{suffix} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            finally:
+                engine.close()
     if not rows:
         print("no model could be measured", file=sys.stderr)
         return 1

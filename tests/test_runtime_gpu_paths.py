@@ -220,7 +220,7 @@ class FakeCupy(types.ModuleType):
 
     def __getattr__(self, name):
         fn = getattr(np, name)
-        if isinstance(fn, type):  # dtypes: cupy.float32 is numpy.float32
+        if isinstance(fn, type) or not callable(fn):  # dtypes and constants: cupy.float32, cupy.nan
             return fn
 
         def call(*args, **kwargs):

@@ -344,6 +344,31 @@ def _cuda_options(extra: dict | None = None) -> dict:
     return {"device_id": "0", "use_tf32": "0", **(extra or {})}
 
 
+def open_session(ort, path: Path, options, provider: str, extra: dict | None = None, with_cpu: bool = True):
+    """A session on the provider asked for, or RuntimeError: ORT's Python API falls back to the CPU
+    when a provider fails to start, which would time the CPU under a CUDA label. An older ORT that
+    does not know ``use_tf32`` is retried without it (its default TF32 setting then applies)."""
+    if provider != "cuda":
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), ""
+    note = ""
+    for cuda_options in (_cuda_options(extra), {k: v for k, v in _cuda_options(extra).items() if k != "use_tf32"}):
+        eps = [("CUDAExecutionProvider", cuda_options)] + (["CPUExecutionProvider"] if with_cpu else [])
+        try:
+            session = ort.InferenceSession(str(path), options, providers=eps)
+        except Exception as exc:
+            if "use_tf32" in str(exc) and "use_tf32" in cuda_options:
+                note = "use_tf32 unknown to this ORT: its default applies"
+                continue
+            raise
+        if session.get_providers()[0] == "CUDAExecutionProvider":
+            return session, note
+        if "use_tf32" not in cuda_options:
+            break
+        note = "retried without use_tf32"
+    raise RuntimeError(f"ONNX Runtime did not start its CUDA provider (session runs on {session.get_providers()}); "
+                       "see the log for ORT's own message")
+
+
 def _bound_run(ort, session, vis, ir, device: str):
     """I/O binding with inputs and output in device memory (kept referenced), and the run."""
     values = {"vis": ort.OrtValue.ortvalue_from_numpy(vis, device, 0),
@@ -372,8 +397,6 @@ def ort_rows(presets, precisions, h, w, data: Path, work: Path, provider: str, c
         raise RuntimeError(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (has {available}); "
                            "put onnxruntime-gpu first on PYTHONPATH")
     device = "cuda" if provider == "cuda" else "cpu"
-    eps = [("CUDAExecutionProvider", _cuda_options()), "CPUExecutionProvider"] if provider == "cuda" else [
-        "CPUExecutionProvider"]
     pairs, pairs_from = load_pairs(data, h, w, pairs_n)
     rows = []
     for preset in presets:
@@ -392,7 +415,9 @@ def ort_rows(presets, precisions, h, w, data: Path, work: Path, provider: str, c
                 options.enable_profiling = True
                 options.profile_file_prefix = str(work / f"profile_{path.stem}")
                 start = time.perf_counter()
-                session = ort.InferenceSession(str(path), options, providers=eps)
+                session, note = open_session(ort, path, options, provider)
+                if note:
+                    row["note"] = note
                 row["session_s"] = round(time.perf_counter() - start, 1)
                 row["session_providers"] = [p.replace("ExecutionProvider", "") for p in session.get_providers()]
                 diffs = []
@@ -423,8 +448,8 @@ def cuda_graph_row(ort, path: Path, pair, expected, provider: str, warmup: int, 
     if provider != "cuda":
         return {"cuda_graph": "skipped: needs the CUDA provider"}
     try:
-        session = ort.InferenceSession(str(path), providers=[("CUDAExecutionProvider",
-                                                              _cuda_options({"enable_cuda_graph": "1"}))])
+        session, _ = open_session(ort, path, ort.SessionOptions(), provider, {"enable_cuda_graph": "1"},
+                                  with_cpu=False)
         run, values = _bound_run(ort, session, pair.vis[None, None], pair.ir[None, None], "cuda")
         stats = timed(run, max(warmup, 3), iters, max_s)  # ORT captures after its first runs
         run()

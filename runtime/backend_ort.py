@@ -106,7 +106,13 @@ class OrtBackend(Backend):
             options.intra_op_num_threads = int(threads)
         provider_args = self._provider_args(chosen, fp16)
         self.session = self._open_session(ort, options, provider_args, gpu_wanted)
-        if gpu_wanted and self.session.get_providers()[0] not in (TRT_EP, CUDA_EP) and _preload_cuda_libraries(ort):
+        if gpu_wanted and not self._session_on_gpu():
+            # ORT's Python API moves a session to the CPU when a GPU provider raises while starting.
+            # Our stream option may be what it rejected: try without it (ORT then uses its own stream).
+            self.session = self._open_session(ort, options, _without_stream(provider_args), gpu_wanted)
+            if self._session_on_gpu():
+                log.warning("ONNX Runtime's GPU provider started only without our CUDA stream; it runs on its own")
+        if gpu_wanted and not self._session_on_gpu() and _preload_cuda_libraries(ort):
             # The CUDA provider could not load CUDA/cuDNN; ORT can load them from NVIDIA's pip wheels.
             self.session = self._open_session(ort, options, provider_args, gpu_wanted)
         inputs = self.session.get_inputs()
@@ -126,6 +132,9 @@ class OrtBackend(Backend):
         self.name = f"onnxruntime[{active[0].replace('ExecutionProvider', '')}]"
         self._run_options = ort.RunOptions()
         self._graph_io: dict | None = None  # cuda_graph: the buffers bound once and replayed
+
+    def _session_on_gpu(self) -> bool:
+        return self.session.get_providers()[0] in (TRT_EP, CUDA_EP)
 
     def _provider_args(self, chosen: list[str], fp16: bool) -> list:
         args: list = []
@@ -155,10 +164,9 @@ class OrtBackend(Backend):
         if gpu_wanted:
             # Older providers reject user_compute_stream: run on their own stream instead.
             log.warning("ONNX Runtime rejected our CUDA stream (%s); retrying on its own stream", first)
-            provider_args = [(p[0], {k: v for k, v in p[1].items() if k != "user_compute_stream"})
-                             if isinstance(p, tuple) else p for p in provider_args]
             try:
-                return ort.InferenceSession(str(self.path), sess_options=options, providers=provider_args)
+                return ort.InferenceSession(str(self.path), sess_options=options,
+                                            providers=_without_stream(provider_args))
             except Exception as exc:
                 raise ValueError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
         raise ValueError(f"ONNX Runtime cannot load {self.path}: {first}") from first
@@ -230,6 +238,11 @@ class OrtBackend(Backend):
     def close(self) -> None:
         self._graph_io = None
         self.session = None
+
+
+def _without_stream(provider_args: list) -> list:
+    return [(p[0], {k: v for k, v in p[1].items() if k != "user_compute_stream"}) if isinstance(p, tuple) else p
+            for p in provider_args]
 
 
 def _preload_cuda_libraries(ort) -> bool:

@@ -497,13 +497,38 @@ def test_cuda_provider_that_fails_to_start(gpu, model, caplog, capsys):
     gpu.ort.cuda_broken = True
     with pytest.raises(RuntimeError, match="LD_LIBRARY_PATH"):
         OrtBackend(model, providers="cuda")
-    assert gpu.ort.preloads == 1 and len(gpu.ort.sessions) == 2  # preloaded the libraries and tried again
+    # tried without our stream option, then preloaded the CUDA libraries and tried again
+    assert gpu.ort.preloads == 1 and len(gpu.ort.sessions) == 3
+    assert "user_compute_stream" not in gpu.ort.sessions[1].providers[0][1]
     assert "libcudnn" not in capsys.readouterr().out  # what ORT printed went to the log
     backend = OrtBackend(model, providers="auto")  # auto: warn and run on the CPU
     assert not backend.on_gpu and backend.stream is None
     assert "could not start" in caplog.text
     ir, vis = frames()
     assert FusionEngine(backend).fuse(ir, vis).shape == vis.shape
+
+
+def test_cuda_provider_that_rejects_our_stream_runs_on_its_own(gpu, model, caplog):
+    """ORT's Python API moves a session to the CPU when a provider raises while starting; when our
+    stream option is what it rejected, the backend still gets the GPU without it."""
+    from fusion_edge.runtime.backend_ort import OrtBackend
+
+    real_get_providers = FakeSession.get_providers
+
+    def picky(session):
+        options = session.providers[0][1] if isinstance(session.providers[0], tuple) else {}
+        return ["CPUExecutionProvider"] if "user_compute_stream" in options else real_get_providers(session)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FakeSession, "get_providers", picky)
+        backend = OrtBackend(model, providers="cuda")
+    assert backend.on_gpu and len(gpu.ort.sessions) == 2 and gpu.ort.preloads == 0
+    assert "only without our CUDA stream" in caplog.text
+    ir, vis = frames()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "onnxruntime", real_ort)
+        expected = cpu_fuse(model, ir, vis)
+    assert np.abs(FusionEngine(backend).fuse(ir, vis).astype(int) - expected.astype(int)).max() <= 2
 
 
 def test_auto_asks_for_tensorrt_only_when_its_libraries_load(gpu, monkeypatch):

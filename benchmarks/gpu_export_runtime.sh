@@ -186,11 +186,11 @@ fi
 if wanted ort; then
   for preset in $PRESETS; do
     wait_exports "$preset"
-    cap=70; trace=cpu; [[ $preset != edge ]] && cap=90
+    cap=70; trace=cpu; warmup=5; [[ $preset != edge ]] && { cap=90; warmup=3; }
     [[ $preset != edge && $DRY != 1 ]] && trace=cuda
     run "ort_$preset" "ONNX Runtime $PROVIDER: $preset" $cap python3 benchmarks/export_gpu_check.py --parts ort \
       --presets "$preset" --precisions fp32 fp16 --size "$SIZE" --provider "$PROVIDER" --work "$WORK/graphs" \
-      --out "$WORK/ort_$preset" --trace-device $trace --warmup 5 --iters 30 --max-seconds 6
+      --out "$WORK/ort_$preset" --trace-device $trace --warmup $warmup --iters 30 --max-seconds 5
     if [[ $preset == edge ]] && wanted pipeline; then
       graph=$WORK/graphs/edge_fp32_${H}x${W}.onnx
       extra=(); [[ $DRY != 1 ]] && extra=(--cuda-graph)

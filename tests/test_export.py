@@ -20,6 +20,9 @@ from fusion_edge.export.source_model import from_preset
 from fusion_edge.cli import main as cli_main
 
 H, W = 64, 64
+# ES2D calls of the edge preset: 7 encoder blocks (run once, both modalities stacked on the batch
+# axis), 7 decoder blocks, 3 used cross blocks
+ES2D_CALLS = 7 + 7 + 3
 
 
 def load_manifest(folder: Path) -> dict:
@@ -115,8 +118,7 @@ def test_plugin_export_has_one_custom_node_per_scan(plugin_export):
     assert visible_files(plugin_export) == ["manifest.json", "model.onnx"]
     graph = onnx.load(str(plugin_export / "model.onnx"))
     custom = [n for n in graph.graph.node if n.domain == DOMAIN]
-    # edge: 7 encoder blocks run once per modality, 7 decoder blocks, 3 used cross blocks
-    assert len(custom) == 2 * 7 + 7 + 3 and {n.op_type for n in custom} == {ES2D_OP}
+    assert len(custom) == ES2D_CALLS and {n.op_type for n in custom} == {ES2D_OP}
     for node in custom:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b"fusion_edge"
@@ -124,7 +126,7 @@ def test_plugin_export_has_one_custom_node_per_scan(plugin_export):
     others = {n.domain for n in graph.graph.node if n.domain != DOMAIN}
     assert others <= {""}
     m = load_manifest(plugin_export)
-    assert m["flavour"] == "plugin" and m["custom_ops"] == {ES2D_OP: 24} and m["engine"] is None
+    assert m["flavour"] == "plugin" and m["custom_ops"] == {ES2D_OP: ES2D_CALLS} and m["engine"] is None
     assert m["parity"]["passed"] and m["parity"]["max_abs_diff"] <= 1e-4
     assert "onnxruntime-extensions" in m["parity"]["runtime"]
 
@@ -156,7 +158,7 @@ def test_plugin_export_with_plain_scan_nodes(tmp_path, data_dir):
     assert code == 0
     graph = onnx.load(str(out / "model.onnx"))
     custom = [n for n in graph.graph.node if n.domain == DOMAIN]
-    assert len(custom) == 24 and {n.op_type for n in custom} == {SCAN_OP}
+    assert len(custom) == ES2D_CALLS and {n.op_type for n in custom} == {SCAN_OP}
     for node in custom:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert attrs == {"d_state": 16, "delta_softplus": 1, "plugin_version": b"1", "plugin_namespace": b"fusion_edge"}
@@ -164,7 +166,7 @@ def test_plugin_export_with_plain_scan_nodes(tmp_path, data_dir):
         assert [_computed_from_constants(graph.graph, i) for i in node.input] == [False, False, True, False, False,
                                                                                   True, True]
     m = load_manifest(out)
-    assert m["custom_ops"] == {SCAN_OP: 24}
+    assert m["custom_ops"] == {SCAN_OP: ES2D_CALLS}
     assert m["parity"]["passed"] and m["parity"]["max_abs_diff"] <= 1e-4
 
 
@@ -175,7 +177,7 @@ def test_plugin_fp16_unfolded_export(tmp_path, data_dir):
                              fp16=True, fold_ldc=False, parity_pairs=1, parity_data=data_dir / "tno21"))
     graph = onnx.load(str(out / "model.onnx"))
     counts = {op: sum(n.op_type == op for n in graph.graph.node) for op in (ES2D_OP, LDC_OP)}
-    assert counts == {ES2D_OP: 24, LDC_OP: 2 * 7 + 7 + 2 * 3}
+    assert counts == {ES2D_OP: ES2D_CALLS, LDC_OP: 7 + 7 + 2 * 3}
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer)
     io_types = {v.name: v.type.tensor_type.elem_type for v in [*graph.graph.input, *graph.graph.output]}
     assert set(io_types.values()) == {onnx.TensorProto.FLOAT}  # the I/O contract stays fp32

@@ -572,7 +572,9 @@ class Trainer:
         gen.manual_seed(cfg.seed * 1_000_003 + self.epoch * 1_009 + self.dist.rank * 7_919 + 1)
         for i in range(self.steps_per_epoch):
             crops = data.batch(order[i * cfg.batch : (i + 1) * cfg.batch], gen)
-            if crops.device != self.device:  # pairs kept on the host: one pinned, asynchronous copy
+            # pairs kept on the host: one pinned, asynchronous copy ("cuda" and "cuda:0" are one device,
+            # so compare types, not devices)
+            if crops.device.type == "cpu" and self.device.type != "cpu":
                 crops = crops.pin_memory().to(self.device, non_blocking=True)
             pair = to_unit(crops)
             yield pair[0], pair[1]

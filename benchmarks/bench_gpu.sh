@@ -32,7 +32,7 @@
 # chunked model for tiny and paper and at other sizes (minutes of compilation each), ONNX Runtime CPU
 # for tiny and paper.
 #
-# Environment: OUT, BUDGET, STEPS, QUICK, TORCH_FP16 (autocast|half: fp16 of the torch backends in
+# Environment: OUT, BUDGET, STEPS, QUICK, CAP_SCALE (multiplies every step's cap, with a larger BUDGET), TORCH_FP16 (autocast|half: fp16 of the torch backends in
 # the full run), EDGE_SCOPE, PAPER_SCOPE (model|blocks), WARMUP ITERS MAX_SECONDS MIN_ITERS,
 # ORT_GPU_WHEEL (an onnxruntime-gpu wheel installed into a private folder; one already on PYTHONPATH
 # works too). Compiled code is cached under /tmp/fusion-edge-cache, so on the same machine a QUICK run
@@ -97,7 +97,7 @@ NOTES=()
 left() { echo $(( BUDGET - (SECONDS - T0) - RESERVE )); }
 
 run_step() {  # run_step NAME CAP COMMAND...: at most CAP seconds (less if the budget is shorter)
-    local name=$1 cap=$2; shift 2
+    local name=$1 cap=$(( $2 * ${CAP_SCALE:-1} )); shift 2
     local avail; avail=$(left)
     if (( avail < ${STEP_MIN:-$MIN_STEP} )); then
         say "== $name: not run (${BUDGET} s budget spent)"; NOTES+=("$name: not run, out of the ${BUDGET} s budget")

@@ -45,8 +45,9 @@ def test_bench_writes_table_json_and_png(bench_run, capsys):
         assert row["peak_memory_mb"] is None and "n/a" in row["peak_memory_method"]
     cost = data["cost_per_frame"]["64x64"]
     assert cost["gflops"] > 0 and cost["mbytes"] > cost["mbytes_weights"] > 0
+    # each figure is rounded to 4 decimals, so the parts' sum may be off by 1.5e-4
     assert cost["gflops"] == pytest.approx(cost["gflops_matmul_conv"] + cost["gflops_scan"] + cost["gflops_other"],
-                                           rel=1e-3)
+                                           rel=1e-3, abs=2e-4)
     image = cv2.imread(str(out / "bench.png"))
     assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
     assert image.std() > 0  # something is drawn

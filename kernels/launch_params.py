@@ -61,25 +61,28 @@ def scan_grid(channels: int, n_states: int, n_chunks: int):
 
 
 # Lane-major core (selective_scan/scan_lanes.cuh) for N <= 16: LPC lanes a channel, 16 / LPC states a
-# lane. The launcher picks LPC and the chunks of L with a cost model in cycles of one scheduler
-# (4 a SM): per warp and timestep the issue slots (sm_90 SASS of the loop, output pass / first
-# pass), the ex2 unit (8 cycles a warp instruction) and the shared-memory pipe (per warp, but
-# shared by the SM's four schedulers; calibrated on the H100), whichever binds; a tile takes at
-# least SCAN_LANES_TILE_FLOOR (memory latency over the two tiles of prefetch), a pass costs a
-# launch and the warps' start, and a lone warp issues at SCAN_LANES_ALONE of its rate.
+# lane. The launcher picks LPC and the chunks of L with a cost model in cycles of one warp scheduler
+# (4 a SM), refitted on an H100 sweep that timed every forced plan of every preset, stage and batch
+# (benchmarks/scan_variants.py; benchmarks/results/scan_plans_sweep_h100.md). A pass over chunks of
+# C timesteps costs C x (issue slots a timestep: sm_90 SASS of the loop, output pass / first pass,
+# times a fitted scale) x max(warps a scheduler, a latency floor: a scheduler with fewer warps than
+# the floor runs no faster), plus a launch. Chunks add the first pass and a combine term a chunk and
+# state. Chunk counts come from a geometric ladder, and a plan holds at most
+# SCAN_LANES_MAX_WARPS_PER_SMSP warps a scheduler: beyond that more chunks only add work.
 SCAN_LANES = (1, 2, 4, 8)
 SCAN_LANES_MAX_STATES = 16
 SCAN_LANES_WARPS_PER_BLOCK = 4   # <= lanes::kMaxWarps
 SCAN_LANES_TILE = {1: 8, 2: 16, 4: 16, 8: 16}            # timesteps per tile (chunks are whole tiles)
 SCAN_LANES_ISSUE = {1: (137, 113), 2: (74, 61), 4: (44, 34), 8: (28, 22)}
-SCAN_LANES_MUFU = {1: 144, 2: 72, 4: 36, 8: 18}
-SCAN_LANES_SMEM = {1: (55, 28), 2: (35, 18), 4: (21, 12), 8: (15, 8)}
-SCAN_LANES_RESIDENT = {1: 12, 2: 8, 4: 12, 8: 16}         # warps a SM holds (registers)
-SCAN_LANES_ALONE = 0.75
-SCAN_LANES_BUSY = 0.9
-SCAN_LANES_TILE_FLOOR = 1000
-SCAN_LANES_PASS_CYCLES = 6000
+SCAN_LANES_STEP_SCALE = {1: 0.943, 2: 0.934, 4: 0.912, 8: 0.809}   # fitted: issue slots -> cycles
+SCAN_LANES_ROUTES_SCALE = {1: 1.0, 2: 1.04, 4: 1.04, 8: 1.0}        # ES2D: the map gathers and scatters
+SCAN_LANES_LATENCY_WARPS = {1: 1.83, 2: 3.38, 4: 1.81, 8: 1.61}  # fitted latency floor, warps a scheduler
+SCAN_LANES_STATES_SCALE = 1.04   # the first pass (chunk end states) against the output pass
+SCAN_LANES_CHUNK_CYCLES = 30     # combine: a chunk and state held by a lane
+SCAN_LANES_PASS_CYCLES = 1540    # a launch and the warps' start
 SCAN_LANES_SMSP = 4              # warp schedulers per SM
+SCAN_LANES_MAX_WARPS_PER_SMSP = 16
+SCAN_LANES_CHUNK_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 SCAN_LANES_MAX_CHUNKS = 256
 # (lanes, n_chunks) forcing one plan (benchmarks and tests); lanes 0 forces the split core.
 SCAN_OVERRIDE: tuple[int, int] | None = None
@@ -110,43 +113,53 @@ def scan_lanes_allowed(channels: int, per_group: int, n_states: int, routes: boo
                  if scan_lanes_fit(channels, per_group, lanes) and not (routes and lanes == 1))
 
 
-def _pass_cycles(warps: int, chunk_len: int, lanes: int, states: bool, sm_count: int) -> float:
-    """Estimated cycles of one pass of ``warps`` warps over ``chunk_len`` timesteps each."""
-    which = 1 if states else 0
-    resident = SCAN_LANES_RESIDENT[lanes] * sm_count
-    waves = math.ceil(warps / resident)
-    per_smsp = math.ceil(min(warps, resident) / (SCAN_LANES_SMSP * sm_count))
-    rate = SCAN_LANES_ALONE if per_smsp == 1 else SCAN_LANES_BUSY
-    step = max(per_smsp * SCAN_LANES_ISSUE[lanes][which] / rate, per_smsp * SCAN_LANES_MUFU[lanes],
-               SCAN_LANES_SMSP * per_smsp * SCAN_LANES_SMEM[lanes][which])
+def _lanes_chunk_len(length: int, lanes: int, chunks: int) -> int:
+    """Chunk length for about ``chunks`` chunks: whole tiles of the layout."""
     tile = SCAN_LANES_TILE[lanes]
-    tiles = math.ceil(chunk_len / tile)
-    return waves * tiles * max(tile * step, SCAN_LANES_TILE_FLOOR) + SCAN_LANES_PASS_CYCLES
+    return math.ceil(math.ceil(max(length, 1) / max(chunks, 1)) / tile) * tile
 
 
-def _lanes_estimate(channels: int, length: int, lanes: int, chunks: int, sm_count: int) -> tuple[float, int]:
-    """(estimated cycles, chunk length) of the lane-major core with ``chunks`` chunks."""
+def _lanes_cycles(channels: int, chunk_len: int, n_chunks: int, lanes: int, sm_count: int,
+                  routes: bool = False) -> float:
+    """Estimated cycles of the lane-major core over ``n_chunks`` chunks of ``chunk_len`` timesteps."""
+    warps = math.ceil(channels * lanes / 32) * n_chunks
+    load = max(warps / (SCAN_LANES_SMSP * max(sm_count, 1)), SCAN_LANES_LATENCY_WARPS[lanes])
+    scale = SCAN_LANES_STEP_SCALE[lanes] * (SCAN_LANES_ROUTES_SCALE[lanes] if routes else 1.0)
+
+    def one_pass(states: bool) -> float:
+        return chunk_len * SCAN_LANES_ISSUE[lanes][int(states)] * scale * load + SCAN_LANES_PASS_CYCLES
+
+    cycles = one_pass(False)
+    if n_chunks > 1:
+        cycles += SCAN_LANES_STATES_SCALE * one_pass(True)
+        cycles += SCAN_LANES_CHUNK_CYCLES * n_chunks * (SCAN_LANES_MAX_STATES // lanes)
+    return cycles
+
+
+def _lanes_candidates(channels: int, length: int, lanes: int, sm_count: int):
+    """Plans of one layout worth costing: ladder chunk counts, two tiles a chunk at least, and no more
+    than SCAN_LANES_MAX_WARPS_PER_SMSP warps a scheduler once split."""
     tile = SCAN_LANES_TILE[lanes]
-    chunk_len = math.ceil(math.ceil(max(length, 1) / chunks) / tile) * tile
-    chunks = math.ceil(max(length, 1) / chunk_len)
-    warps = math.ceil(channels * lanes / 32) * chunks
-    cycles = _pass_cycles(warps, chunk_len, lanes, False, sm_count)
-    if chunks > 1:
-        # the first pass, then the last chunk's start state: a term per earlier chunk and state
-        cycles += _pass_cycles(warps, chunk_len, lanes, True, sm_count)
-        cycles += math.ceil(chunks / 4) * 600 + chunks * (SCAN_LANES_MAX_STATES // lanes) * 4
-    return cycles, chunk_len
+    warps = math.ceil(channels * lanes / 32)
+    limit = SCAN_LANES_MAX_WARPS_PER_SMSP * SCAN_LANES_SMSP * max(sm_count, 1)
+    seen = set()
+    for chunks in SCAN_LANES_CHUNK_LADDER:
+        if chunks > SCAN_LANES_MAX_CHUNKS or (chunks > 1 and (length < 2 * tile * chunks or warps * chunks > limit)):
+            continue
+        chunk_len = _lanes_chunk_len(length, lanes, chunks)
+        plan = ScanPlan(lanes, chunk_len, math.ceil(max(length, 1) / chunk_len))
+        if plan not in seen:
+            seen.add(plan)
+            yield plan
 
 
 @functools.lru_cache(maxsize=4096)
-def _best_plan(channels: int, length: int, allowed: tuple[int, ...], sm_count: int) -> ScanPlan:
+def _best_plan(channels: int, length: int, allowed: tuple[int, ...], sm_count: int,
+               routes: bool = False) -> ScanPlan:
     best: tuple[float, ScanPlan] | None = None
     for lanes in allowed:
-        tile = SCAN_LANES_TILE[lanes]
-        max_chunks = max(1, min(SCAN_LANES_MAX_CHUNKS, length // (2 * tile)))
-        for chunks in range(1, max_chunks + 1):
-            cycles, chunk_len = _lanes_estimate(channels, length, lanes, chunks, sm_count)
-            plan = ScanPlan(lanes, chunk_len, math.ceil(max(length, 1) / chunk_len))
+        for plan in _lanes_candidates(channels, length, lanes, sm_count):
+            cycles = _lanes_cycles(channels, plan.chunk_len, plan.n_chunks, lanes, sm_count, routes)
             if best is None or cycles < best[0]:
                 best = (cycles, plan)
     assert best is not None, "no lane layout allowed"
@@ -164,16 +177,15 @@ def scan_plan(channels: int, length: int, n_states: int, sm_count: int, per_grou
             if not SCAN_SPLIT or chunks <= 1:
                 return ScanPlan(0, math.ceil(max(length, 1) / SCAN_CHUNK_ALIGN) * SCAN_CHUNK_ALIGN, 1)
             return ScanPlan(0, *scan_chunks(channels, length, n_states, sm_count))
-        tile = SCAN_LANES_TILE[lanes]
-        chunk_len = math.ceil(math.ceil(max(length, 1) / max(chunks, 1)) / tile) * tile
+        chunk_len = _lanes_chunk_len(length, lanes, chunks)
         return ScanPlan(lanes, chunk_len, math.ceil(max(length, 1) / chunk_len))
     if not allowed:
         return ScanPlan(0, *scan_chunks(channels, length, n_states, sm_count))
     if not SCAN_SPLIT:
-        allowed_plans = [(_lanes_estimate(channels, length, lanes, 1, sm_count), lanes) for lanes in allowed]
-        (_, chunk_len), lanes = min(allowed_plans)
-        return ScanPlan(lanes, chunk_len, 1)
-    return _best_plan(channels, length, allowed, sm_count)
+        whole = {lanes: _lanes_chunk_len(length, lanes, 1) for lanes in allowed}
+        lanes = min(allowed, key=lambda k: _lanes_cycles(channels, whole[k], 1, k, sm_count, routes))
+        return ScanPlan(lanes, whole[lanes], 1)
+    return _best_plan(channels, length, allowed, sm_count, routes)
 
 
 def scan_plan_grid(plan: ScanPlan, channels: int, n_states: int, n_chunks: int):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import glob
+import math
 import subprocess
 import sys
 import types
@@ -276,3 +277,71 @@ def test_importing_kernels_and_ops_needs_neither_cupy_nor_a_gpu():
     subprocess.run([sys.executable, "-c", code], check=True)
     code = "import sys, fusion_edge.ops; assert 'cupy' not in sys.modules, 'ops imported cupy'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+SWEEP = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "scan_plans_sweep_h100.md"
+
+
+def sweep_rows(section: str):
+    """(channels, length, per_group, {(lanes, chunks): ms}) of every row of one section of the H100 sweep of
+    forced plans (float16, N=16, 4 groups of B/C for the plain scan; the ES2D scan's routes of ceil(H/2) x
+    ceil(W/2) steps, one group a route and direction)."""
+    rows, inside = [], False
+    for line in SWEEP.read_text().splitlines():
+        if line.startswith("## "):
+            inside = line[3:].startswith(section)
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if not inside or len(cells) < 10 or not cells[2].isdigit():
+            continue
+        shape = tuple(int(v) for v in cells[4].strip("()").split(","))
+        forced = {}
+        for token in cells[-1].split():
+            plan, ms = token.split(":")
+            lanes, chunks = plan.split("x")
+            forced[(int(lanes), int(chunks))] = float(ms)
+        if section.startswith("Selective"):
+            batch, dim, length = shape
+            rows.append((batch * dim, length, dim // 4, forced))
+        else:
+            batch, dim, h, w = shape
+            rows.append((batch * 4 * dim, -(-h // 2) * -(-w // 2), dim, forced))
+    return rows
+
+
+@pytest.mark.parametrize("section, routes", [("Selective scan", False), ("Fused ES2D", True)])
+def test_scan_plans_match_the_h100_sweep(section, routes):
+    """The cost model's plan for every swept shape is one the sweep timed, and about as fast as the best."""
+    from fusion_edge.kernels import launch_params as lp
+
+    rows = sweep_rows(section)
+    assert len(rows) == 32
+    ratios = []
+    for channels, length, per_group, forced in rows:
+        plan = lp.scan_plan(channels, length, 16, sm_count=132, per_group=per_group, routes=routes)
+        assert (plan.lanes, plan.n_chunks) in forced, (channels, length, plan)
+        ratios.append(forced[(plan.lanes, plan.n_chunks)] / min(forced.values()))
+        need = sum(lp.scan_plan_state_floats(plan, channels, 16))
+        assert lp.scan_workspace_floats(channels, length, 16, 132, per_group, routes) == need
+    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    assert max(ratios) < 1.15 and geomean < 1.03, (max(ratios), geomean)
+
+
+def test_scan_plans_stay_sensible_off_the_sweep():
+    from fusion_edge.kernels import launch_params as lp
+
+    for sms in (8, 16, 46, 132, 170):
+        for channels in (16, 96, 768, 6144, 49152):
+            for length in (1, 17, 300, 4096, 65536):
+                plan = lp.scan_plan(channels, length, 16, sm_count=sms, per_group=channels // 4 or 1)
+                assert plan.lanes in lp.SCAN_LANES and 1 <= plan.n_chunks <= lp.SCAN_LANES_MAX_CHUNKS
+                assert plan.chunk_len % lp.SCAN_LANES_TILE[plan.lanes] == 0
+                assert (plan.n_chunks - 1) * plan.chunk_len < max(length, 1) <= plan.n_chunks * plan.chunk_len
+                if plan.n_chunks > 1:  # a split never exceeds the warps a scheduler can use
+                    assert length >= 2 * lp.SCAN_LANES_TILE[plan.lanes] * plan.n_chunks // 2
+                    warps = -(-channels * plan.lanes // 32) * plan.n_chunks
+                    assert warps <= 2 * lp.SCAN_LANES_MAX_WARPS_PER_SMSP * lp.SCAN_LANES_SMSP * sms
+    # fewer SMs never call for more chunks of the same long scan
+    small = lp.scan_plan(768, 5120, 16, sm_count=16, per_group=192)
+    big = lp.scan_plan(768, 5120, 16, sm_count=132, per_group=192)
+    assert small.n_chunks <= big.n_chunks

@@ -19,53 +19,18 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import statistics
-import time
-from collections.abc import Callable
+import os
+import sys
 
 import torch
 
-from fusion_edge.models.presets import PRESETS
-from fusion_edge.ops import selective_scan_cuda as scan_cuda
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kernels as kbench  # noqa: E402  (benchmarks/kernels.py: the GPU timer shared by the kernel benchmarks)
+from fusion_edge.models.presets import PRESETS  # noqa: E402
+from fusion_edge.ops import selective_scan_cuda as scan_cuda  # noqa: E402
 
 SHAPES = (((128, 128), 8), ((256, 256), 8), ((512, 640), 1))
 WANTED = (True,) * 8
-_CYCLES_PER_MS: float | None = None
-
-
-def cycles_per_ms() -> float:
-    global _CYCLES_PER_MS
-    if _CYCLES_PER_MS is None:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda._sleep(1000)
-        start.record()
-        torch.cuda._sleep(10_000_000)
-        end.record()
-        end.synchronize()
-        _CYCLES_PER_MS = 10_000_000 / start.elapsed_time(end)
-    return _CYCLES_PER_MS
-
-
-def bench(fn: Callable[[], object], *, rounds: int = 5, max_reps: int = 20) -> float:
-    """Median GPU milliseconds per call of ``fn`` (calls queued behind a sleep, so launch overhead hides)."""
-    fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    cpu_ms = (time.perf_counter() - t0) * 1e3
-    reps = max(1, min(max_reps, int(100 / max(cpu_ms, 1e-3))))
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(rounds):
-        torch.cuda._sleep(int(min(reps * cpu_ms * 1.5 + 0.2, 300) * cycles_per_ms()))
-        start.record()
-        for _ in range(reps):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / reps)
-    return statistics.median(times)
 
 
 def stage_shapes(presets: list[str]):
@@ -107,10 +72,11 @@ def time_stage(batch: int, channels: int, length: int, gen: torch.Generator) -> 
     saved, dout = saved_inputs(batch, channels, length, torch.float32, gen)
     saved16 = tuple(None if t is None else (t.to(torch.bfloat16) if t.dim() >= 3 else t) for t in saved)
     dout16 = dout.to(torch.bfloat16)
-    ours = bench(functools.partial(scan_cuda._scan_backward, saved, WANTED, True, dout))
-    ours16 = bench(functools.partial(scan_cuda._scan_backward, saved16, WANTED, True, dout16))
-    chunked = bench(functools.partial(scan_cuda._backward_by_recompute, saved, WANTED, True, dout),
-                    rounds=3, max_reps=3)
+    ours = kbench.bench(functools.partial(scan_cuda._scan_backward, saved, WANTED, True, dout), rounds=5, warmup=1)
+    ours16 = kbench.bench(functools.partial(scan_cuda._scan_backward, saved16, WANTED, True, dout16), rounds=5,
+                          warmup=1)
+    chunked = kbench.bench(functools.partial(scan_cuda._backward_by_recompute, saved, WANTED, True, dout),
+                           rounds=3, reps=3, warmup=1)
     diff = max_rel_diff(scan_cuda._scan_backward(saved, WANTED, True, dout),
                         scan_cuda._backward_by_recompute(saved, WANTED, True, dout))
     return ours, ours16, chunked, diff

@@ -29,6 +29,7 @@ class TimestampPairer:
         self.max_pending = max(1, int(max_pending))
         self.buffers: tuple[deque, deque] = (deque(), deque())
         self.unmatched = [0, 0]  # frames discarded without a partner, per stream
+        self.superseded = 0  # frames of pairs skipped for a newer pair (pop_latest)
         self.pairs = 0
 
     def push(self, stream: int, frame: Any) -> None:
@@ -63,6 +64,18 @@ class TimestampPairer:
             # the older head can never match: the other stream is already past it
             self._discard(IR if dt < 0 else VIS)
         return None
+
+    def pop_latest(self) -> tuple[Any, Any] | None:
+        """The newest pair ready now, for live output: older ready pairs are skipped (their
+        frames counted in ``superseded``), so a backlog is never worked through."""
+        pair = self.pop()
+        if pair is None:
+            return None
+        while (newer := self.pop()) is not None:
+            self.superseded += 2
+            self.pairs -= 1
+            pair = newer
+        return pair
 
     def _discard(self, stream: int) -> None:
         self.buffers[stream].popleft()

@@ -4,11 +4,14 @@
         for fused in pipe:                 # FusedFrame: image, timestamps, latency, stats
             cv2.imshow("fused", fused.image)
 
-One capture thread per source puts frames into a small bounded queue. For live sources the
-queue keeps the newest frames (old ones are dropped and counted when inference falls
-behind, so the output stays current); for recordings it blocks (nothing is lost). A worker
-thread pairs frames by timestamp, runs the engine (on its CUDA stream with pinned, double
-buffers on a GPU) and hands fused frames to the consumer, which runs the sinks. Sources
+One capture thread per source puts frames into a small bounded queue. For live sources
+the newest frame wins: each queue holds one frame, replaced (and counted as dropped) when a
+newer one comes, the worker takes the newest pair ready, and a fused frame waiting for the
+consumer is replaced by a newer one; so no frame waits behind a stale one. For recordings
+the queues block (nothing is lost) and, on a GPU, the worker overlaps frame N+1's upload with
+frame N's inference (double buffering: more throughput, up to one engine run more latency).
+A worker thread pairs frames by timestamp, runs the engine and hands fused frames to the
+consumer, which runs the sinks. Sources
 that fail are reopened with backoff; bad frames are rejected and counted; the end of the
 input, ``stop()``, a sink returning False or Ctrl-C end the run cleanly (sinks are closed,
 video files finalised).
@@ -52,13 +55,13 @@ class ReconnectPolicy:
     max_attempts: int | None = None
 
 
-@dataclass
 class Captured:
     """A validated frame with the monotonic time it was captured."""
 
-    timestamp: float
-    image: Any
-    captured: float
+    __slots__ = ("timestamp", "image", "captured")
+
+    def __init__(self, timestamp: float, image: Any, captured: float) -> None:
+        self.timestamp, self.image, self.captured = timestamp, image, captured
 
 
 @dataclass
@@ -97,6 +100,7 @@ class _CaptureThread(threading.Thread):
 
     def run(self) -> None:
         delay, failures, opened_before, last_reject_log = self.policy.initial_s, 0, False, 0.0
+        stamps_capture = bool(self.source.live and getattr(self.source, "stamps_capture_time", False))
         try:
             while not self.stop_event.is_set():
                 if not self.source.is_open:
@@ -140,14 +144,16 @@ class _CaptureThread(threading.Thread):
                         break
                     delay = min(delay * self.policy.factor, self.policy.max_s)
                     continue
-                captured = time.monotonic()
+                now = time.monotonic()
+                # latency runs from the capture: the source's own stamp when it is taken on this clock
+                captured = float(frame.timestamp) if stamps_capture else now
                 failures, delay = 0, self.policy.initial_s
                 reason = self.validator.check(frame.image)
                 if reason is not None:
                     self.stats.count(f"rejected.{self.key}")
-                    if captured - last_reject_log > 1.0:  # do not flood the log from a glitching camera
+                    if now - last_reject_log > 1.0:  # do not flood the log from a glitching camera
                         log.warning("rejected frame: %s", reason)
-                        last_reject_log = captured
+                        last_reject_log = now
                     continue
                 self.frames += 1
                 item = Captured(float(frame.timestamp), frame.image, captured)
@@ -173,12 +179,18 @@ class FusionPipeline:
     pipeline, URL, video file, image folder, ``synthetic``). Or ``sbs``: one stream holding both
     images, split by ``layout``. ``tolerance``: the most seconds two frames may be apart to be
     paired. ``policy``: "newest" / "block" / "auto" (newest for live sources, block for recordings).
+    ``queue_size``: frames each queue holds (default 1 with "newest": the freshest frame only;
+    2 with "block"). ``overlap``: on a GPU, upload and preprocess frame N+1 while frame N is
+    inferred (default: for recordings, not for live sources, where it would hold frame N back
+    until N+1 is queued: up to one engine run of latency, a whole one with ONNX Runtime, whose
+    ``run`` blocks).
     ``sinks``: called in the consuming thread for every frame. ``max_frames`` ends the run.
     """
 
     def __init__(self, model: FusionEngine | str | Path, ir: Any = None, vis: Any = None, *, sbs: Any = None,
                  layout: str = "ir-left", calibration: Calibration | str | Path | None = None, backend: str = "auto",
-                 tolerance: float = 0.02, queue_size: int = 2, policy: str = "auto", sinks: Sequence[Sink] = (),
+                 tolerance: float = 0.02, queue_size: int | None = None, policy: str = "auto",
+                 overlap: bool | None = None, sinks: Sequence[Sink] = (),
                  max_frames: int | None = None, reconnect: ReconnectPolicy | None = None, keep_inputs: bool = False,
                  log_every_s: float | None = 5.0, out_dtype: Any = np.uint8, **engine_options: Any) -> None:
         if sbs is None and (ir is None or vis is None):
@@ -201,9 +213,13 @@ class FusionPipeline:
             self.sources = {"ir": open_source(ir), "vis": open_source(vis)}
         self.layout = layout
         split_side_by_side(np.zeros((2, 4), np.uint8), layout)  # validate the layout now
+        if queue_size is not None and queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.pairer = TimestampPairer(tolerance)
         self.queue_size = queue_size
         self.policy = policy
+        self.overlap = overlap
+        self._stale = 0  # frames skipped because a newer pair was ready (live)
         self.sinks = list(sinks)
         self.max_frames = max_frames
         self.reconnect = reconnect or ReconnectPolicy()
@@ -242,8 +258,10 @@ class FusionPipeline:
             raise RuntimeError("this pipeline was closed; make a new one")
         self._started = True
         policy = self._policy()
-        self._queues = {k: FrameQueue(self.queue_size, policy) for k in self.sources}
-        self._out = FrameQueue(self.queue_size, policy)
+        self._newest = policy == "newest"
+        size = self.queue_size or (1 if self._newest else 2)
+        self._queues = {k: FrameQueue(size, policy) for k in self.sources}
+        self._out = FrameQueue(size, policy)
         self.stats_collector = StatsCollector()
         for key, source in self.sources.items():
             t = _CaptureThread(key, source, self._queues[key], self.stats_collector, self._stop, self.reconnect)
@@ -348,20 +366,40 @@ class FusionPipeline:
         if self._out is not None:
             c.set("dropped.queue.output", self._out.dropped)
         c.set("dropped.unpaired", self.pairer.dropped)
+        c.set("dropped.stale", self._stale + self.pairer.superseded)
 
     # --------------------------------------------------------------- worker
     def _next_pair(self, wait: bool):
-        """(ir, vis) Captured pair; None when nothing is ready (only if not ``wait``); Closed at the end."""
+        """(ir, vis) Captured pair; None when nothing is ready (only if not ``wait``); Closed at the end.
+
+        Live ("newest"): the newest pair ready now; older frames waiting are skipped and counted."""
         if "sbs" in self._queues:
-            try:
-                cap = self._queues["sbs"].get(timeout=_POLL_S if wait else 0)
-            except TimeoutError:
-                return None
+            queue = self._queues["sbs"]
+            waiting = queue.drain() if self._newest else []
+            if waiting:
+                self._stale += len(waiting) - 1
+                cap = waiting[-1]
+            else:
+                while True:
+                    try:
+                        cap = queue.get(timeout=_POLL_S if wait else 0)
+                        break
+                    except TimeoutError:
+                        if not wait:
+                            return None
+                        if self._stop.is_set():
+                            raise Closed from None
             ir, vis = split_side_by_side(cap.image, self.layout)
             return Captured(cap.timestamp, ir, cap.captured), Captured(cap.timestamp, vis, cap.captured)
         queues = (self._queues["ir"], self._queues["vis"])
         while True:
-            pair = self.pairer.pop()
+            if self._newest:
+                for stream, queue in enumerate(queues):
+                    for item in queue.drain():
+                        self.pairer.push(stream, item)
+                pair = self.pairer.pop_latest()
+            else:
+                pair = self.pairer.pop()
             if pair is not None:
                 return pair
             stream = self.pairer.needs()
@@ -376,7 +414,8 @@ class FusionPipeline:
             self.pairer.push(stream, item)
 
     def _work(self) -> None:
-        stage = make_stage(self.engine)
+        overlap = (not self._newest) if self.overlap is None else self.overlap
+        stage = make_stage(self.engine, depth=2 if overlap else 1)
         inflight: deque = deque()
         try:
             while not self._stop.is_set():

@@ -57,6 +57,16 @@ class FrameQueue:
                 return item
             raise Closed
 
+    def drain(self) -> list:
+        """Every item waiting now, oldest first, without waiting (empty when none or closed)."""
+        with self._cond:
+            if not self._items:
+                return []
+            items = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return items
+
     def close(self) -> None:
         """No more puts; getters drain what is left, then get Closed. Blocked putters return."""
         with self._cond:

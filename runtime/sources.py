@@ -47,6 +47,9 @@ class Source(ABC):
     name: str = "source"
     live: bool = False
     fps: float | None = None
+    # True where a live source's timestamps are ``time.monotonic()`` taken when the frame was
+    # captured: the pipeline then measures latency from that moment, not from when read() returned
+    stamps_capture_time: bool = False
 
     @abstractmethod
     def open(self) -> None: ...
@@ -90,6 +93,7 @@ class CaptureSource(Source):
         kind = classify(spec)
         self.kind = kind
         self.live = (kind != "file") if live is None else live
+        self.stamps_capture_time = kind != "file"
         if api is None:
             api = cv2.CAP_GSTREAMER if kind == "gstreamer" else (cv2.CAP_V4L2 if kind == "device" else cv2.CAP_ANY)
         self.api = api
@@ -140,13 +144,16 @@ class CaptureSource(Source):
             delay = self._t0 + self._index / (self.fps or 30.0) - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        ok, image = self._cap.read()
+        if self.kind == "file":
+            ok, image = self._cap.read()
+            ts = self._index / (self.fps or 30.0)
+        else:  # stamp when the frame arrived, before decoding it (read() is grab() + retrieve())
+            ok = self._cap.grab()
+            ts = time.monotonic()
+            if ok:
+                ok, image = self._cap.retrieve()
         if not ok:
             return None
-        if self.kind == "file":
-            ts = self._index / (self.fps or 30.0)
-        else:
-            ts = time.monotonic()
         self._index += 1
         return Frame(ts, image)
 
@@ -227,6 +234,7 @@ class ArraySource(Source):
             raise ValueError("ArraySource needs at least one frame")
         self.fps = float(fps)
         self.live = live
+        self.stamps_capture_time = live  # live: stamped with time.monotonic() when delivered
         self.realtime = realtime
         self.loop = loop
         self.count = count if count is not None else (None if loop else len(self.frames))
@@ -279,6 +287,7 @@ class SyntheticSource(Source):
         self.fps = float(fps)
         self.count = count
         self.live = live
+        self.stamps_capture_time = live  # live: stamped with time.monotonic() when generated
         self.realtime = realtime
         self.faults = dict(faults or {})
         self.name = name

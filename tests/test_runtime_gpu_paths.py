@@ -540,3 +540,35 @@ def test_auto_asks_for_tensorrt_only_when_its_libraries_load(gpu, monkeypatch):
     assert backend_ort.choose_providers(ort, "auto")[0] == "TensorrtExecutionProvider"
     with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
         backend_ort.choose_providers(FakeOrtGpu(["CPUExecutionProvider"]), "cuda")
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_device_stage_overlaps_for_recordings_only(gpu, model, monkeypatch, live):
+    """Live: frame N is handed out before N+1 is queued (no frame held back behind the next
+    one); recordings: N+1 is queued while N is in flight (double buffering)."""
+    from fusion_edge.runtime import FusionPipeline, SyntheticSource
+    from fusion_edge.runtime.stages import DeviceStage
+
+    events = []
+    submit, collect = DeviceStage.submit, DeviceStage.collect
+
+    def logged_submit(self, ir, vis, meta):
+        events.append("submit")
+        return submit(self, ir, vis, meta)
+
+    def logged_collect(self, ticket):
+        events.append("collect")
+        return collect(self, ticket)
+
+    monkeypatch.setattr(DeviceStage, "submit", logged_submit)
+    monkeypatch.setattr(DeviceStage, "collect", logged_collect)
+    engine = FusionEngine(model, backend="ort-cuda", out_dtype=np.uint8)
+    src = dict(live=live, realtime=live, fps=100, count=None if live else 12)
+    with FusionPipeline(engine, ir=SyntheticSource((32, 32), **src), vis=SyntheticSource((32, 32), **src),
+                        tolerance=0.004, max_frames=10, log_every_s=None) as pipe:
+        assert len(list(pipe)) == 10
+    back_to_back = sum(a == b == "submit" for a, b in zip(events, events[1:]))
+    if live:
+        assert back_to_back == 0 and events[:2] == ["submit", "collect"]
+    else:
+        assert back_to_back > 0

@@ -10,7 +10,10 @@ For each model it measures, on the shared ``sequence`` frames held in memory (no
   on a shared machine does not skew the ratio);
 - the pipeline, live mode: sources paced like cameras at 80% of the pipeline's throughput,
   newest-wins queues: capture-to-output latency p50/p99, and the latency added over the
-  engine's median time per frame in that run, next to the camera's frame period.
+  engine's median time per frame in that run, next to the camera's frame period;
+- the pipeline, overloaded live mode (``--overload``, default cameras at 1.5x the pipeline's
+  throughput): frames come faster than they can be fused, so this shows whether stale frames
+  queue up (latency growing by frame periods) or the newest frame wins.
 
 Prints one markdown table with the device named, and writes it with ``--out``.
 
@@ -172,7 +175,7 @@ def pipeline_live(engine, irs, viss, frames: int, fps: float):
     return pipe.stats, statistics.median(timer.seconds(skip=1))
 
 
-def measure(label: str, engine, irs, viss, frames: int, budget_s: float) -> dict:
+def measure(label: str, engine, irs, viss, frames: int, budget_s: float, overload: float = 1.5) -> dict:
     t_engine = engine_only(engine, irs[0], viss[0], 3)
     # slow models (a real network on a CPU): as many frames as fit the time budget per measurement
     frames = max(5, min(frames, int(budget_s / t_engine)))
@@ -181,6 +184,11 @@ def measure(label: str, engine, irs, viss, frames: int, budget_s: float) -> dict
     t_pipe, t_engine_in_run = pipeline_recorded(engine, irs, viss, frames)
     live_fps = 0.8 / t_pipe
     live, t_engine_live = pipeline_live(engine, irs, viss, max(10, frames), live_fps)
+    over = dict(over_p50=float("nan"), over_added=float("nan"), over_dropped=0)
+    if overload > 0:
+        busy, t_engine_busy = pipeline_live(engine, irs, viss, max(10, frames), overload / t_pipe)
+        over = dict(over_p50=busy.latency_p50_ms, over_added=busy.latency_p50_ms - t_engine_busy * 1e3,
+                    over_dropped=busy.dropped)
     size = engine.info.fixed_hw or engine.preprocessor.work_size(viss[0].shape[:2])
     return dict(
         label=label, device=device_name(engine), backend=engine.name,
@@ -189,23 +197,29 @@ def measure(label: str, engine, irs, viss, frames: int, budget_s: float) -> dict
         overhead=(t_pipe - t_engine_in_run) * 1e3, engine_in_run_fps=1 / t_engine_in_run,
         engine_ms=t_engine * 1e3, live_fps=live_fps, p50=live.latency_p50_ms, p99=live.latency_p99_ms,
         added=live.latency_p50_ms - t_engine_live * 1e3, period=1e3 / live_fps, live_dropped=live.dropped,
-        live_frames=live.frames, frames=frames,
+        live_frames=live.frames, frames=frames, overload=overload, **over,
     )
 
 
 def table(rows: list[dict]) -> str:
     head = ("| model | backend | frames in -> engine | frames | engine-only fps | fuse() fps | pipeline fps "
             "| engine fps during the pipeline run | pipeline / engine (same run) | pipeline ms/frame over engine "
-            "| live: camera fps | latency p50 / p99 ms | added latency ms (p50 - engine) | frame period ms |")
-    lines = [head, "|" + "|".join(["---"] * 14) + "|"]
+            "| live: camera fps | latency p50 / p99 ms | added latency ms (p50 - engine) | frame period ms "
+            f"| overloaded live (cameras at {rows[0]['overload']:g}x): latency p50 ms / added ms |")
+    lines = [head, "|" + "|".join(["---"] * 15) + "|"]
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['backend']} | {r['sizes']} | {r['frames']} | {_fmt(r['engine_fps'])} "
             f"| {_fmt(r['fuse_fps'])} | {_fmt(r['pipe_fps'])} | {_fmt(r['engine_in_run_fps'])} "
             f"| {100 * r['ratio']:.0f}% | {r['overhead']:.2f} "
-            f"| {_fmt(r['live_fps'])} | {r['p50']:.1f} / {r['p99']:.1f} | {r['added']:.1f} | {r['period']:.1f} |"
+            f"| {_fmt(r['live_fps'])} | {r['p50']:.1f} / {r['p99']:.1f} | {r['added']:.1f} | {r['period']:.1f} "
+            f"| {_over(r)} |"
         )
     return "\n".join(lines)
+
+
+def _over(r: dict) -> str:
+    return "-" if r["overload"] <= 0 else f"{r['over_p50']:.1f} / {r['over_added']:.1f}"
 
 
 def _fmt(fps: float) -> str:
@@ -242,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                    "sequence data; $DATA_DIR/sequence when set)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="with --backend ort-cuda: measure each model a second time with ORT's CUDA graph replay")
+    p.add_argument("--overload", type=float, default=1.5,
+                   help="also measure live latency with cameras this many times faster than the pipeline "
+                   "(frames arrive faster than they are fused; 0 skips it; default 1.5)")
     p.add_argument("--out", type=Path, help="write the table (markdown) here as well")
     args = p.parse_args(argv)
 
@@ -277,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"measuring {label}{suffix} on {engine.name} ...", file=sys.stderr)
             try:
-                rows.append(measure(label + suffix, engine, irs, viss, args.frames, args.budget_s))
+                rows.append(measure(label + suffix, engine, irs, viss, args.frames, args.budget_s, args.overload))
             except Exception as exc:  # one variant failing (say, a graph capture) must not lose the others
                 print(f"measuring {label}{suffix} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             finally:
@@ -291,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Device: {', '.join(devices)}; Python {platform.python_version()}, numpy {np.__version__}, "
         f"OpenCV {cv2.__version__}, onnxruntime {_version('onnxruntime')}.",
         f"Input: the shared `sequence` frames (IR grey + VIS colour, {viss[0].shape[1]}x{viss[0].shape[0]}) "
-        "held in memory; live mode: sources paced at 80% of the pipeline's throughput. Load average at the end: "
+        "held in memory; live mode: sources paced at 80% of the pipeline's throughput (overloaded: "
+        f"{args.overload:g}x). Load average at the end: "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (a shared machine: other jobs ran alongside).",
         "",
         table(rows),

@@ -7,6 +7,7 @@ import torch
 
 from fusion_edge import create_model, load_checkpoint
 from fusion_edge.models import PRESETS, FusionMamba
+from fusion_edge.models.fusion_mamba import RESIDUAL_KEY
 from fusion_edge.models.ldc import LDC
 
 SMALL = dict(dims=[8, 16, 32, 64], depths=[1, 1, 1, 1], depths_decoder=[1, 1, 1, 1])
@@ -147,3 +148,44 @@ def test_legacy_checkpoint_keys_are_upgraded(small_model):
     with torch.no_grad():
         diff = legacy(x1, x2) - small_model(x1, x2)
     assert torch.allclose(diff, -(x1 + x2), atol=1e-5)
+
+
+def test_residual_scale_travels_with_the_weights(tmp_path):
+    # The edge preset adds 1*(x1 + x2); its state_dict says so, and a plain save/load keeps it.
+    edge = create_model("edge", drop_path_rate=0.0).eval()
+    state = edge.state_dict()
+    assert float(state[RESIDUAL_KEY]) == 1.0
+    torch.save(state, tmp_path / "edge.pt")
+    loaded = load_checkpoint(tmp_path / "edge.pt", preset="edge").eval()
+    assert loaded.residual_scale == 1.0 and loaded.preset == "edge"
+    x1, x2 = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x1, x2), edge(x1, x2))
+        # the head plus exactly one copy of the sources
+        out, head = _output_and_head(edge, x1, x2)
+        assert torch.allclose(out, head + x1 + x2, atol=1e-6)
+    # Reference-style weights keep the reference's layout: no extra key, residual 2.
+    assert RESIDUAL_KEY not in create_model("tiny").state_dict()
+    # Edge-shaped weights saved without the key (residual 2) are not the edge preset.
+    old = {k: v for k, v in state.items() if k != RESIDUAL_KEY}
+    assert load_checkpoint(old).residual_scale == 2.0
+    with pytest.raises(ValueError, match="residual_scale: checkpoint 2.0 vs preset 1.0"):
+        load_checkpoint(old, preset="edge")
+
+
+def _output_and_head(model, x1, x2):
+    """The model's output and its head (final_conv's output) from the same forward."""
+    captured = {}
+    handle = model.final_conv.register_forward_hook(lambda mod, inp, out: captured.setdefault("head", out))
+    try:
+        out = model(x1, x2)
+    finally:
+        handle.remove()
+    return out, captured["head"]
+
+
+def test_packaged_weights_are_the_edge_preset():
+    from fusion_edge.inference import default_weights_path
+
+    model = load_checkpoint(default_weights_path(), preset="edge")
+    assert model.residual_scale == 1.0

@@ -510,6 +510,12 @@ def test_init_weights_start_fine_tuning_from_a_checkpoint(trained, tmp_path):
     torch.save(create_model("edge").state_dict(), other)
     with pytest.raises(ValueError, match="do not fit"):
         Trainer(tiny_config(data, tmp_path / "bad", max_steps=1, val_fraction=0.2, init_weights=str(other)))._build()
+    # same shapes, another global residual: says which option fine-tunes them
+    reference_style = tmp_path / "residual2.pth"
+    torch.save(create_model("edge", **TINY, residual_scale=2.0).state_dict(), reference_style)
+    with pytest.raises(ValueError, match="global residual 2.*--residual-scale 2"):
+        Trainer(tiny_config(data, tmp_path / "bad2", max_steps=1, val_fraction=0.2,
+                            init_weights=str(reference_style)))._build()
 
 
 # ----------------------------------------------------------------------------- CUDA graph (GPU machine)

@@ -34,9 +34,12 @@ def register(subparsers) -> None:
                    help="mixed precision (default auto: bf16 on GPU, off on CPU; --amp alone means bf16)")
     p.add_argument("--grad-clip", type=float, default=0.0, help="max gradient norm (default 0 = off)")
     p.add_argument("--drop-path", type=float, default=0.1, help="drop-path rate (default 0.1, as the reference)")
+    p.add_argument("--residual-scale", type=float, default=None,
+                   help="global residual: output = head + S*(vis+ir) (default: the preset's; 2 for paper and "
+                   "tiny as the reference, 1 for edge)")
     p.add_argument("--head-bias-init", default="none", choices=["none", "data"],
                    help="data: start the output bias at the mean gap between max(vis, ir) and the model's "
-                   "residual 2*(vis+ir), so few pixels start clamped (default none, as the reference)")
+                   "residual S*(vis+ir), so few pixels start clamped (default none, as the reference)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.1, help="pairs held out for validation (default 0.1)")
     p.add_argument("--val-max-side", type=int, help="centre-crop validation images to this size")
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats, lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps, loss=args.loss,
         amp=args.amp, grad_clip=args.grad_clip, drop_path_rate=args.drop_path, head_bias_init=args.head_bias_init,
         init_weights=args.init, seed=args.seed,
+        model_overrides={} if args.residual_scale is None else {"residual_scale": args.residual_scale},
         val_fraction=args.val_fraction, val_max_side=args.val_max_side, val_every=args.val_every,
         val_interval=args.val_interval, data_on=args.data_on,
         max_steps=args.max_steps, time_limit=args.time_limit, scan_impl=args.scan_impl, cuda_graph=args.cuda_graph,

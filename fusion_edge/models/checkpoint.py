@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from fusion_edge.models.fusion_mamba import FusionMamba
+from fusion_edge.models.fusion_mamba import RESIDUAL_KEY, FusionMamba
 from fusion_edge.models.presets import PRESETS, preset_config
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "net")
@@ -38,6 +38,17 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
+
+
+def stored_residual_scale(raw: Any, state: Mapping[str, torch.Tensor]) -> float | None:
+    """The residual scale a checkpoint records (the shapes cannot tell it): the state_dict's
+    RESIDUAL_KEY buffer, else a training checkpoint's ``model_config``; None when it records none."""
+    if RESIDUAL_KEY in state:
+        return float(state[RESIDUAL_KEY])
+    config = raw.get("model_config") if isinstance(raw, Mapping) else None
+    if isinstance(config, Mapping) and config.get(RESIDUAL_KEY) is not None:
+        return float(config[RESIDUAL_KEY])
+    return None
 
 
 def _is_tensor_dict(obj: Mapping) -> bool:
@@ -117,6 +128,7 @@ def load_checkpoint(
         except Exception as exc:  # pickle errors, truncated files, non-torch files
             raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
     state = extract_state_dict(raw)
+    stored_scale = stored_residual_scale(raw, state)
     state, legacy, has_ffn = upgrade_legacy_keys(state)
     if has_ffn and not legacy_cross_ffn:
         warnings.warn(
@@ -126,14 +138,15 @@ def load_checkpoint(
         )
         state = {k: v for k, v in state.items() if not _LEGACY_FFN.search(k)}
     config = infer_config(state)
+    if residual_scale is None:
+        residual_scale = stored_scale if stored_scale is not None else (1.0 if legacy else 2.0)
+    config["residual_scale"] = float(residual_scale)
     if preset is not None:
         expected = preset_config(preset)
         diffs = [f"{k}: checkpoint {config[k]} vs preset {v}" for k, v in expected.items() if config.get(k) != v]
         if diffs:
             raise ValueError(f"checkpoint does not match preset {preset!r}: " + "; ".join(diffs))
-    if residual_scale is None:
-        residual_scale = 1.0 if legacy else 2.0
-    model = FusionMamba(**config, residual_scale=residual_scale, legacy_cross_ffn=legacy_cross_ffn and has_ffn)
+    model = FusionMamba(**config, legacy_cross_ffn=legacy_cross_ffn and has_ffn)
     if "Cross_block.0.ln_1.weight" not in state:
         raise ValueError("checkpoint lacks Cross_block.0; inference-only state_dicts are not loadable here")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -141,6 +154,8 @@ def load_checkpoint(
     for key, value in model.state_dict().items():
         if key.endswith("base_mask") and key not in state:
             state[key] = torch.ones_like(value)
+    if RESIDUAL_KEY in model.state_dict():  # a reference checkpoint loaded with another residual
+        state[RESIDUAL_KEY] = model.state_dict()[RESIDUAL_KEY].clone()
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches

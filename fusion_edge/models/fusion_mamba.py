@@ -40,6 +40,11 @@ def _is_exporting() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
+# State_dict key of the global residual scale, present only when it is not the reference's 2: a
+# plain state_dict then still says how to rebuild the model, and reference weights stay unchanged.
+RESIDUAL_KEY = "global_residual_scale"
+
+
 class FusionMamba(nn.Module):
     """The reference ``VSSM_Fusion``. ``model(x1, x2)``: x1 = visible (grey), x2 = infrared.
 
@@ -80,7 +85,9 @@ class FusionMamba(nn.Module):
             legacy_cross_ffn=legacy_cross_ffn,
         )
         self.in_chans = in_chans
-        self.residual_scale = residual_scale
+        self.residual_scale = float(residual_scale)
+        if self.residual_scale != 2.0:
+            self.register_buffer(RESIDUAL_KEY, torch.tensor(self.residual_scale))
         self.check_inputs = True
 
         self.patch_embed1 = PatchEmbed2D(patch_size, in_chans, dims[0], norm=patch_norm)
@@ -162,6 +169,8 @@ class FusionMamba(nn.Module):
         y = self.final_conv(y)
         if self.residual_scale == 2.0:
             return y + x1 + x2 + x1 + x2  # the reference's order of additions
+        if self.residual_scale == 1.0:
+            return y + x1 + x2
         return y + self.residual_scale * (x1 + x2)
 
     # --------------------------------------------------------------- inference

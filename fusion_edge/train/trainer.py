@@ -116,6 +116,12 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     from fusion_edge.models.checkpoint import load_checkpoint
 
     source = load_checkpoint(path)
+    wanted = getattr(model, "residual_scale", 2.0)
+    if source.residual_scale != wanted:
+        raise ValueError(f"--init weights {path} were trained with the global residual "
+                         f"{source.residual_scale:g}*(vis+ir), the model being trained uses {wanted:g}*(vis+ir); "
+                         f"pass --residual-scale "
+                         f"{source.residual_scale:g} to fine-tune them")
     try:
         model.load_state_dict(source.state_dict(), strict=True)
     except RuntimeError as exc:

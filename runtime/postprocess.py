@@ -37,7 +37,7 @@ class Postprocessor:
     def finish_xp(self, xp, fused, prep: Prepared):
         """The array-module path (CuPy on the GPU; numpy in tests, checked against OpenCV)."""
         h, w = prep.work_hw
-        y = fused[0, 0, :h, :w].astype(xp.float32)
+        y = fused[0, 0, :h, :w].astype(xp.float32, copy=False)  # read only below: no copy of the output
         if prep.out_hw != (h, w):
             key = (xp.__name__, (h, w), prep.out_hw)
             m = self._maps.get(key)

@@ -4,7 +4,9 @@
 copies the frames into pinned host buffers, uploads them, preprocesses, infers and
 postprocesses on the engine's CUDA stream and downloads into a pinned buffer, all queued
 without waiting; ``collect`` waits for that pair's event. With two buffer sets the host
-pairs and stages frame N+1 while the GPU works on frame N (double buffering).
+pairs and stages frame N+1 while the GPU works on frame N (double buffering; the pipeline
+uses it for recordings, and one set for live sources, where holding frame N back until N+1 is
+queued would add latency).
 """
 
 from __future__ import annotations

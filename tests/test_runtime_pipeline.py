@@ -287,7 +287,7 @@ def test_run_command_end_to_end(model, data_dir, sequence_videos, tmp_path, caps
     Calibration(np.eye(3), (640, 480), (640, 480)).save(tmp_path / "rig.json")
     rc = main(["run", "--ir", str(sequence_videos["ir"]), "--vis", str(sequence_videos["vis"]), "--model",
                str(model.parent), "--backend", "ort-cpu", "--colour", "grey", "--out-dir", str(tmp_path / "v"), "-q",
-               "--calib", str(tmp_path / "rig.json")])
+               "--calib", str(tmp_path / "rig.json"), "--overlap", "on"])
     assert rc == 0
     first = cv2.imread(str(tmp_path / "v" / "000000.png"), cv2.IMREAD_UNCHANGED)
     assert first.shape == (480, 640) and len(list((tmp_path / "v").glob("*.png"))) == 60

@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     out.add_argument("--policy", default="auto", choices=["auto", "newest", "block"],
                      help="when inference falls behind: newest drops old frames, block waits (default: newest for "
                      "live sources, block for recordings)")
+    out.add_argument("--overlap", default="auto", choices=["auto", "on", "off"],
+                     help="on a GPU, prepare frame N+1 while frame N is fused: more throughput, up to one more "
+                     "engine period of latency (default: on for recordings, off for live sources)")
     out.add_argument("--stats-every", type=float, default=5.0, help="log the counters every N seconds (0: never)")
     out.add_argument("--stats-json", help="write the final counters to this JSON file")
     out.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(WindowSink())
     pipeline = FusionPipeline(
         args.model, **sources, layout=args.layout, calibration=args.calib, backend=args.backend,
-        tolerance=args.tolerance_ms / 1000.0, policy=args.policy, sinks=sinks, max_frames=args.max_frames,
+        tolerance=args.tolerance_ms / 1000.0, policy=args.policy, sinks=sinks,
+        overlap={"auto": None, "on": True, "off": False}[args.overlap], max_frames=args.max_frames,
         log_every_s=args.stats_every or None, colour=args.colour, ir_range=args.ir_range,
     )
 

@@ -113,7 +113,13 @@ def msssim_reference(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 
             img1, img2 = F.avg_pool2d(img1, 2), F.avg_pool2d(img2, 2)
     mssim = (torch.stack(sims) + 1) / 2
     mcs = (torch.stack(css) + 1) / 2
-    return torch.prod(mcs[:-1] ** weights[:-1] * mssim[-1] ** weights[-1])
+    factors = mcs[:-1] ** weights[:-1] * mssim[-1] ** weights[-1]
+    # A chain of multiplications, not torch.prod: prod's backward looks for zeros with a host
+    # sync (nonzero), which breaks the CUDA graph capture of the training step.
+    result = factors[0]
+    for factor in factors[1:]:
+        result = result * factor
+    return result
 
 
 class SobelGradient(nn.Module):

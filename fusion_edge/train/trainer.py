@@ -81,7 +81,8 @@ class TrainConfig:
     max_steps: int | None = None
     time_limit: float | None = None  # seconds of training; the run then validates, saves and stops
     scan_impl: str = "auto"
-    cuda_graph: bool = False  # replay the whole step as one CUDA graph (one GPU, bf16 or fp32)
+    # replay the whole step as one CUDA graph (one GPU, bf16 or fp32); None: wherever that applies
+    cuda_graph: bool | None = None
     device: str = "auto"
     log_every: int = 10
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"dims": 8} for tests
@@ -337,7 +338,7 @@ class Trainer:
         self.graph: graph_step.StepGraph | None = None
         self.graph_status = "off"
         self._graph_warmup = 0
-        if not self.config.cuda_graph:
+        if self.config.cuda_graph is False:
             return
         why = None
         if self.device.type != "cuda":
@@ -348,7 +349,8 @@ class Trainer:
             why = "not with fp16's gradient scaler (use --amp bf16)"
         if why:
             self.graph_status = f"off ({why})"
-            log(f"--cuda-graph {why}; running eagerly", self.is_main)
+            if self.config.cuda_graph:  # asked for explicitly: say why not
+                log(f"--cuda-graph {why}; running eagerly", self.is_main)
             return
         self.graph_status = "pending"
         self._graph_warmup = graph_step.WARMUP_STEPS

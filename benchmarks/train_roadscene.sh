@@ -15,7 +15,8 @@
 #   TNO_DIR        tno21 folder with ir/ and vis/ (default .carry_data/tno21)
 #   INIT           weights to fine-tune from (default fusion_edge/weights/edge.pt; none: from scratch)
 #   TRAIN_SECONDS  training time of the main run (default 480); the cosine schedule follows it.
-#                  The phase takes about TRAIN_SECONDS + 60 s (start, final validation, export, eval).
+#                  The phase takes about TRAIN_SECONDS + 200 s (start, final validation, export, and the
+#                  tno21 evaluation of two weight sets with baselines on the CPU).
 #   TRAIN_GPU      GPU of the main run (default 1)
 #   CROP BATCH LR WARMUP LOSS   recipe (defaults 256, 16, 3e-4, 300, reference)
 #   TRAIN_ARGS     extra `fusion-edge train` options for the main run (they win)
@@ -129,10 +130,10 @@ main_run() {
     if [ $left -ge 60 ]; then
       if [ -f "$WORK/run/last.pt" ]; then
         echo "== resuming from $WORK/run/last.pt without --cuda-graph" | tee -a "$log"
-        train_run "$WORK/run" "$TRAIN_SECONDS" --resume "$WORK/run/last.pt"
+        train_run "$WORK/run" "$TRAIN_SECONDS" --resume "$WORK/run/last.pt" --no-cuda-graph
       else
         echo "== starting again without --cuda-graph for $left s" | tee -a "$log"
-        train_run "$WORK/run_eager" "$left" "${INIT_ARGS[@]}"
+        train_run "$WORK/run_eager" "$left" "${INIT_ARGS[@]}" --no-cuda-graph
       fi
       rc=$?
     fi

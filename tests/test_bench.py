@@ -364,6 +364,12 @@ def test_merge_puts_runs_of_one_model_in_one_section(tmp_path):
     chunked, graph = md.index("| torch-chunked | 64x64"), md.index("| torch-cuda-graph | 64x64")
     assert chunked < graph  # backends in table order
     assert f"| {cost.gflops:.2f} |" in md[chunked:graph]  # the count made by the other run
+    # a merged result merges again (a JSON list of runs), to the same table
+    again = merge([tmp_path / "out" / "m.json"], tmp_path / "again", "m")["md"].read_text()
+    assert again == md
+    (tmp_path / "other.json").write_text(json.dumps([{"no": "results"}]))
+    with pytest.raises(ValueError, match="not a bench result"):
+        merge([tmp_path / "other.json"], tmp_path / "bad", "m")
 
 
 def test_checkpoint_receives_the_rows_so_far():

@@ -21,17 +21,26 @@ from fusion_edge.bench.report import _atomic_write, markdown_table
 from fusion_edge.bench.runner import BenchReport, ResultRow
 
 
-def load_report(path: Path) -> tuple[BenchReport, dict]:
-    """A BenchReport rebuilt from a bench.json (or the folder holding one), and the raw JSON."""
+def load_reports(path: Path) -> list[tuple[BenchReport, dict]]:
+    """BenchReports rebuilt from a bench.json (or the folder holding one), each with its raw JSON.
+    A merged file (a JSON list of runs, as this module writes) gives all of its runs, so merged
+    results can be merged again."""
     path = Path(path)
     if path.is_dir():
         path = path / "bench.json"
     if not path.is_file():
         raise FileNotFoundError(f"no bench.json at {path}")
     data = json.loads(path.read_text())
+    runs = data if isinstance(data, list) else [data]
+    if not all(isinstance(run, dict) and "results" in run for run in runs):
+        raise ValueError(f"{path} is not a bench result (a run, or a list of runs, with 'results')")
+    return [(_report(run), run) for run in runs]
+
+
+def _report(data: dict) -> BenchReport:
     rows = [ResultRow(**_known(ResultRow, row)) for row in data["results"]]
     costs = {size: (FrameCost(**_known(FrameCost, c)) if c else None) for size, c in data["cost_per_frame"].items()}
-    return BenchReport(data["config"], data["model"], data["environment"], costs, rows), data
+    return BenchReport(data["config"], data["model"], data["environment"], costs, rows)
 
 
 def _known(cls, values: dict) -> dict:
@@ -64,7 +73,7 @@ def combine(reports: list[BenchReport]) -> BenchReport:
 
 
 def merge(paths: list[Path], out_dir: Path, name: str, note: str = "") -> dict[str, Path]:
-    loaded = [load_report(p) for p in paths]
+    loaded = [run for p in paths for run in load_reports(p)]
     groups: dict[tuple, list[BenchReport]] = {}
     for report, data in loaded:
         key = (report.model, _precision(report.config), report.config["batch"], data.get("device"))

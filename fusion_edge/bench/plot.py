@@ -1,7 +1,9 @@
 """``bench.png``: p50 latency against input size, one line per backend (drawn with OpenCV).
 
 Sizes are evenly spaced on the x axis in order of pixel count; the y axis is logarithmic when
-latencies span more than a factor of 20. A thin vertical bar marks p90..p99 at each point.
+latencies span more than a factor of 20. A thin vertical bar marks p90..p99 at each point. A
+backend keeps its colour in every plot; in merged plots (labels "preset backend precision") each
+preset gets its own line style and marker, so twelve lines stay tellable apart.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fusion_edge.bench.environment import device_label
 
 WIDTH, HEIGHT = 1000, 640
 LEFT, RIGHT, TOP, BOTTOM = 90, 230, 60, 70
+LEGEND_CHARS = 44  # longest legend label drawn; the legend column widens to fit it
 # BGR colours, one per backend in BACKENDS order (then cycled).
 PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
            (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
@@ -59,11 +62,14 @@ def render_series(series: dict[str, list], sizes, title: str, subtitle: str) -> 
     """
     from fusion_edge.bench.config import BACKENDS
 
-    img = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
+    longest = max((min(len(label), LEGEND_CHARS) for label in series), default=0)
+    right = max(RIGHT, 60 + 8 * longest)
+    width = WIDTH - RIGHT + right
+    img = np.full((HEIGHT, width, 3), 255, np.uint8)
     sizes = sorted(set(sizes), key=lambda s: (s[0] * s[1], s))
     _text(img, title[:100], (LEFT, 25), 0.55)
     _text(img, subtitle[:110], (LEFT, 45), 0.4, (80, 80, 80))
-    x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP
+    x0, x1, y0, y1 = LEFT, width - right, HEIGHT - BOTTOM, TOP
     cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
     points_ms = [lat[k] for pts in series.values() for _, lat in pts for k in ("p50", "p99")]
     if not points_ms:
@@ -91,9 +97,15 @@ def render_series(series: dict[str, list], sizes, title: str, subtitle: str) -> 
         _text(img, f"{h}x{w}", (xpos(i) - 35, y0 + 22))
     _text(img, "input size (H x W)", ((x0 + x1) // 2 - 70, y0 + 50), 0.5)
     _text(img, "ms" + (" (log)" if log else ""), (12, y1 - 20), 0.5)
+    groups: list[str] = []
     for k, (label, pts) in enumerate(series.items()):
-        index = BACKENDS.index(label) if label in BACKENDS else k  # a backend keeps its colour across plots
+        backend = next((w for w in label.split() if w in BACKENDS), None)
+        index = BACKENDS.index(backend) if backend else k  # a backend keeps its colour across plots
         colour = PALETTE[index % len(PALETTE)]
+        group = label.split()[0] if backend and backend != label.split()[0] else ""
+        if group not in groups:
+            groups.append(group)
+        style = groups.index(group) % len(STYLES)
         points = []
         for size, lat in pts:
             x = xpos(sizes.index(tuple(size)))
@@ -101,10 +113,40 @@ def render_series(series: dict[str, list], sizes, title: str, subtitle: str) -> 
             cv2.line(img, (x, ypos(lat["p90"])), (x, ypos(lat["p99"])), colour, 1)
         points.sort()
         for a, b in zip(points, points[1:]):
-            cv2.line(img, a, b, colour, 2, cv2.LINE_AA)
-        for p in points:
-            cv2.circle(img, p, 4, colour, -1, cv2.LINE_AA)
+            _styled_line(img, a, b, colour, style)
+        for point in points:
+            _marker(img, point, colour, style)
         ly = y1 + 15 + 22 * k
-        cv2.line(img, (x1 + 15, ly - 4), (x1 + 40, ly - 4), colour, 2)
-        _text(img, label[:28], (x1 + 47, ly), 0.42)
+        _styled_line(img, (x1 + 15, ly - 4), (x1 + 40, ly - 4), colour, style)
+        _marker(img, (x1 + 27, ly - 4), colour, style)
+        _text(img, label[:LEGEND_CHARS], (x1 + 47, ly), 0.42)
     return cv2.imencode(".png", img)[1].tobytes()
+
+
+STYLES = ("solid", "dashed", "dotted")  # one per preset in a merged plot, with circle/square/triangle
+
+
+def _styled_line(img: np.ndarray, a: tuple[int, int], b: tuple[int, int], colour, style: int) -> None:
+    if STYLES[style] == "solid":
+        cv2.line(img, a, b, colour, 2, cv2.LINE_AA)
+        return
+    dash, gap = (10, 6) if STYLES[style] == "dashed" else (3, 5)
+    length = math.hypot(b[0] - a[0], b[1] - a[1])
+    steps = max(int(length // (dash + gap)), 1)
+    for i in range(steps + 1):
+        t0, t1 = i * (dash + gap) / max(length, 1e-9), min((i * (dash + gap) + dash) / max(length, 1e-9), 1.0)
+        if t0 >= 1.0:
+            break
+        p0 = (int(a[0] + t0 * (b[0] - a[0])), int(a[1] + t0 * (b[1] - a[1])))
+        p1 = (int(a[0] + t1 * (b[0] - a[0])), int(a[1] + t1 * (b[1] - a[1])))
+        cv2.line(img, p0, p1, colour, 2, cv2.LINE_AA)
+
+
+def _marker(img: np.ndarray, p: tuple[int, int], colour, style: int) -> None:
+    x, y = p
+    if style == 0:
+        cv2.circle(img, p, 4, colour, -1, cv2.LINE_AA)
+    elif style == 1:
+        cv2.rectangle(img, (x - 4, y - 4), (x + 4, y + 4), colour, -1)
+    else:
+        cv2.fillPoly(img, [np.array([(x, y - 5), (x - 5, y + 4), (x + 5, y + 4)], np.int32)], colour, cv2.LINE_AA)

@@ -250,3 +250,15 @@ def test_fit_crops_to_the_aspect_then_resizes():
     image[:, 100:200] = 1.0  # the centre third
     fitted = parity.fit(image, 50, 50)
     assert fitted.shape == (50, 50) and fitted.min() == 1.0  # the square centre crop is all ones
+
+
+def test_export_without_a_model_uses_the_packaged_weights(tmp_path, data_dir):
+    """`fusion-edge export --height H --width W -o DIR`: the packaged edge weights, as fuse and demo use."""
+    out = tmp_path / "default"
+    code = cli_main(["export", "--height", "32", "--width", "32", "--parity-pairs", "1",
+                     "--parity-data", str(data_dir / "tno21"), "-o", str(out)])
+    assert code == 0
+    m = load_manifest(out)
+    assert m["model"]["preset"] == "edge" and m["model"]["weights"] == "packaged"
+    assert m["model"]["config"]["residual_scale"] == 1.0
+    assert m["parity"]["passed"]

@@ -17,8 +17,11 @@ def register(subparsers) -> None:
         "real image pairs). Files appear only when the whole export succeeded.",
     )
     source = p.add_argument_group("model")
-    source.add_argument("--checkpoint", type=Path, help="checkpoint file (reference state_dict or training checkpoint)")
-    source.add_argument("--preset", help="preset name (paper, tiny, edge); checks --checkpoint against it")
+    source.add_argument("--checkpoint", type=Path,
+                        help="checkpoint file (reference state_dict or training checkpoint); without it and without "
+                        "--preset: the packaged edge weights")
+    source.add_argument("--preset", help="preset name (paper, tiny, edge); checks --checkpoint against it, or alone "
+                        "exports the packaged weights of that preset")
     source.add_argument("--random-weights", action="store_true",
                         help="with --preset and no checkpoint: export untrained weights (to try the toolchain)")
     size = p.add_argument_group("size")
@@ -63,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
     from fusion_edge.cli import CommandError
     from fusion_edge.export.pipeline import ExportOptions, run_export
 
+    preset = args.preset
+    if preset is None and args.checkpoint is None:  # the weights every other command uses by default
+        preset = "edge"
     options = ExportOptions(
         output=args.output,
         height=args.height,
         width=args.width,
-        preset=args.preset,
+        preset=preset,
         checkpoint=args.checkpoint,
         random_weights=args.random_weights,
         flavour=args.flavour,

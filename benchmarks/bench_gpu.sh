@@ -32,7 +32,8 @@
 # chunked model for tiny and paper and at other sizes (minutes of compilation each), ONNX Runtime CPU
 # for tiny and paper.
 #
-# Environment: OUT, BUDGET, STEPS, QUICK, CAP_SCALE (multiplies every step's cap, with a larger BUDGET), TORCH_FP16 (autocast|half: fp16 of the torch backends in
+# Environment: OUT, BUDGET, STEPS, QUICK, PROFILE (N: profile N calls of each PyTorch configuration, see
+# `fusion-edge bench --profile`), CAP_SCALE (multiplies every step's cap, with a larger BUDGET), TORCH_FP16 (autocast|half: fp16 of the torch backends in
 # the full run), EDGE_SCOPE, PAPER_SCOPE (model|blocks), WARMUP ITERS MAX_SECONDS MIN_ITERS,
 # ORT_GPU_WHEEL (an onnxruntime-gpu wheel installed into a private folder; one already on PYTHONPATH
 # works too). Compiled code is cached under /tmp/fusion-edge-cache, so on the same machine a QUICK run
@@ -120,7 +121,7 @@ bench() {  # bench NAME CAP ARGS...: one fusion-edge bench process writing $WORK
     local name=$1 cap=$2; shift 2
     run_step "$name" "$cap" bash -c 'exec python3 -m fusion_edge.cli bench --time-budget "$STEP_BUDGET" \
         --compile-timeout "$STEP_BUDGET" "$@"' _ --warmup "$WARMUP" --iters "$ITERS" --max-seconds "$MAX_SECONDS" \
-        --min-iters "$MIN_ITERS" --out "$WORK/runs/$name" "$@"
+        --min-iters "$MIN_ITERS" --out "$WORK/runs/$name" ${PROFILE:+--profile "$PROFILE"} "$@"
 }
 
 COMPILED="torch-cuda-compile torch-cuda-compile-graph"

@@ -23,8 +23,26 @@ def bench_run(tmp_path_factory):
     argv = [
         "bench", "--preset", "edge", "--size", "64x64", "--backend", "torch-chunked", "ort-cpu", "torch-cuda",
         "--iters", "3", "--warmup", "0", "--threads", "1", "--device", "cpu", "--out", str(out), "--quiet",
+        "--profile", "1",
     ]
     return main(argv), out
+
+
+def test_profile_says_where_the_time_goes(bench_run):
+    code, out = bench_run
+    rows = {r["backend"]: r for r in json.loads((out / "bench.json").read_text())["results"]}
+    profile = rows["torch-chunked"]["profile"]
+    assert profile["device"] == "cpu" and profile["calls"] == 1
+    assert profile["busy_ms_per_call"] > 0 and profile["launches_per_call"] > 0
+    shares = [op["share"] for op in profile["top"]]
+    assert shares and shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+    assert any(op["name"] in ("aten::mm", "aten::addmm", "aten::bmm") for op in profile["top"])  # the matmuls
+    assert rows["ort-cpu"]["profile"] is None
+    assert "profile: only the PyTorch backends" in " ".join(rows["ort-cpu"]["notes"])
+    table = (out / "bench.md").read_text()
+    assert "## Profiles" in table and "### torch-chunked 64x64 fp32" in table
+    with pytest.raises(ValueError, match="--profile"):
+        BenchConfig(preset="edge", profile=-1).validate()
 
 
 def test_bench_writes_table_json_and_png(bench_run, capsys):

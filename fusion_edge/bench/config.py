@@ -97,6 +97,7 @@ class BenchConfig:
     min_iters: int | None = None  # over --max-seconds, time this many calls at least instead of skipping
     count_cost: bool = True  # count FLOPs and bytes per frame (a few seconds per size)
     backend_sizes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # backend -> its only sizes
+    profile: int = 0  # calls profiled after timing each PyTorch configuration (0: none)
 
     def validate(self) -> None:
         if self.preset is None and self.model is None:
@@ -111,6 +112,8 @@ class BenchConfig:
         for name, value, low in (("batch", self.batch, 1), ("iters", self.iters, 1), ("warmup", self.warmup, 0)):
             if value < low:
                 raise ValueError(f"--{name} must be at least {low}, got {value}")
+        if self.profile < 0:
+            raise ValueError(f"--profile must be 0 or more calls, got {self.profile}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
         if self.max_seconds <= 0:

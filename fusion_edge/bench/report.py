@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fusion_edge.bench.environment import device_label
+from fusion_edge.bench.profile import profile_section
 from fusion_edge.bench.runner import BenchReport
 
 SCHEMA_VERSION = 1
@@ -48,6 +49,7 @@ def markdown_table(report: BenchReport) -> str:
     if noted:
         lines += ["", "Notes:"]
         lines += [f"- {row.backend} {row.size} {row.precision}: {'; '.join(row.notes)}" for row in noted]
+    lines += profile_section(report.rows)
     software = report.environment["software"]
     versions = ", ".join(f"{k} {v}" for k, v in software.items() if v and k != "onnxruntime_providers")
     lines += ["", f"Software: {versions}."]

@@ -52,6 +52,7 @@ class ResultRow:
     warmup: int = 0
     iters: int = 0
     notes: list[str] = field(default_factory=list)
+    profile: dict | None = None  # fusion_edge.bench.profile.Profile.to_dict() with --profile
 
     @property
     def size(self) -> str:
@@ -237,8 +238,26 @@ def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRo
         if stats.samples < config.iters:
             row.notes = [*row.notes, f"{stats.samples} timed calls (fewer than --iters {config.iters}) to fit "
                          f"{max_seconds:.0f} s"]
+        if config.profile:
+            _profile_into(row, prepared, config.profile, ctx.on_gpu)
     finally:
         prepared.close()
+
+
+def _profile_into(row: ResultRow, prepared, calls: int, on_gpu: bool) -> None:
+    """Profile ``calls`` more calls into ``row`` (a note says why when it cannot)."""
+    from fusion_edge.bench.profile import profile_calls
+
+    if not row.backend.startswith("torch"):
+        row.notes = [*row.notes, "profile: only the PyTorch backends are profiled"]
+        return
+    try:
+        profile = profile_calls(prepared.run, calls, on_gpu)
+    except Exception as exc:  # noqa: BLE001 - a profiler problem must not lose the measurement
+        row.notes = [*row.notes, f"profile failed: {type(exc).__name__}: {_first_line(exc)}"]
+        return
+    row.profile = profile.to_dict()
+    row.notes = [*row.notes, profile.summary((row.latency_ms or {}).get("p50"))]
 
 
 def _cost_or_none(model_config: dict | None, height: int, width: int, fp16: bool) -> FrameCost | None:

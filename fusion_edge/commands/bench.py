@@ -73,6 +73,9 @@ def register(subparsers) -> None:
     p.add_argument("--backend-sizes", nargs="+", default=[], metavar="BACKEND=HxW[,HxW]",
                    help="run a backend at these of the --size sizes only (e.g. torch-chunked=256x256,512x640)")
     p.add_argument("--no-cost", action="store_true", help="do not count FLOPs and bytes per frame")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile N more calls of each PyTorch backend: GPU kernels per call, GPU busy "
+                   "time against the latency, the top kernels (CPU: operators); in bench.md under Profiles")
     p.add_argument("--device", default="auto", help="torch device: auto (GPU if any), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: theirs)")
     p.add_argument("--out", type=Path, help="folder for bench.md, bench.json and bench.png")
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         compile_mode=args.compile_mode, compile_scope=args.compile_scope,
         compile_backend=args.compile_backend, compile_timeout=args.compile_timeout,
         time_budget=args.time_budget, min_iters=args.min_iters, count_cost=not args.no_cost,
-        backend_sizes=parse_backend_sizes(args.backend_sizes),
+        backend_sizes=parse_backend_sizes(args.backend_sizes), profile=args.profile,
     )
 
     def progress(line: str) -> None:

@@ -435,3 +435,16 @@ def test_sigterm_ends_the_run_keeping_what_it_measured(tmp_path):
     assert rows[1]["reason"] == "stopped from outside (SIGTERM) while running"
     assert "not run" in rows[3]["reason"]
     assert (out / "bench.md").exists()
+
+
+@pytest.mark.gpu
+def test_profile_counts_gpu_kernels_also_inside_a_cuda_graph(tmp_path):
+    from fusion_edge.bench.runner import run_bench
+
+    config = BenchConfig(preset="edge", sizes=[(64, 64)], backends=["torch-cuda", "torch-cuda-graph"], device="cuda",
+                         fp16=True, warmup=2, iters=5, count_cost=False, profile=2)
+    report = run_bench(config, progress=lambda line: None)
+    for row in report.rows:
+        assert row.status == "ok", row.reason
+        assert row.profile["device"] == "cuda" and row.profile["launches_per_call"] > 50, row.notes
+        assert 0 < row.profile["busy_ms_per_call"] <= row.profile["wall_ms_per_call"] * 1.5

@@ -273,7 +273,6 @@ def _cli(args, capsys):
         (["--preset", "huge", "--height", "64", "--width", "64"], "unknown preset 'huge'"),
         (["--preset", "edge", "--random-weights", "--height", "0", "--width", "64"], "--height must be a positive"),
         (["--preset", "edge", "--random-weights", "--height", "64", "--width", "-3"], "--width must be a positive"),
-        (["--height", "64", "--width", "64"], "--checkpoint PATH or --preset NAME"),
         (["--checkpoint", "/nonexistent/x.pt", "--height", "64", "--width", "64"], "checkpoint not found"),
         (["--preset", "edge", "--random-weights", "--height", "64", "--width", "64", "--dynamic",
           "--min-size", "16", "16"], "minimum size of at least 32"),
@@ -283,6 +282,14 @@ def test_cli_errors_are_clear(args, message, tmp_path, capsys):
     code, err = _cli([*args, "-o", str(tmp_path / "out")], capsys)
     assert code == 2 and message in err
     assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+def test_api_needs_a_checkpoint_or_a_preset(tmp_path):
+    # the CLI defaults to the packaged edge weights (test_export.py); the API asks for one of the two
+    from fusion_edge.export.pipeline import ExportOptions, validate
+
+    with pytest.raises(ValueError, match="--checkpoint PATH or --preset NAME"):
+        validate(ExportOptions(output=tmp_path / "out", height=64, width=64))
 
 
 def test_cli_unwritable_output(tmp_path, capsys):

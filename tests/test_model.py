@@ -164,6 +164,8 @@ def test_residual_scale_travels_with_the_weights(tmp_path):
         # the head plus exactly one copy of the sources
         out, head = _output_and_head(edge, x1, x2)
         assert torch.allclose(out, head + x1 + x2, atol=1e-6)
+    # an explicit residual_scale wins over the stored one
+    assert load_checkpoint(state, residual_scale=2.0).residual_scale == 2.0
     # Reference-style weights keep the reference's layout: no extra key, residual 2.
     assert RESIDUAL_KEY not in create_model("tiny").state_dict()
     # Edge-shaped weights saved without the key (residual 2) are not the edge preset.

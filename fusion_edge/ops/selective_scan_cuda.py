@@ -81,20 +81,29 @@ def _stream(t: torch.Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream
 
 
+def _kernel_inputs(u, delta, A, B, C, D, z, delta_bias) -> tuple:
+    """The operands as both kernels take them: contiguous; delta and z in u's dtype; B and C in
+    u's dtype when both already are, else float32; A, D and delta_bias float32."""
+    u = u.contiguous()
+    bc_dtype = u.dtype if B.dtype == u.dtype and C.dtype == u.dtype else torch.float32
+    return (
+        u,
+        delta.to(u.dtype).contiguous(),
+        A.float().contiguous(),
+        B.to(bc_dtype).contiguous(),
+        C.to(bc_dtype).contiguous(),
+        None if D is None else D.float().contiguous(),
+        None if z is None else z.to(u.dtype).contiguous(),
+        None if delta_bias is None else delta_bias.float().contiguous(),
+    )
+
+
 def _scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool) -> torch.Tensor:
     from fusion_edge import kernels
 
     if A.shape[-1] > MAX_STATES:
         raise ValueError(f"the CUDA selective scan supports up to {MAX_STATES} states, got N={A.shape[-1]}")
-    u = u.contiguous()
-    delta = delta.to(u.dtype).contiguous()
-    bc_dtype = u.dtype if B.dtype == u.dtype and C.dtype == u.dtype else torch.float32
-    B = B.to(bc_dtype).contiguous()
-    C = C.to(bc_dtype).contiguous()
-    z = None if z is None else z.to(u.dtype).contiguous()
-    A = A.float().contiguous()
-    D = None if D is None else D.float().contiguous()
-    delta_bias = None if delta_bias is None else delta_bias.float().contiguous()
+    u, delta, A, B, C, D, z, delta_bias = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
     out = torch.empty_like(u)
     batch, dim, length = u.shape
     need = kernels.selective_scan_workspace_bytes(batch, dim, length, A.shape[1], _sm_count(u.device))
@@ -130,16 +139,7 @@ def _scan_backward(saved, wanted, delta_softplus: bool, grad_out: torch.Tensor) 
     float32 sums, each cast to its input's dtype."""
     from fusion_edge import kernels
 
-    u0, delta0, A0, B0, C0, D0, z0, bias0 = saved
-    u = u0.contiguous()
-    delta = delta0.to(u.dtype).contiguous()
-    bc_dtype = u.dtype if B0.dtype == u.dtype and C0.dtype == u.dtype else torch.float32
-    B = B0.to(bc_dtype).contiguous()
-    C = C0.to(bc_dtype).contiguous()
-    z = None if z0 is None else z0.to(u.dtype).contiguous()
-    A = A0.float().contiguous()
-    D = None if D0 is None else D0.float().contiguous()
-    bias = None if bias0 is None else bias0.float().contiguous()
+    u, delta, A, B, C, D, z, bias = _kernel_inputs(*saved)
     dout = grad_out.to(u.dtype).contiguous()
     w_u, w_delta, w_A, w_B, w_C, w_D, w_z, w_bias = (need and t is not None for t, need in zip(saved, wanted))
 

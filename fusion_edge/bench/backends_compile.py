@@ -187,12 +187,12 @@ def compiled_model(ctx: BenchContext, height: int, width: int, scan_impl: str) -
     return built
 
 
-def prepare_cuda_compile(ctx: BenchContext, height: int, width: int, backend: str = "torch-cuda-compile") -> Prepared:
-    """The model compiled with our kernels as custom ops, called as is (Python launches every kernel)."""
+def _prepare_compiled_call(ctx: BenchContext, height: int, width: int, backend: str, scan_impl: str) -> Prepared:
+    """The model compiled with ``scan_impl`` (compiled in setup), called as is each time."""
     import torch
 
     check_backend(ctx, backend)
-    built = compiled_model(ctx, height, width, "cuda")
+    built = compiled_model(ctx, height, width, scan_impl)
 
     def run():
         with torch.inference_mode(), autocast(ctx, cache_enabled=False):
@@ -201,6 +201,11 @@ def prepare_cuda_compile(ctx: BenchContext, height: int, width: int, backend: st
     peak, reset = _torch_peak_memory(ctx)
     return Prepared(run=run, timer=_timer(ctx), peak_memory=peak, after_first_call=reset, notes=list(built.notes),
                     compile_s=round(built.compile_s, 2))
+
+
+def prepare_cuda_compile(ctx: BenchContext, height: int, width: int, backend: str = "torch-cuda-compile") -> Prepared:
+    """The model compiled with our kernels as custom ops, called as is (Python launches every kernel)."""
+    return _prepare_compiled_call(ctx, height, width, backend, "cuda")
 
 
 def prepare_cuda_compile_graph(ctx: BenchContext, height: int, width: int,
@@ -228,18 +233,7 @@ def prepare_cuda_compile_graph(ctx: BenchContext, height: int, width: int,
 
 def prepare_chunked_compile(ctx: BenchContext, height: int, width: int, backend: str = "torch-compile") -> Prepared:
     """torch.compile of the chunked model (default mode, graph breaks allowed), compiled in setup."""
-    import torch
-
-    check_backend(ctx, backend)
-    built = compiled_model(ctx, height, width, "chunked")
-
-    def run():
-        with torch.inference_mode(), autocast(ctx, cache_enabled=False):
-            return built.forward()
-
-    peak, reset = _torch_peak_memory(ctx)
-    return Prepared(run=run, timer=_timer(ctx), peak_memory=peak, after_first_call=reset, notes=list(built.notes),
-                    compile_s=round(built.compile_s, 2))
+    return _prepare_compiled_call(ctx, height, width, backend, "chunked")
 
 
 PREPARE = {

@@ -40,17 +40,6 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     return state
 
 
-def stored_residual_scale(raw: Any, state: Mapping[str, torch.Tensor]) -> float | None:
-    """The residual scale a checkpoint records (the shapes cannot tell it): the state_dict's
-    RESIDUAL_KEY buffer, else a training checkpoint's ``model_config``; None when it records none."""
-    if RESIDUAL_KEY in state:
-        return float(state[RESIDUAL_KEY])
-    config = raw.get("model_config") if isinstance(raw, Mapping) else None
-    if isinstance(config, Mapping) and config.get(RESIDUAL_KEY) is not None:
-        return float(config[RESIDUAL_KEY])
-    return None
-
-
 def _is_tensor_dict(obj: Mapping) -> bool:
     return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
@@ -128,7 +117,8 @@ def load_checkpoint(
         except Exception as exc:  # pickle errors, truncated files, non-torch files
             raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
     state = extract_state_dict(raw)
-    stored_scale = stored_residual_scale(raw, state)
+    # the shapes cannot tell the residual scale: our models keep it as a buffer when it is not 2
+    stored_scale = float(state[RESIDUAL_KEY]) if RESIDUAL_KEY in state else None
     state, legacy, has_ffn = upgrade_legacy_keys(state)
     if has_ffn and not legacy_cross_ffn:
         warnings.warn(

@@ -121,8 +121,7 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     if source.residual_scale != wanted:
         raise ValueError(f"--init weights {path} were trained with the global residual "
                          f"{source.residual_scale:g}*(vis+ir), the model being trained uses {wanted:g}*(vis+ir); "
-                         f"pass --residual-scale "
-                         f"{source.residual_scale:g} to fine-tune them")
+                         f"pass --residual-scale {source.residual_scale:g} to fine-tune them")
     try:
         model.load_state_dict(source.state_dict(), strict=True)
     except RuntimeError as exc:

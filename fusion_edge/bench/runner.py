@@ -248,7 +248,7 @@ def _profile_into(row: ResultRow, prepared, calls: int, on_gpu: bool) -> None:
     """Profile ``calls`` more calls into ``row`` (a note says why when it cannot)."""
     from fusion_edge.bench.profile import profile_calls
 
-    if not row.backend.startswith("torch"):
+    if row.backend not in backends_torch.SCAN_IMPL:  # the PyTorch backends
         row.notes = [*row.notes, "profile: only the PyTorch backends are profiled"]
         return
     try:

@@ -131,15 +131,16 @@ def _styled_line(img: np.ndarray, a: tuple[int, int], b: tuple[int, int], colour
         cv2.line(img, a, b, colour, 2, cv2.LINE_AA)
         return
     dash, gap = (10, 6) if STYLES[style] == "dashed" else (3, 5)
-    length = math.hypot(b[0] - a[0], b[1] - a[1])
-    steps = max(int(length // (dash + gap)), 1)
-    for i in range(steps + 1):
-        t0, t1 = i * (dash + gap) / max(length, 1e-9), min((i * (dash + gap) + dash) / max(length, 1e-9), 1.0)
-        if t0 >= 1.0:
-            break
-        p0 = (int(a[0] + t0 * (b[0] - a[0])), int(a[1] + t0 * (b[1] - a[1])))
-        p1 = (int(a[0] + t1 * (b[0] - a[0])), int(a[1] + t1 * (b[1] - a[1])))
-        cv2.line(img, p0, p1, colour, 2, cv2.LINE_AA)
+    length = max(math.hypot(b[0] - a[0], b[1] - a[1]), 1e-9)
+
+    def along(distance: float) -> tuple[int, int]:
+        t = min(distance / length, 1.0)
+        return int(a[0] + t * (b[0] - a[0])), int(a[1] + t * (b[1] - a[1]))
+
+    start = 0.0
+    while start < length:
+        cv2.line(img, along(start), along(start + dash), colour, 2, cv2.LINE_AA)
+        start += dash + gap
 
 
 def _marker(img: np.ndarray, p: tuple[int, int], colour, style: int) -> None:

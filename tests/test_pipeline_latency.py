@@ -176,23 +176,19 @@ def test_recordings_still_lose_nothing(model):
 
 def test_latency_runs_from_the_capture_stamp(model):
     # a source that stamps frames on arrival and decodes for 80 ms: the decode counts as latency
-    ir, vis = ManualSource("ir", read_delay=0.08, stamps=True), ManualSource("vis", read_delay=0.08, stamps=True)
-    with FusionPipeline(model, ir=ir, vis=vis, tolerance=0.05, log_every_s=None) as pipe:
-        ir.give()
-        vis.give()
-        out = iter(pipe)  # kept: a dropped iterator closes the pipeline
-        fused = next(out)
-        unplug(ir, vis)
-    assert fused.latency_s >= 0.08
+    def first_fused(stamps: bool, tolerance: float):
+        ir, vis = (ManualSource(name, read_delay=0.08, stamps=stamps) for name in ("ir", "vis"))
+        with FusionPipeline(model, ir=ir, vis=vis, tolerance=tolerance, log_every_s=None) as pipe:
+            ir.give()
+            vis.give()
+            out = iter(pipe)  # kept: a dropped iterator closes the pipeline
+            fused = next(out)
+            unplug(ir, vis)
+        return fused
+
+    assert first_fused(stamps=True, tolerance=0.05).latency_s >= 0.08
     # a source without capture stamps: latency starts when read() returned
-    ir, vis = ManualSource("ir", read_delay=0.08), ManualSource("vis", read_delay=0.08)
-    with FusionPipeline(model, ir=ir, vis=vis, tolerance=1.0, log_every_s=None) as pipe:
-        ir.give()
-        vis.give()
-        out = iter(pipe)  # kept: a dropped iterator closes the pipeline
-        fused = next(out)
-        unplug(ir, vis)
-    assert fused.latency_s < 0.08
+    assert first_fused(stamps=False, tolerance=1.0).latency_s < 0.08
 
 
 def test_camera_sources_stamp_before_decoding(monkeypatch):

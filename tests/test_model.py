@@ -69,6 +69,23 @@ def test_bad_inputs_raise_value_error(small_model, x1, x2, message):
         small_model(x1, x2)
 
 
+def test_depthwise_convs_before_the_scan_get_dense_channels_first_maps(small_model):
+    """The scan reads BCHW: the conv in front of it must see (and so write) a dense BCHW map, not a
+    strided channels-last view of the in_proj output, which costs two copies per scan on the GPU."""
+    from fusion_edge.models.ss2d import SS2D, SS2DCross
+
+    seen = []
+    hooks = [m.conv2d.register_forward_pre_hook(lambda mod, args: seen.append(args[0].is_contiguous()))
+             for m in small_model.modules() if isinstance(m, (SS2D, SS2DCross))]
+    try:
+        with torch.no_grad():
+            small_model(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen and all(seen)
+
+
 def test_ldc_fold_is_exact():
     torch.manual_seed(1)
     ldc = LDC(6, 5)

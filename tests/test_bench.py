@@ -286,6 +286,33 @@ def test_compiled_model_is_built_once_per_size_and_checked_against_eager():
         torch._dynamo.reset()
 
 
+def test_inductor_compilation_freezes_the_weights_unless_asked_not_to():
+    """Freezing (weights folded into the compiled code) is on while inductor compiles, off with
+    --no-freeze and for the tracing-only compile backends, and the row's note says which."""
+    import torch._inductor.config as inductor_config
+
+    from fusion_edge.bench.backend_base import BenchContext
+    from fusion_edge.bench.backends_compile import _freezing
+    from fusion_edge.commands.bench import register
+
+    def ctx(**kw):
+        return BenchContext(source=_TinySource(), device="cpu", batch=1, fp16=False, **kw)
+
+    before = inductor_config.freezing
+    with _freezing(ctx(compile_backend="inductor")):
+        assert inductor_config.freezing is True
+    assert inductor_config.freezing == before
+    for off in (ctx(compile_backend="inductor", compile_freeze=False), ctx(compile_backend="aot_eager")):
+        with _freezing(off):
+            assert inductor_config.freezing == before
+
+    import argparse
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    assert parser.parse_args(["bench", "--preset", "edge", "--no-freeze"]).no_freeze is True
+    assert parser.parse_args(["bench", "--preset", "edge"]).no_freeze is False
+
+
 def test_half_model_keeps_the_scan_parameters_in_float32():
     import torch
 

@@ -91,6 +91,21 @@ def _raise_recompile_limit() -> None:
             setattr(config, name, RECOMPILE_LIMIT)
 
 
+def _freezes(ctx: BenchContext) -> bool:
+    return ctx.compile_freeze and ctx.compile_backend == "inductor"
+
+
+def _freezing(ctx: BenchContext):
+    """Inductor freezing while the model compiles: the weights become constants, so their casts and
+    layout changes run once at compile time instead of as kernels in every call (the benchmark only
+    runs inference)."""
+    if not _freezes(ctx):
+        return contextlib.nullcontext()
+    import torch._inductor.config
+
+    return torch._inductor.config.patch(freezing=True)
+
+
 def compile_blocks(model, **options):
     """A copy of ``model`` whose DVSS and DFFM blocks are compiled one by one (identical blocks share
     one compilation); the layers between them run eagerly."""
@@ -127,13 +142,14 @@ def _build(ctx: BenchContext, height: int, width: int, scan_impl: str) -> Compil
             raise BackendUnavailable("the run's time budget is spent (--time-budget); not compiled")
         limit = min(limit, left)
     start = time.perf_counter()
-    with time_limit(limit, f"compiling ({scope}, {ctx.compile_mode} mode)"):
+    with time_limit(limit, f"compiling ({scope}, {ctx.compile_mode} mode)"), _freezing(ctx):
         with torch.inference_mode(), autocast(ctx, cache_enabled=False):
             out = forward()  # compiles, then runs once (inductor autotunes on this call)
         if ctx.on_gpu:
             torch.cuda.synchronize()
     compile_s = time.perf_counter() - start
-    notes = [f"torch.compile {ctx.compile_backend}, scope {scope}, mode {ctx.compile_mode}"]
+    frozen = ", weights frozen" if _freezes(ctx) else ""
+    notes = [f"torch.compile {ctx.compile_backend}, scope {scope}, mode {ctx.compile_mode}{frozen}"]
     notes += _difference_note(ctx, out, height, width)
     return CompiledModel(forward, compile_s, notes)
 
@@ -165,7 +181,8 @@ def compiled_model(ctx: BenchContext, height: int, width: int, scan_impl: str) -
         raise BackendUnavailable(f"not compiled: an earlier compilation in this run timed out "
                                  f"({ctx.cache['compile-timed-out']})")
     precision = "half" if half_precision(ctx) else ("autocast" if ctx.fp16 else "fp32")
-    key = (height, width, ctx.batch, precision, scan_impl, ctx.compile_mode, ctx.compile_scope, ctx.compile_backend)
+    key = (height, width, ctx.batch, precision, scan_impl, ctx.compile_mode, ctx.compile_scope, ctx.compile_backend,
+           _freezes(ctx))
     entry = ctx.cache.get("compiled")
     if entry is not None and entry[0] == key:
         if isinstance(entry[1], Exception):

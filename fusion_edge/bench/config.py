@@ -92,6 +92,7 @@ class BenchConfig:
     compile_mode: str = "default"
     compile_scope: str = "model"
     compile_backend: str = "inductor"
+    compile_freeze: bool = True  # inductor freezing: weights folded into the compiled code (inference only)
     compile_timeout: float = 600.0  # seconds one torch.compile compilation may take
     time_budget: float | None = None  # seconds for the whole run; configurations after it are skipped
     min_iters: int | None = None  # over --max-seconds, time this many calls at least instead of skipping

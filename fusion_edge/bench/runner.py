@@ -109,7 +109,8 @@ def run_bench(
     ctx = BenchContext(
         source=source, device=device, batch=config.batch, fp16=config.fp16, threads=config.threads,
         torch_fp16=config.torch_fp16, compile_mode=config.compile_mode, compile_scope=config.compile_scope,
-        compile_backend=config.compile_backend, compile_timeout=config.compile_timeout, deadline=deadline,
+        compile_backend=config.compile_backend, compile_freeze=config.compile_freeze,
+        compile_timeout=config.compile_timeout, deadline=deadline,
     )
     load_before = _load_average()
     ranked: list[tuple[tuple[int, int], ResultRow]] = []
@@ -120,6 +121,7 @@ def run_bench(
         "batch": config.batch, "warmup": config.warmup, "iters": config.iters, "max_seconds": config.max_seconds,
         "threads": config.threads, "torch_fp16": config.torch_fp16, "compile_mode": config.compile_mode,
         "compile_scope": config.compile_scope, "compile_backend": config.compile_backend,
+        "compile_freeze": config.compile_freeze,
         "compile_timeout": config.compile_timeout,
         "time_budget": config.time_budget, "min_iters": config.min_iters,
         "backend_sizes": {b: [format_size(s) for s in v] for b, v in config.backend_sizes.items()},

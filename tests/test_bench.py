@@ -313,6 +313,29 @@ def test_inductor_compilation_freezes_the_weights_unless_asked_not_to():
     assert parser.parse_args(["bench", "--preset", "edge"]).no_freeze is False
 
 
+def test_block_scope_compiles_blocks_and_patch_layers_and_keeps_the_output():
+    import torch
+
+    from fusion_edge.bench.backends_compile import compile_blocks
+    from fusion_edge.models.dffm import DFFMBlock
+    from fusion_edge.models.dvss import DVSSBlock
+    from fusion_edge.models.patch import FinalPatchExpand2D, PatchEmbed2D, PatchExpand2D, PatchMerging2D
+
+    model = _TinySource().model
+    compiled = compile_blocks(model, backend="eager", fullgraph=True, dynamic=False)
+    kinds = (DVSSBlock, DFFMBlock, PatchEmbed2D, PatchMerging2D, PatchExpand2D, FinalPatchExpand2D)
+    found = {type(m) for m in compiled.modules() if isinstance(m, kinds)}
+    assert found == set(kinds)
+    assert all(m._compiled_call_impl is not None for m in compiled.modules() if isinstance(m, kinds))
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in model.modules())  # the original is untouched
+    vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    try:
+        with torch.inference_mode():
+            assert torch.equal(compiled(vis, ir), model(vis, ir))
+    finally:
+        torch._dynamo.reset()
+
+
 def test_half_model_keeps_the_scan_parameters_in_float32():
     import torch
 

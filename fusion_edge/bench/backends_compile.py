@@ -107,14 +107,17 @@ def _freezing(ctx: BenchContext):
 
 
 def compile_blocks(model, **options):
-    """A copy of ``model`` whose DVSS and DFFM blocks are compiled one by one (identical blocks share
-    one compilation); the layers between them run eagerly."""
+    """A copy of ``model`` whose DVSS and DFFM blocks and patch layers (embedding, merging, expanding)
+    are compiled one by one (identical ones share one compilation); only the glue between them runs
+    eagerly. The patch layers matter: eager LayerNorm over few channels is a slow kernel."""
     from fusion_edge.models.dffm import DFFMBlock
     from fusion_edge.models.dvss import DVSSBlock
+    from fusion_edge.models.patch import FinalPatchExpand2D, PatchEmbed2D, PatchExpand2D, PatchMerging2D
 
     model = copy.deepcopy(model)
     for module in model.modules():
-        if isinstance(module, (DVSSBlock, DFFMBlock)):
+        if isinstance(module, (DVSSBlock, DFFMBlock, PatchEmbed2D, PatchMerging2D, PatchExpand2D,
+                               FinalPatchExpand2D)):
             module.compile(**options)
     return model
 

@@ -293,7 +293,7 @@ def test_inductor_compilation_freezes_the_weights_unless_asked_not_to():
 
     from fusion_edge.bench.backend_base import BenchContext
     from fusion_edge.bench.backends_compile import _freezing
-    from fusion_edge.commands.bench import register
+    from fusion_edge.cli import build_parser
 
     def ctx(**kw):
         return BenchContext(source=_TinySource(), device="cpu", batch=1, fp16=False, **kw)
@@ -306,9 +306,7 @@ def test_inductor_compilation_freezes_the_weights_unless_asked_not_to():
         with _freezing(off):
             assert inductor_config.freezing == before
 
-    import argparse
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    parser = build_parser()
     assert parser.parse_args(["bench", "--preset", "edge", "--no-freeze"]).no_freeze is True
     assert parser.parse_args(["bench", "--preset", "edge"]).no_freeze is False
 

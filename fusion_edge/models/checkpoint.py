@@ -140,15 +140,15 @@ def load_checkpoint(
     if "Cross_block.0.ln_1.weight" not in state:
         raise ValueError("checkpoint lacks Cross_block.0; inference-only state_dicts are not loadable here")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    expected = model.state_dict()
+    model_state = model.state_dict()
     # base_mask is a frozen all-ones tensor in every trained model; tolerate checkpoints that omit it
-    for key, value in expected.items():
+    for key, value in model_state.items():
         if key.endswith("base_mask") and key not in state:
             state[key] = torch.ones_like(value)
     # the residual buffer describes the model built above (stored, inferred or asked for), never the file
     state.pop(RESIDUAL_KEY, None)
-    if RESIDUAL_KEY in expected:
-        state[RESIDUAL_KEY] = expected[RESIDUAL_KEY].clone()
+    if RESIDUAL_KEY in model_state:
+        state[RESIDUAL_KEY] = model_state[RESIDUAL_KEY].clone()
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -496,7 +495,8 @@ def test_two_process_ddp_on_cpu(tmp_path):
         cfg = TrainConfig(data={str(data)!r}, out={str(tmp_path / "run")!r}, epochs=2, batch=1, crop=32,
                           model_overrides={TINY!r}, val_fraction=0.2, val_max_side=32, device="cpu")
         s = train(cfg)
-        print("RESULT", os.environ["RANK"], json.dumps(s["steps"]))
+        with open({str(tmp_path)!r} + "/result_" + os.environ["RANK"] + ".json", "w") as f:
+            json.dump(s["steps"], f)
     """))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     with socket.socket() as probe:  # a free port, so parallel runs do not collide
@@ -506,9 +506,9 @@ def test_two_process_ddp_on_cpu(tmp_path):
            str(script)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # the ranks share stdout, so a RESULT line may follow another rank's progress text on the same line
-    results = sorted(list(m) for m in re.findall(r"RESULT (\d+) (\d+)", proc.stdout))
-    assert results == [["0", "4"], ["1", "4"]]  # 4 train pairs / 2 ranks / batch 1 = 2 steps x 2 epochs
+    # each rank writes its own file: the ranks share stdout, where their lines can interleave mid-line
+    results = {rank: json.loads((tmp_path / f"result_{rank}.json").read_text()) for rank in (0, 1)}
+    assert results == {0: 4, 1: 4}  # 4 train pairs / 2 ranks / batch 1 = 2 steps x 2 epochs
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["step"] == 4 and ckpt["epoch"] == 2
     assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 2

@@ -279,7 +279,9 @@ def test_compiled_model_is_built_once_per_size_and_checked_against_eager():
                 out = built.forward()
             assert out.shape == (1, 1, 32, 32)
             assert built.compile_s > 0
-            assert "max |output - fp32 eager| = 0.00e+00" in built.notes[-1]
+            # the traced graph has the elementwise forms of the small ops (fusion_edge.ops.fusable): rounding only
+            distance = float(built.notes[-1].split("max |output - fp32 eager| = ")[1].split()[0])
+            assert distance < 1e-4
             other = compiled_model(ctx, 32, 64, "cuda")
             assert other is not built and ctx.cache["compiled"][1] is other  # one compiled model kept
     finally:
@@ -329,7 +331,8 @@ def test_block_scope_compiles_blocks_and_patch_layers_and_keeps_the_output():
     vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
     try:
         with torch.inference_mode():
-            assert torch.equal(compiled(vis, ir), model(vis, ir))
+            # the compiled blocks run the elementwise forms of the small ops (fusion_edge.ops.fusable)
+            assert torch.allclose(compiled(vis, ir), model(vis, ir), atol=1e-4, rtol=0)
     finally:
         torch._dynamo.reset()
 

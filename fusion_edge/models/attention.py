@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fusion_edge.ops.fusable import channel_conv1d, linear
+
 
 class ECA(nn.Module):
     """Efficient channel attention: a 3-tap conv along channels of the spatial mean gates each channel."""
@@ -15,7 +17,7 @@ class ECA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = x.mean(dim=(2, 3))
-        gate = torch.sigmoid(self.conv(pooled.unsqueeze(1)).squeeze(1))
+        gate = torch.sigmoid(channel_conv1d(pooled, self.conv.weight))
         return x * gate[:, :, None, None]
 
 
@@ -32,5 +34,6 @@ class BiAttn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.norm(x).mean(dim=(1, 2))
-        gate = torch.sigmoid(self.channel_select(self.act(self.global_reduce(pooled))))
+        hidden = self.act(linear(pooled, self.global_reduce.weight, self.global_reduce.bias))
+        gate = torch.sigmoid(linear(hidden, self.channel_select.weight, self.channel_select.bias))
         return x * gate[:, None, None, :]

@@ -9,19 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusion_edge.ops.es2d import ROUTES, es2d_scan
+from fusion_edge.ops.fusable import depthwise_conv2d
 
 
 def _trunc_normal_linear(layer: nn.Linear) -> None:
     nn.init.trunc_normal_(layer.weight, std=0.02, a=-2.0, b=2.0)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
-
-
-def _channels_first(x: torch.Tensor) -> torch.Tensor:
-    """BHWC half of the in_proj output -> dense BCHW. The depthwise conv then writes BCHW, the layout the
-    ES2D scan reads, instead of a channels-last map that costs a copy before the scan (and one inside
-    the conv for the strided half)."""
-    return x.permute(0, 3, 1, 2).contiguous()
 
 
 class _ES2DParams(nn.Module):
@@ -58,6 +52,10 @@ class _ES2DParams(nn.Module):
         self.Ds.fill_(1.0)
         _trunc_normal_linear(self.out_proj)
 
+    def conv_silu(self, x: torch.Tensor) -> torch.Tensor:
+        """SiLU(depthwise conv) of a BHWC half of an in_proj output, as the dense BCHW map the scan reads."""
+        return F.silu(depthwise_conv2d(x.permute(0, 3, 1, 2), self.conv2d.weight, self.conv2d.bias))
+
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) activations -> LN'd scan output, BHWC (B, h, w, D)."""
         y = es2d_scan(x, self.x_proj_weight, self.dt_projs_weight, self.dt_projs_bias, self.A_logs, self.Ds)
@@ -74,7 +72,7 @@ class SS2D(_ES2DParams):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, z = self.in_proj(x).chunk(2, dim=-1)
-        a = F.silu(self.conv2d(_channels_first(a)))
+        a = self.conv_silu(a)
         return self.out_proj(self.scan(a) * F.silu(z))
 
 
@@ -97,8 +95,8 @@ class SS2DCross(_ES2DParams):
         a2 = self.in_proj2(u2)[..., : self.d_inner]
         g1 = F.silu(z1)
         g2 = F.silu(g1)
-        c1 = F.silu(self.conv2d(_channels_first(a1)))
-        c2 = F.silu(self.conv2d(_channels_first(a2)))
+        c1 = self.conv_silu(a1)
+        c2 = self.conv_silu(a2)
         y = self.scan(c1 * c2 + c1 + c2)
         return self.out_proj(y * g1 + y * g2)
 

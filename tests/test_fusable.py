@@ -1,0 +1,96 @@
+"""The two forms of the small block ops agree, and torch.compile sees the elementwise one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fusion_edge.models.attention import ECA, BiAttn
+from fusion_edge.models.ss2d import SS2D
+from fusion_edge.ops.fusable import channel_conv1d, depthwise_conv2d, linear
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_depthwise_conv2d_forms_agree_on_a_strided_view(k, with_bias):
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 11, 6).permute(0, 3, 1, 2)  # BHWC storage read as BCHW, as SS2D does
+    weight, bias = torch.randn(6, 1, k, k), torch.randn(6) if with_bias else None
+    library = depthwise_conv2d(x, weight, bias, impl="library")
+    elementwise = depthwise_conv2d(x, weight, bias, impl="elementwise")
+    assert elementwise.is_contiguous() and library.is_contiguous()
+    assert torch.allclose(library, elementwise, atol=1e-5)
+    assert torch.allclose(library, F.conv2d(x, weight, bias, padding=k // 2, groups=6), atol=1e-6)
+
+
+def test_linear_and_channel_conv1d_forms_agree():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(3, 24), torch.randn(5, 24), torch.randn(5)
+    assert torch.allclose(linear(x, weight, bias, impl="elementwise"), F.linear(x, weight, bias), atol=1e-5)
+    assert torch.allclose(linear(x, weight, None, impl="elementwise"), F.linear(x, weight), atol=1e-5)
+    for k in (3, 5):
+        taps = torch.randn(1, 1, k)
+        expected = F.conv1d(x.unsqueeze(1), taps, padding=k // 2).squeeze(1)
+        assert torch.allclose(channel_conv1d(x, taps, impl="elementwise"), expected, atol=1e-5)
+        assert torch.allclose(channel_conv1d(x, taps, impl="library"), expected, atol=1e-6)
+
+
+def test_bad_weights_and_impl_names_are_refused():
+    with pytest.raises(ValueError, match="weight"):
+        depthwise_conv2d(torch.rand(1, 4, 5, 5), torch.rand(4, 2, 3, 3), None)
+    with pytest.raises(ValueError, match="k odd"):
+        depthwise_conv2d(torch.rand(1, 4, 5, 5), torch.rand(4, 1, 2, 2), None)
+    with pytest.raises(ValueError, match=r"\(1, 1, k\)"):
+        channel_conv1d(torch.rand(1, 4), torch.rand(1, 1, 4))
+    with pytest.raises(ValueError, match="impl"):
+        linear(torch.rand(1, 4), torch.rand(2, 4), None, impl="cublas")
+
+
+def _compiled_graph_targets(module, *inputs):
+    """Compile with a backend that records the traced graph; returns its call targets and the output."""
+    targets = []
+
+    def record(gm, example_inputs):
+        targets.extend(str(node.target) for node in gm.graph.nodes if node.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    out = torch.compile(module, backend=record, fullgraph=True)(*inputs)
+    return targets, out
+
+
+@pytest.mark.parametrize("block", ["ss2d", "eca", "biattn"])
+def test_compiled_blocks_trace_elementwise_forms(block):
+    """Under torch.compile no depthwise conv, ECA conv1d or BiAttn linear reaches the graph (each would be a
+    cuBLAS/cuDNN launch that inductor cannot fuse); eager output is unchanged."""
+    torch.manual_seed(0)
+    if block == "ss2d":
+        module, inputs, banned = SS2D(8).eval(), (torch.rand(1, 6, 10, 8),), ("conv2d",)
+    elif block == "eca":
+        module, inputs, banned = ECA().eval(), (torch.rand(2, 8, 5, 5),), ("conv1d",)
+    else:
+        module, inputs, banned = BiAttn(16).eval(), (torch.rand(2, 5, 5, 16),), ("linear",)
+    with torch.no_grad():
+        eager = module(*inputs)
+        targets, compiled = _compiled_graph_targets(module, *inputs)
+    assert targets and not [t for t in targets if any(name in t for name in banned)]
+    assert torch.allclose(compiled, eager, atol=1e-5)
+
+
+def test_default_impl_library_keeps_the_library_calls_under_compile():
+    """The switch a benchmark uses to compile the model both ways; the default comes back afterwards."""
+    from fusion_edge.ops import fusable
+
+    torch.manual_seed(0)
+    module, x = SS2D(8).eval(), torch.rand(1, 6, 10, 8)
+    fusable.set_default_impl("library")
+    try:
+        with torch.no_grad():
+            targets, _ = _compiled_graph_targets(module, x)
+    finally:
+        fusable.set_default_impl("auto")
+    assert any("conv2d" in t for t in targets)
+    with pytest.raises(ValueError, match="impl"):
+        fusable.set_default_impl("fast")
+    assert fusable.get_default_impl() == "auto"

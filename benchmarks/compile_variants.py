@@ -1,0 +1,247 @@
+"""torch.compile variants of one preset side by side: the small ops' two forms and inductor options.
+
+    python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
+        [--variants library,elementwise,combo,coordinate] [--jobs N] [--out FILE.md]
+
+Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
+calls (the model before ``fusion_edge.ops.fusable``); ``elementwise`` is the default model (those ops as
+fusable elementwise math); ``combo`` and ``coordinate`` add inductor's ``combo_kernels`` (horizontal fusion
+of independent kernels) or ``coordinate_descent_tuning`` to it.
+
+On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
+then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
+compiled model captured as one CUDA graph; p50/p10/p90 of 200 replays (CUDA events), GPU kernels per call
+and GPU busy time (torch.profiler over 10 replays), compile seconds, and the largest difference to the
+eager float16 model. Without a GPU it prints the census of what inductor generated for one forward on
+the CPU instead (our ops routed as on the GPU): library calls by kind and fused kernels. That counts
+structure, not speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+VARIANTS = {
+    "library": ("library", {}),
+    "elementwise": ("auto", {}),
+    "combo": ("auto", {"combo_kernels": True}),
+    "coordinate": ("auto", {"coordinate_descent_tuning": True}),
+}
+REPLAYS, PROFILED_REPLAYS = 200, 10
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be HxW, got {text!r}") from None
+    return height, width
+
+
+def _variant_list(text: str) -> list[str]:
+    names = [v for v in text.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    return names
+
+
+def _compiled(args, variant: str):
+    """The eager model, its compiled copy and the inputs, with the variant's forms and inductor options."""
+    import torch
+    import torch._inductor.config as inductor_config
+
+    from fusion_edge.bench.backends_compile import RECOMPILE_LIMIT, compile_blocks
+    from fusion_edge.bench.backends_torch import half_model
+    from fusion_edge.inference import load_model
+    from fusion_edge.ops import fusable
+
+    forms, options = VARIANTS[variant]
+    fusable.set_default_impl(forms)
+    inductor_config.freezing = True
+    for key, value in options.items():
+        setattr(inductor_config, key, value)
+    torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    model = load_model(None, args.preset, device, random_init=True)
+    model.check_inputs = False
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model = half_model(model)
+    height, width = args.size
+    gen = torch.Generator().manual_seed(0)
+    frames = [torch.rand(1, 1, height, width, generator=gen).to(device, next(model.parameters()).dtype)
+              for _ in range(2)]
+    compile_options = dict(fullgraph=True, dynamic=False)
+    compiled = torch.compile(model, **compile_options) if args.scope == "model" else compile_blocks(
+        model, **compile_options)
+    return model, compiled, frames
+
+
+def _cuda_worker(args, variant: str, lock_path: str) -> dict:
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    model, compiled, frames = _compiled(args, variant)
+    with torch.inference_mode():
+        eager = model(*frames).float()
+        start = time.perf_counter()
+        out = compiled(*frames)
+        torch.cuda.synchronize()
+        compile_s = time.perf_counter() - start
+        diff = (out.float() - eager).abs().max().item()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                compiled(*frames)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            compiled(*frames)
+    with open(lock_path, "w") as lock:  # one variant on the GPU at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for _ in range(50):
+            graph.replay()
+        torch.cuda.synchronize()
+        begin, end, times = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True), []
+        for _ in range(REPLAYS):
+            begin.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end))
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(PROFILED_REPLAYS):
+                graph.replay()
+            torch.cuda.synchronize()
+    kernels = [ev for ev in prof.events() if ev.device_type == DeviceType.CUDA]
+    times.sort()
+    return dict(variant=variant, p50_ms=times[len(times) // 2], p10_ms=times[len(times) // 10],
+                p90_ms=times[9 * len(times) // 10], kernels=len(kernels) / PROFILED_REPLAYS,
+                busy_ms=sum(ev.time_range.elapsed_us() for ev in kernels) / 1e3 / PROFILED_REPLAYS,
+                compile_s=compile_s, max_diff=diff)
+
+
+_CALL = re.compile(r"(extern_kernels\.\w+|torch\.ops\.\w+\.\w+(?:\.\w+)?|cpp_fused_\w+)\(")
+
+
+def _call_kind(name: str) -> str:
+    """extern_kernels.convolution -> convolution; torch.ops.mkl._mkl_linear.default -> _mkl_linear."""
+    if name.startswith("cpp_fused"):
+        return "fused kernels"
+    parts = name.split(".")
+    return parts[3] if parts[0] == "torch" else parts[1]
+
+
+def _cpu_worker(args, variant: str) -> dict:
+    import torch
+    from torch._inductor.utils import run_and_get_code
+
+    from fusion_edge.ops import torch_ops
+
+    with torch.inference_mode(), torch_ops.cpu_route():
+        model, compiled, frames = _compiled(args, variant)
+        eager = model(*frames)
+        start = time.perf_counter()
+        out, sources = run_and_get_code(compiled, *frames)
+        compile_s = time.perf_counter() - start
+    calls = collections.Counter()
+    for source in sources:
+        body = source[source.find("def call("):]
+        body = body[: body.find("\ndef ", 1)] if "\ndef " in body[1:] else body
+        for match in _CALL.finditer(body):
+            calls[_call_kind(match.group(1))] += 1
+    return dict(variant=variant, calls=dict(calls), compile_s=compile_s, max_diff=(out - eager).abs().max().item())
+
+
+def _run_worker(args) -> None:
+    import torch
+
+    result = (_cuda_worker(args, args.worker, args.lock) if torch.cuda.is_available()
+              else _cpu_worker(args, args.worker))
+    with open(args.result, "w") as f:
+        json.dump(result, f)
+
+
+def _spawn(args, variant: str, folder: str) -> dict:
+    result = os.path.join(folder, f"{variant}.json")
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--result", result,
+           "--lock", os.path.join(folder, "gpu.lock"), "--preset", args.preset,
+           "--size", "x".join(map(str, args.size)), "--scope", args.scope]
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, f"inductor_{variant}")}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return dict(variant=variant, error=(proc.stderr.strip().splitlines() or ["failed"])[-1][:200])
+    with open(result) as f:
+        return json.load(f)
+
+
+def _device() -> str:
+    import torch
+
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    return f"{name}, torch {torch.__version__}"
+
+
+def _table(args, results: list[dict]) -> str:
+    title = (f"# torch.compile variants: {args.preset} {args.size[0]}x{args.size[1]}, scope {args.scope}\n\n"
+             f"{_device()}; batch 1, inductor freezing on.\n\n")
+    if "calls" in next((r for r in results if "error" not in r), {"calls": {}}):
+        kinds = sorted({k for r in results for k in r.get("calls", {})})
+        head = "| variant | all calls | " + " | ".join(kinds) + " | compile s | max diff |\n"
+        head += "|---" * (len(kinds) + 4) + "|\n"
+        rows = [f"| {r['variant']} | error: {r['error']} |" if "error" in r else
+                f"| {r['variant']} | {sum(r['calls'].values())} | "
+                + " | ".join(str(r["calls"].get(k, 0)) for k in kinds)
+                + f" | {r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
+        return title + "CPU census of the generated code (one forward; no timing).\n\n" + head + "\n".join(rows) + "\n"
+    head = ("| variant | p50 ms | p10 ms | p90 ms | kernels a call | GPU busy ms | compile s | max diff |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    rows = [f"| {r['variant']} | error: {r['error']} |" if "error" in r else
+            f"| {r['variant']} | {r['p50_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | {r['kernels']:.0f} | "
+            f"{r['busy_ms']:.3f} | {r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
+    return title + "float16 model copy, compiled model replayed as one CUDA graph.\n\n" + head + "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="edge")
+    parser.add_argument("--size", type=_size, default=(512, 640))
+    parser.add_argument("--scope", choices=("model", "blocks"), default="model")
+    parser.add_argument("--variants", type=_variant_list, default=list(VARIANTS))
+    parser.add_argument("--jobs", type=int, default=max(1, min(len(VARIANTS), (os.cpu_count() or 1) // 4)))
+    parser.add_argument("--out", help="also write the table to this markdown file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--lock", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _run_worker(args)
+        return 0
+    with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda v: _spawn(args, v, folder), args.variants))
+    table = _table(args, results)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table)
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -190,6 +190,23 @@ def test_paper_weighting():
         FusionLoss("l2")
 
 
+def test_signed_gradient_loss_sees_edge_direction_that_the_magnitude_term_misses():
+    """The negated edge-carrying source has the same gradient magnitudes (reference term 0) but every edge
+    reversed: the signed term is large; the source itself scores 0 on both."""
+    rng = np.random.default_rng(6)
+    vis = torch.from_numpy(smooth_image(rng, 32, 32))[None, None]
+    ir = torch.zeros_like(vis)  # no edges (zero padding too): the visible responses are the target everywhere
+    inverted = -vis  # Sobel is linear: every response negated, the border included
+    reference, signed = FusionLoss("reference"), FusionLoss("signed-grad")
+    assert float(reference(vis, vis, ir)[1]["grad"]) == pytest.approx(0, abs=1e-7)
+    assert float(signed(vis, vis, ir)[1]["grad"]) == pytest.approx(0, abs=1e-7)
+    assert float(reference(inverted, vis, ir)[1]["grad"]) == pytest.approx(0, abs=1e-6)
+    sobel_mean = float(reference.gradient(vis).mean())
+    assert float(signed(inverted, vis, ir)[1]["grad"]) == pytest.approx(2 * sobel_mean, rel=1e-4)
+    total, t = signed(inverted, vis, ir)
+    assert float(total) == pytest.approx(float(10 * t["ssim"] + 10 * t["int"] + 5 * t["grad"]), rel=1e-6)
+
+
 def test_clamp_passes_no_gradient_outside_the_unit_range():
     x = torch.tensor([-0.5, 0.25, 0.75, 1.5], requires_grad=True)
     y = clamp_unit(x)

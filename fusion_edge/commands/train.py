@@ -28,8 +28,10 @@ def register(subparsers) -> None:
     p.add_argument("--schedule", default="cosine", choices=["cosine", "reference", "constant"],
                    help="cosine decay, the reference's lr*0.75^(epoch-1), or constant (default cosine)")
     p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--loss", default="reference", choices=["reference", "paper"],
-                   help="reference: 10*L_ssim + 10*L_int + L_grad; paper: 100*L_int + 10*L_grad + L_ssim")
+    p.add_argument("--loss", default="reference", choices=["reference", "paper", "signed-grad"],
+                   help="reference: 10*L_ssim + 10*L_int + L_grad; paper: 100*L_int + 10*L_grad + L_ssim; "
+                        "signed-grad: 10*L_ssim + 10*L_int + 5*L_grad on signed Sobel responses (the stronger "
+                        "source's per direction; docs/training.md)")
     p.add_argument("--amp", nargs="?", const="bf16", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision (default auto: bf16 on GPU, off on CPU; --amp alone means bf16)")
     p.add_argument("--grad-clip", type=float, default=0.0, help="max gradient norm (default 0 = off)")

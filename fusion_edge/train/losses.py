@@ -6,6 +6,14 @@ L = w_ssim * L_ssim + w_int * L_int + w_grad * L_grad, computed in fp32 on the c
 * L_grad = L1(max(|grad I_v|, |grad I_r|), |grad F|), |grad x| = |Sobel_x * x| + |Sobel_y * x|
 * L_ssim = 0.5 (1 - MS-SSIM(F, I_v)) + 0.5 (1 - MS-SSIM(F, I_r))
 
+``signed-grad`` (ours) replaces L_grad by a term on the signed Sobel responses: per direction and pixel,
+the target is the response of the source whose response is stronger, so the fused image keeps the
+direction of each edge as well as its strength (what Qabf scores); the magnitude target alone is met
+just as well by an edge of the opposite sign or by texture from both sources at once.
+
+* L_grad_signed = L1(sel(S_x I_v, S_x I_r), S_x F) + L1(sel(S_y I_v, S_y I_r), S_y F),
+  sel(a, b) = a where |a| >= |b| else b
+
 MS-SSIM is the reference repository's ``pytorch_msssim.msssim(normalize=True)`` with its quirks kept
 (valid convolution, window shrunk to the image, range read off the first argument at every level,
 the last level's SSIM multiplied into each of the four cs factors), because the published weights
@@ -30,7 +38,11 @@ LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "reference": (10.0, 10.0, 1.0),
     # The paper's a1 * L_int + a2 * L_text + a3 * L_ssim with (a1, a2, a3) = (100, 10, 1).
     "paper": (1.0, 100.0, 10.0),
+    # Ours: the reference's terms with the signed gradient term, weighted 5.
+    "signed-grad": (10.0, 10.0, 5.0),
 }
+# Losses whose gradient term compares signed Sobel responses instead of magnitudes.
+SIGNED_GRADIENT = frozenset({"signed-grad"})
 
 
 def clamp_unit(x: torch.Tensor) -> torch.Tensor:
@@ -131,10 +143,22 @@ class SobelGradient(nn.Module):
         ky = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
         self.register_buffer("kernel", torch.stack([kx, ky])[:, None], persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def responses(self, x: torch.Tensor) -> torch.Tensor:
+        """The signed Sobel_x and Sobel_y responses, (B * C, 2, H, W)."""
         b, c, h, w = x.shape
-        g = F.conv2d(x.reshape(b * c, 1, h, w), self.kernel.to(x.dtype), padding=1)
-        return (g[:, 0].abs() + g[:, 1].abs()).reshape(b, c, h, w)
+        return F.conv2d(x.reshape(b * c, 1, h, w), self.kernel.to(x.dtype), padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.responses(x)
+        return (g[:, 0].abs() + g[:, 1].abs()).reshape(x.shape)
+
+
+def signed_gradient_loss(gradient: SobelGradient, fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor
+                         ) -> torch.Tensor:
+    """L1 between F's signed Sobel responses and, per direction and pixel, the stronger source's."""
+    g_vis, g_ir = gradient.responses(vis), gradient.responses(ir)
+    target = torch.where(g_vis.abs() >= g_ir.abs(), g_vis, g_ir)
+    return 2 * F.l1_loss(gradient.responses(fused), target)  # the mean over both directions, summed
 
 
 class FusionLoss(nn.Module):
@@ -158,8 +182,11 @@ class FusionLoss(nn.Module):
         fused, vis, ir = fused.float(), vis.float(), ir.float()
         with torch.autocast(device_type=fused.device.type, enabled=False):
             l_int = F.mse_loss(torch.maximum(vis, ir), fused)
-            g_target = torch.maximum(self.gradient(vis), self.gradient(ir))
-            l_grad = F.l1_loss(g_target, self.gradient(fused))
+            if self.weighting in SIGNED_GRADIENT:
+                l_grad = signed_gradient_loss(self.gradient, fused, vis, ir)
+            else:
+                g_target = torch.maximum(self.gradient(vis), self.gradient(ir))
+                l_grad = F.l1_loss(g_target, self.gradient(fused))
             l_ssim = 0.5 * (1 - msssim_reference(fused, vis)) + 0.5 * (1 - msssim_reference(fused, ir))
             total = self.w_ssim * l_ssim + self.w_int * l_int + self.w_grad * l_grad
         return total, {"ssim": l_ssim.detach(), "int": l_int.detach(), "grad": l_grad.detach()}

@@ -207,6 +207,34 @@ def test_signed_gradient_loss_sees_edge_direction_that_the_magnitude_term_misses
     assert float(total) == pytest.approx(float(10 * t["ssim"] + 10 * t["int"] + 5 * t["grad"]), rel=1e-6)
 
 
+def test_loss_weights_replace_the_named_loss_weights_and_are_checked(tmp_path):
+    from fusion_edge.cli import build_parser
+    from fusion_edge.train import TrainConfig
+    from fusion_edge.train.trainer import Trainer
+
+    cfg = TrainConfig(data=str(make_pairs(tmp_path / "d", count=3)), out=str(tmp_path / "run"), crop=32, batch=1,
+                      loss="signed-grad", loss_weights=[20, 10, 15], model_overrides=TINY, val_fraction=0,
+                      device="cpu")
+    trainer = Trainer(cfg)
+    trainer._build()  # model, data, optimizer and loss, without training
+    loss_fn = trainer.loss_fn
+    assert (loss_fn.weighting, loss_fn.w_ssim, loss_fn.w_int, loss_fn.w_grad) == ("signed-grad", 20, 10, 15)
+
+    rng = np.random.default_rng(7)
+    vis, ir, fused = (torch.from_numpy(smooth_image(rng, 32, 32))[None, None] for _ in range(3))
+    total, t = FusionLoss("signed-grad", [20, 10, 15])(fused, vis, ir)
+    assert float(total) == pytest.approx(float(20 * t["ssim"] + 10 * t["int"] + 15 * t["grad"]), rel=1e-6)
+    for bad in ([1, 2], [1, -1, 1], [0, 0, 0], [1, float("nan"), 1]):
+        with pytest.raises(ValueError, match="loss weights"):
+            FusionLoss("reference", bad)
+        with pytest.raises(ValueError, match="loss weights"):
+            TrainConfig(data="d", loss_weights=bad).check()
+    args = build_parser().parse_args(["train", "--data", "d", "--loss-weights", "20,10,10"])
+    assert args.loss_weights == [20.0, 10.0, 10.0]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--data", "d", "--loss-weights", "20,10"])
+
+
 def test_clamp_passes_no_gradient_outside_the_unit_range():
     x = torch.tensor([-0.5, 0.25, 0.75, 1.5], requires_grad=True)
     y = clamp_unit(x)

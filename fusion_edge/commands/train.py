@@ -32,6 +32,8 @@ def register(subparsers) -> None:
                    help="reference: 10*L_ssim + 10*L_int + L_grad; paper: 100*L_int + 10*L_grad + L_ssim; "
                         "signed-grad: 10*L_ssim + 10*L_int + 5*L_grad on signed Sobel responses (the stronger "
                         "source's per direction; docs/training.md)")
+    p.add_argument("--loss-weights", type=_loss_weights, metavar="SSIM,INT,GRAD",
+                   help="replace the loss's weights, e.g. 20,10,10 (the paper's parameter study) or 10,10,15")
     p.add_argument("--amp", nargs="?", const="bf16", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision (default auto: bf16 on GPU, off on CPU; --amp alone means bf16)")
     p.add_argument("--grad-clip", type=float, default=0.0, help="max gradient norm (default 0 = off)")
@@ -78,12 +80,23 @@ def command_line() -> str | None:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def _loss_weights(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"--loss-weights takes three numbers SSIM,INT,GRAD, got {text!r}")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     from fusion_edge.train import TrainConfig, export_weights, train
 
     config = TrainConfig(
         data=args.data, out=args.out, preset=args.preset, epochs=args.epochs, batch=args.batch, crop=args.crop,
         repeats=args.repeats, lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps, loss=args.loss,
+        loss_weights=args.loss_weights,
         amp=args.amp, grad_clip=args.grad_clip, drop_path_rate=args.drop_path, head_bias_init=args.head_bias_init,
         init_weights=args.init, seed=args.seed,
         model_overrides={} if args.residual_scale is None else {"residual_scale": args.residual_scale},

@@ -1,6 +1,7 @@
 """The fusion loss of the reference training script, term by term, and the paper's weighting.
 
-L = w_ssim * L_ssim + w_int * L_int + w_grad * L_grad, computed in fp32 on the clamped output:
+L = w_ssim * L_ssim + w_int * L_int + w_grad * L_grad, computed in fp32 on the clamped output (each named
+loss has its weights; ``weights`` replaces them):
 
 * L_int  = MSE(max(I_v, I_r), F)
 * L_grad = L1(max(|grad I_v|, |grad I_r|), |grad F|), |grad x| = |Sobel_x * x| + |Sobel_y * x|
@@ -23,6 +24,7 @@ were trained against exactly this function.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,15 @@ LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = {
 }
 # Losses whose gradient term compares signed Sobel responses instead of magnitudes.
 SIGNED_GRADIENT = frozenset({"signed-grad"})
+
+
+def check_loss_weights(weights: Sequence[float]) -> tuple[float, float, float]:
+    """(w_ssim, w_int, w_grad) that replace a loss's own weights (the paper's study varies them)."""
+    values = tuple(float(w) for w in weights)
+    if len(values) != 3 or any(not math.isfinite(w) or w < 0 for w in values) or not any(values):
+        raise ValueError(f"loss weights must be three finite numbers >= 0 (SSIM, intensity, gradient), not all 0; "
+                         f"got {list(weights)}")
+    return values
 
 
 def clamp_unit(x: torch.Tensor) -> torch.Tensor:
@@ -168,12 +179,12 @@ class FusionLoss(nn.Module):
     are computed in fp32 even under autocast (MS-SSIM's divisions are not safe in half precision).
     """
 
-    def __init__(self, weighting: str = "reference") -> None:
+    def __init__(self, weighting: str = "reference", weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if weighting not in LOSS_WEIGHTS:
             raise ValueError(f"unknown loss {weighting!r}; choose one of: {', '.join(LOSS_WEIGHTS)}")
         self.weighting = weighting
-        self.w_ssim, self.w_int, self.w_grad = LOSS_WEIGHTS[weighting]
+        self.w_ssim, self.w_int, self.w_grad = check_loss_weights(weights) if weights else LOSS_WEIGHTS[weighting]
         self.gradient = SobelGradient()
 
     def forward(

@@ -39,7 +39,7 @@ from fusion_edge.train.checkpointing import (
     set_rng_state,
 )
 from fusion_edge.train.data import FullImagePairs, RandomCropPairs, find_pairs, split_pairs, to_unit
-from fusion_edge.train.losses import LOSS_WEIGHTS, FusionLoss, clamp_unit
+from fusion_edge.train.losses import LOSS_WEIGHTS, FusionLoss, check_loss_weights, clamp_unit
 from fusion_edge.train.progress import Progress, log
 from fusion_edge.train.schedule import SCHEDULES, learning_rate
 from fusion_edge.train.validation import validate
@@ -67,6 +67,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     weight_decay: float = 0.0
     loss: str = "reference"
+    loss_weights: list[float] | None = None  # (w_ssim, w_int, w_grad) replacing the loss's own weights
     amp: str = "auto"
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     drop_path_rate: float = 0.1
@@ -98,6 +99,8 @@ class TrainConfig:
             raise ValueError(f"unknown lr schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.loss not in LOSS_WEIGHTS:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSS_WEIGHTS)}")
+        if self.loss_weights is not None:
+            check_loss_weights(self.loss_weights)
         if self.amp not in AMP_MODES:
             raise ValueError(f"unknown amp mode {self.amp!r}; choose one of: {', '.join(AMP_MODES)}")
         if self.head_bias_init not in ("none", "data"):
@@ -312,7 +315,7 @@ class Trainer:
                                           eps=1e-8, weight_decay=cfg.weight_decay, fused=on_gpu or None,
                                           capturable=on_gpu)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.loss_fn = FusionLoss(cfg.loss).to(self.device)
+        self.loss_fn = FusionLoss(cfg.loss, cfg.loss_weights).to(self.device)
 
         per_rank = len(self.train_set) // self.dist.world_size
         if per_rank < cfg.batch:

@@ -32,6 +32,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from fusion_edge.bench.config import format_size, parse_size
+
 VARIANTS = {
     "library": ("library", {}),
     "elementwise": ("auto", {}),
@@ -43,10 +45,9 @@ REPLAYS, PROFILED_REPLAYS = 200, 10
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must be HxW, got {text!r}") from None
-    return height, width
+        return parse_size(text)
+    except ValueError as exc:  # argparse would replace the message of a plain ValueError
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _variant_list(text: str) -> list[str]:
@@ -95,6 +96,9 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
+    from fusion_edge.bench.backend_base import BenchContext
+    from fusion_edge.bench.backends_torch import capture_graph
+
     model, compiled, frames = _compiled(args, variant)
     with torch.inference_mode():
         eager = model(*frames).float()
@@ -103,15 +107,9 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
         torch.cuda.synchronize()
         compile_s = time.perf_counter() - start
         diff = (out.float() - eager).abs().max().item()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                compiled(*frames)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            compiled(*frames)
+    # the benchmark's own capture; fp16=False: the model is already float16, so no autocast around it
+    plain = BenchContext(source=None, device="cuda", batch=1, fp16=False)
+    graph, _ = capture_graph(plain, lambda: compiled(*frames))
     with open(lock_path, "w") as lock:  # one variant on the GPU at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         for _ in range(50):
@@ -181,7 +179,7 @@ def _spawn(args, variant: str, folder: str) -> dict:
     result = os.path.join(folder, f"{variant}.json")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--result", result,
            "--lock", os.path.join(folder, "gpu.lock"), "--preset", args.preset,
-           "--size", "x".join(map(str, args.size)), "--scope", args.scope]
+           "--size", format_size(args.size), "--scope", args.scope]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, f"inductor_{variant}")}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

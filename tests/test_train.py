@@ -224,7 +224,7 @@ def test_loss_weights_replace_the_named_loss_weights_and_are_checked(tmp_path):
     vis, ir, fused = (torch.from_numpy(smooth_image(rng, 32, 32))[None, None] for _ in range(3))
     total, t = FusionLoss("signed-grad", [20, 10, 15])(fused, vis, ir)
     assert float(total) == pytest.approx(float(20 * t["ssim"] + 10 * t["int"] + 15 * t["grad"]), rel=1e-6)
-    for bad in ([1, 2], [1, -1, 1], [0, 0, 0], [1, float("nan"), 1]):
+    for bad in ([], [1, 2], [1, -1, 1], [0, 0, 0], [1, float("nan"), 1]):
         with pytest.raises(ValueError, match="loss weights"):
             FusionLoss("reference", bad)
         with pytest.raises(ValueError, match="loss weights"):

@@ -184,7 +184,8 @@ class FusionLoss(nn.Module):
         if weighting not in LOSS_WEIGHTS:
             raise ValueError(f"unknown loss {weighting!r}; choose one of: {', '.join(LOSS_WEIGHTS)}")
         self.weighting = weighting
-        self.w_ssim, self.w_int, self.w_grad = check_loss_weights(weights) if weights else LOSS_WEIGHTS[weighting]
+        chosen = LOSS_WEIGHTS[weighting] if weights is None else check_loss_weights(weights)
+        self.w_ssim, self.w_int, self.w_grad = chosen
         self.gradient = SobelGradient()
 
     def forward(

@@ -1,7 +1,7 @@
 """torch.compile variants of one preset side by side: the small ops' two forms and inductor options.
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
-        [--variants library,elementwise,combo,coordinate] [--jobs N] [--out FILE.md]
+        [--variants library,elementwise,combo,coordinate] [--jobs N] [--out FILE.md] [--top N] [--lock FILE]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
 calls (the model before ``fusion_edge.ops.fusable``); ``elementwise`` is the default model (those ops as
@@ -127,11 +127,18 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
                 graph.replay()
             torch.cuda.synchronize()
     kernels = [ev for ev in prof.events() if ev.device_type == DeviceType.CUDA]
+    groups: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+    for ev in kernels:  # Triton kernels differ only by a numeric suffix: group them by the rest
+        group = groups[re.sub(r"_\d+$", "_N", ev.name)[:90]]
+        group[0] += 1
+        group[1] += ev.time_range.elapsed_us()
+    top = sorted(groups.items(), key=lambda item: -item[1][1])[: args.top]
     times.sort()
     return dict(variant=variant, p50_ms=times[len(times) // 2], p10_ms=times[len(times) // 10],
                 p90_ms=times[9 * len(times) // 10], kernels=len(kernels) / PROFILED_REPLAYS,
                 busy_ms=sum(ev.time_range.elapsed_us() for ev in kernels) / 1e3 / PROFILED_REPLAYS,
-                compile_s=compile_s, max_diff=diff)
+                compile_s=compile_s, max_diff=diff,
+                top=[(name, n / PROFILED_REPLAYS, us / PROFILED_REPLAYS) for name, (n, us) in top])
 
 
 _CALL = re.compile(r"(extern_kernels\.\w+|torch\.ops\.\w+\.\w+(?:\.\w+)?|cpp_fused_\w+)\(")
@@ -178,8 +185,8 @@ def _run_worker(args) -> None:
 def _spawn(args, variant: str, folder: str) -> dict:
     result = os.path.join(folder, f"{variant}.json")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--result", result,
-           "--lock", os.path.join(folder, "gpu.lock"), "--preset", args.preset,
-           "--size", format_size(args.size), "--scope", args.scope]
+           "--lock", args.lock or os.path.join(folder, "gpu.lock"), "--preset", args.preset,
+           "--size", format_size(args.size), "--scope", args.scope, "--top", str(args.top)]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, f"inductor_{variant}")}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -212,7 +219,13 @@ def _table(args, results: list[dict]) -> str:
     rows = [f"| {r['variant']} | error: {r['error']} |" if "error" in r else
             f"| {r['variant']} | {r['p50_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | {r['kernels']:.0f} | "
             f"{r['busy_ms']:.3f} | {r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
-    return title + "float16 model copy, compiled model replayed as one CUDA graph.\n\n" + head + "\n".join(rows) + "\n"
+    text = title + "float16 model copy, compiled model replayed as one CUDA graph.\n\n" + head + "\n".join(rows) + "\n"
+    for r in results:
+        if r.get("top"):
+            text += (f"\nKernels of `{r['variant']}` by GPU time (a call):\n\n"
+                     "| kernel | launches | us |\n|---|---|---|\n"
+                     + "".join(f"| `{name}` | {n:g} | {us:.1f} |\n" for name, n, us in r["top"]))
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,9 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", type=_variant_list, default=list(VARIANTS))
     parser.add_argument("--jobs", type=int, default=max(1, min(len(VARIANTS), (os.cpu_count() or 1) // 4)))
     parser.add_argument("--out", help="also write the table to this markdown file")
+    parser.add_argument("--top", type=int, default=0, help="list each variant's N costliest kernel groups (GPU)")
+    parser.add_argument("--lock", help="time the variants holding this lock file, so several runs of this script "
+                        "(or anything else taking the lock with flock) never time at once")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
-    parser.add_argument("--lock", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         _run_worker(args)

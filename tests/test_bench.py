@@ -288,29 +288,38 @@ def test_compiled_model_is_built_once_per_size_and_checked_against_eager():
         torch._dynamo.reset()
 
 
-def test_inductor_compilation_freezes_the_weights_unless_asked_not_to():
+def test_inductor_compilation_freezes_the_weights_and_combines_kernels_unless_asked_not_to():
     """Freezing (weights folded into the compiled code) is on while inductor compiles, off with
-    --no-freeze and for the tracing-only compile backends, and the row's note says which."""
+    --no-freeze and for the tracing-only compile backends; combo kernels likewise, on GPU runs only
+    (--no-combo turns them off)."""
     import torch._inductor.config as inductor_config
 
     from fusion_edge.bench.backend_base import BenchContext
-    from fusion_edge.bench.backends_compile import _freezing
+    from fusion_edge.bench.backends_compile import _inductor_options
     from fusion_edge.cli import build_parser
 
-    def ctx(**kw):
-        return BenchContext(source=_TinySource(), device="cpu", batch=1, fp16=False, **kw)
+    def ctx(device="cpu", **kw):
+        return BenchContext(source=_TinySource(), device=device, batch=1, fp16=False, **kw)
 
-    before = inductor_config.freezing
-    with _freezing(ctx(compile_backend="inductor")):
+    frozen, combo = inductor_config.freezing, inductor_config.combo_kernels
+    with _inductor_options(ctx(compile_backend="inductor")):
         assert inductor_config.freezing is True
-    assert inductor_config.freezing == before
-    for off in (ctx(compile_backend="inductor", compile_freeze=False), ctx(compile_backend="aot_eager")):
-        with _freezing(off):
-            assert inductor_config.freezing == before
+        assert inductor_config.combo_kernels == combo  # CPU: no combo kernels
+    with _inductor_options(ctx("cuda", compile_backend="inductor")):
+        assert inductor_config.freezing is True and inductor_config.combo_kernels is True
+    assert (inductor_config.freezing, inductor_config.combo_kernels) == (frozen, combo)
+    with _inductor_options(ctx("cuda", compile_backend="inductor", compile_combo=False)):
+        assert inductor_config.combo_kernels == combo
+    for off in (ctx("cuda", compile_backend="inductor", compile_freeze=False, compile_combo=False),
+                ctx("cuda", compile_backend="aot_eager")):
+        with _inductor_options(off):
+            assert (inductor_config.freezing, inductor_config.combo_kernels) == (frozen, combo)
 
     parser = build_parser()
-    assert parser.parse_args(["bench", "--preset", "edge", "--no-freeze"]).no_freeze is True
-    assert parser.parse_args(["bench", "--preset", "edge"]).no_freeze is False
+    args = parser.parse_args(["bench", "--preset", "edge", "--no-freeze", "--no-combo"])
+    assert args.no_freeze is True and args.no_combo is True
+    args = parser.parse_args(["bench", "--preset", "edge"])
+    assert args.no_freeze is False and args.no_combo is False
 
 
 def test_block_scope_compiles_blocks_and_patch_layers_and_keeps_the_output():

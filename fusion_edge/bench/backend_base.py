@@ -41,6 +41,7 @@ class BenchContext:
     compile_scope: str = "model"
     compile_backend: str = "inductor"
     compile_freeze: bool = True
+    compile_combo: bool = True
     compile_timeout: float = 600.0
     deadline: float | None = None  # time.monotonic() after which nothing new starts
     # What backends build once and share (a float16 model copy, a compiled model); see backends_compile.

@@ -95,15 +95,25 @@ def _freezes(ctx: BenchContext) -> bool:
     return ctx.compile_freeze and ctx.compile_backend == "inductor"
 
 
-def _freezing(ctx: BenchContext):
-    """Inductor freezing while the model compiles: the weights become constants, so their casts and
-    layout changes run once at compile time instead of as kernels in every call (the benchmark only
-    runs inference)."""
-    if not _freezes(ctx):
+def _combines(ctx: BenchContext) -> bool:
+    return ctx.compile_combo and ctx.compile_backend == "inductor" and ctx.on_gpu
+
+
+def _inductor_options(ctx: BenchContext):
+    """Inductor settings while the model compiles. Freezing: the weights become constants, so their
+    casts and layout changes run once at compile time instead of as kernels in every call (the
+    benchmark only runs inference). Combo kernels (GPU): independent small kernels that read the same
+    inputs are launched as one, which matters for a model made of many tiny kernels."""
+    options = {}
+    if _freezes(ctx):
+        options["freezing"] = True
+    if _combines(ctx):
+        options["combo_kernels"] = True
+    if not options:
         return contextlib.nullcontext()
     import torch._inductor.config
 
-    return torch._inductor.config.patch(freezing=True)
+    return torch._inductor.config.patch(**options)
 
 
 def compile_blocks(model, **options):
@@ -145,13 +155,14 @@ def _build(ctx: BenchContext, height: int, width: int, scan_impl: str) -> Compil
             raise BackendUnavailable("the run's time budget is spent (--time-budget); not compiled")
         limit = min(limit, left)
     start = time.perf_counter()
-    with time_limit(limit, f"compiling ({scope}, {ctx.compile_mode} mode)"), _freezing(ctx):
+    with time_limit(limit, f"compiling ({scope}, {ctx.compile_mode} mode)"), _inductor_options(ctx):
         with torch.inference_mode(), autocast(ctx, cache_enabled=False):
             out = forward()  # compiles, then runs once (inductor autotunes on this call)
         if ctx.on_gpu:
             torch.cuda.synchronize()
     compile_s = time.perf_counter() - start
     frozen = ", weights frozen" if _freezes(ctx) else ""
+    frozen += ", combo kernels" if _combines(ctx) else ""
     notes = [f"torch.compile {ctx.compile_backend}, scope {scope}, mode {ctx.compile_mode}{frozen}"]
     notes += _difference_note(ctx, out, height, width)
     return CompiledModel(forward, compile_s, notes)
@@ -185,7 +196,7 @@ def compiled_model(ctx: BenchContext, height: int, width: int, scan_impl: str) -
                                  f"({ctx.cache['compile-timed-out']})")
     precision = "half" if half_precision(ctx) else ("autocast" if ctx.fp16 else "fp32")
     key = (height, width, ctx.batch, precision, scan_impl, ctx.compile_mode, ctx.compile_scope, ctx.compile_backend,
-           _freezes(ctx))
+           _freezes(ctx), _combines(ctx))
     entry = ctx.cache.get("compiled")
     if entry is not None and entry[0] == key:
         if isinstance(entry[1], Exception):

@@ -1,4 +1,5 @@
-"""Fused ES2D launcher: route projections, delta, and the scan, reading and writing the map in place."""
+"""Fused ES2D launcher: route projections, then the scan (which forms delta from the dt rows itself),
+reading and writing the map in place."""
 
 from __future__ import annotations
 
@@ -21,14 +22,13 @@ def _aligned(nbytes: int) -> int:
 
 
 def _layout(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int, sm_count: int):
-    """Byte offsets of the projections, delta, chunk states and chunk sums, the total, and the scan plan."""
+    """Byte offsets of the projections, chunk states and chunk sums, the total, and the scan plan.
+    No delta: the scan kernels form it from the projections' dt rows."""
     length = _route_length(h, w)
     proj = batch * ROUTES * (dt_rank + 2 * d_state) * length * 4
-    delta = batch * ROUTES * dim * length * 4
     plan = launch_params.scan_plan(batch * ROUTES * dim, length, d_state, sm_count, dim, routes=True)
     n_st, n_sum = launch_params.scan_plan_state_floats(plan, batch * ROUTES * dim, d_state)
     offsets = [0, _aligned(proj)]
-    offsets.append(offsets[-1] + _aligned(delta))
     offsets.append(offsets[-1] + _aligned(4 * n_st))
     total = offsets[-1] + _aligned(4 * n_sum)
     return offsets, total, plan
@@ -36,7 +36,7 @@ def _layout(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int, sm
 
 def es2d_workspace_bytes(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int,
                          sm_count: int | None = None) -> int:
-    """Bytes of scratch the fused ES2D op needs (route projections, delta, chunk states), float32.
+    """Bytes of scratch the fused ES2D op needs (route projections, chunk states), float32.
 
     ``sm_count``: SMs of the GPU it will run on (the current device's when None).
     """
@@ -112,8 +112,7 @@ def launch_es2d_scan(
         raise ValueError("workspace must be 16-byte aligned")
     proj_bytes = batch * ROUTES * proj_rows * length * 4
     proj = DeviceArray(ws.ptr, (proj_bytes // 4,), "float32", ws.device)
-    delta = DeviceArray(ws.ptr + offsets[1], (batch * ROUTES * dim * length,), "float32", ws.device)
-    states, sums = ws.ptr + offsets[2], ws.ptr + offsets[3]
+    states, sums = ws.ptr + offsets[1], ws.ptr + offsets[2]
 
     p, i = launch.ptr, launch.i32
     code = TYPE_CODE[xa.dtype]
@@ -124,15 +123,11 @@ def launch_es2d_scan(
     launch.run("es2d", f"fe_es2d_project_{code}", grid, block,
                (p(xa), p(arrs["x_proj_weight"]), p(proj), i(batch), i(dim), i(h), i(w), i(proj_rows), i(splits)),
                device=device, stream=stream)
-    grid, block = launch_params.es2d_delta_grid(batch, length, dim)
-    launch.run("es2d", "fe_es2d_delta", grid, block,
-               (p(proj), p(dtw), p(delta), i(batch), i(dim), i(length), i(proj_rows), i(rank)),
-               device=device, stream=stream)
+    # Both scan cores take the same arguments; vec_bc: the projection rows (dt, B, C) allow 16-byte loads.
     vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0)
-    vec_u = int(delta.ptr % 16 == 0 and length % 4 == 0)
-    args = (p(xa), p(delta), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
+    args = (p(xa), p(dtw), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
             launch.addr(states), launch.addr(sums), i(batch), i(dim), i(h), i(w), i(n_states), i(rank),
-            i(vec_bc), *((i(vec_u),) if plan.lanes else ()), i(chunk_len), i(n_chunks))
+            i(vec_bc), i(chunk_len), i(n_chunks))
     channels = batch * ROUTES * dim
     if plan.lanes:
         scan_name = f"fe_es2d_lanes_scan_{code}_l{plan.lanes}"

@@ -16,7 +16,6 @@ SCAN_SPLIT = True                # False: never chunk (benchmarks compare both)
 ES2D_PROJ_L = 128                # es2d_fwd.cu: kProjL (threads per block)
 ES2D_PROJ_C = 16                 # kProjC
 ES2D_PROJ_D = 32                 # kProjD
-ES2D_DELTA_D = 16                # kDeltaD
 
 LDC_TILE_W, LDC_TILE_H, LDC_OUT, LDC_THREADS = 32, 16, 8, 128  # ldc_conv2d.cu
 
@@ -224,10 +223,6 @@ def es2d_project_splits(batch: int, length: int, proj_rows: int, dim: int, sm_co
 def es2d_project_grid(batch: int, length: int, proj_rows: int, splits: int):
     grid = (math.ceil(length / ES2D_PROJ_L), math.ceil(proj_rows / ES2D_PROJ_C), batch * 4 * splits)
     return grid, (ES2D_PROJ_L, 1, 1)
-
-
-def es2d_delta_grid(batch: int, length: int, dim: int):
-    return (math.ceil(length / ES2D_PROJ_L), math.ceil(dim / ES2D_DELTA_D), batch * 4), (ES2D_PROJ_L, 1, 1)
 
 
 def ldc_grid(batch: int, cout: int, height: int, width: int):

@@ -30,8 +30,8 @@ REPRESENTATIVE = {
                        "fe_selective_scan_lanes_states_f16_f16_l1", "fe_selective_scan_lanes_fwd_bf16_f32_l8"),
     "selective_scan_bwd": ("fe_selective_scan_bwd_prep_f16_f16_n16", "fe_selective_scan_bwd_f16_f16_n16",
                            "fe_selective_scan_bwd_f32_f32_n16", "fe_selective_scan_bwd_bf16_f32_n64"),
-    "es2d": ("fe_es2d_project_f16", "fe_es2d_delta", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16",
-             "fe_es2d_scan_bf16_n64", "fe_es2d_lanes_scan_f16_l4", "fe_es2d_lanes_states_f32_l2"),
+    "es2d": ("fe_es2d_project_f16", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16", "fe_es2d_scan_bf16_n64",
+             "fe_es2d_lanes_scan_f16_l4", "fe_es2d_lanes_states_f32_l2", "fe_es2d_lanes_scan_bf16_l8"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
 }
 
@@ -120,7 +120,8 @@ def test_sources_are_self_contained_and_list_their_entry_points():
             assert 'extern "C" __global__' in source and name in source
     # 5 type pairs x 2 passes x (4 state counts of the split core + 4 layouts of the lane-major core)
     assert len(kernels.kernel_names("selective_scan")) == 80
-    assert len(kernels.kernel_names("es2d")) == 1 + 3 + 3 * 2 * (4 + 4)  # delta, 3 projections, scans
+    assert len(kernels.kernel_names("es2d")) == 3 + 3 * 2 * (4 + 4)  # 3 projections, scans (delta formed inside)
+    assert "fe_es2d_delta" not in kernels.kernel_names("es2d")
     assert len(kernels.kernel_names("selective_scan_bwd")) == 30  # 5 type pairs x 3 state counts x 2 passes
 
 
@@ -222,8 +223,71 @@ def test_es2d_and_ldc_check_arguments():
         kernels.launch_ldc_conv2d(x, kernels.DeviceArray(1, (4, 8, 5, 5), f32),
                                   kernels.DeviceArray(1, (4, 8, 3, 3), f32), kernels.DeviceArray(1, (4, 8), f32),
                                   kernels.DeviceArray(1, (1,), f32))
-    # route length 3*3: projections 4*34*9 floats (4896 B -> 5120), delta 4*8*9 floats (1152 B -> 1280)
-    assert kernels.es2d_workspace_bytes(1, 8, 5, 6, 2, 16, sm_count=132) == 5120 + 1280
+    # route length 3*3: projections 4*34*9 floats (4896 B -> 5120); no delta array, not chunked
+    assert kernels.es2d_workspace_bytes(1, 8, 5, 6, 2, 16, sm_count=132) == 5120
+
+
+def entry_params(family: str, macro: str) -> list[tuple[str, str]]:
+    """(kind, name) of each parameter of the kernel an entry-point macro defines; kind "ptr" or "int"."""
+    source = kernels.kernel_source(family)
+    text = source[source.index(f"#define {macro}("):]
+    text = text[text.index("NAME(") + len("NAME("):text.index(") {")].replace("\\", " ")
+    params = []
+    for param in text.split(","):
+        words = param.replace("*", " * ").split()
+        assert "*" in words or words[0] == "int", param
+        params.append(("ptr" if "*" in words else "int", words[-1]))
+    return params
+
+
+@pytest.mark.parametrize("override, chunked", [((4, 3), True), ((2, 1), False), ((0, 2), True), ((0, 1), False)])
+def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunked):
+    """Without a GPU: the fused ES2D op launches the projection and the scan passes (no delta kernel) with
+    arguments that match the kernels' C parameters, on both cores, chunked or not."""
+    import numpy as np
+    from fusion_edge.kernels import launch
+    from fusion_edge.kernels import launch_params as lp
+
+    calls = []
+    monkeypatch.setattr(launch, "run", lambda family, name, grid, block, args, **kw: calls.append((name, args)))
+    monkeypatch.setattr(launch, "sm_count", lambda device: 132)
+    monkeypatch.setattr(launch, "current_device", lambda: 0)
+    monkeypatch.setattr(launch, "memset_async", lambda *args, **kw: None)
+    monkeypatch.setattr(lp, "SCAN_OVERRIDE", override)
+    monkeypatch.setattr(lp, "SCAN_MIN_CHUNK", 64)  # the split core chunks this short route too
+    batch, d, h, w, rank, n = 1, 16, 37, 50, 6, 16
+    length = 19 * 25
+
+    def arr(ptr, shape, dtype="float32"):
+        return kernels.DeviceArray(ptr, shape, dtype, 0)
+
+    need = kernels.es2d_workspace_bytes(batch, d, h, w, rank, n, sm_count=132)
+    ws, dtw = arr(1 << 32, (need,), "uint8"), arr(1 << 28, (4, d, rank))
+    kernels.launch_es2d_scan(arr(1 << 20, (batch, d, h, w), "float16"), arr(1 << 24, (4, rank + 2 * n, d)), dtw,
+                             arr(1 << 25, (4, d)), arr(1 << 26, (4 * d, n)), arr(1 << 27, (4 * d,)),
+                             arr(1 << 29, (batch, d, h, w)), workspace=ws)
+    lanes = override[0]
+    scan, states = (f"fe_es2d_lanes_scan_f16_l{lanes}", f"fe_es2d_lanes_states_f16_l{lanes}") if lanes else (
+        "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16")
+    assert [name for name, _ in calls] == ["fe_es2d_project_f16", *([states] if chunked else []), scan]
+    assert all(name in kernels.kernel_names("es2d") for name, _ in calls)
+    proj_end = ws.ptr + 4 * batch * 4 * (rank + 2 * n) * length
+    for name, args in calls:
+        macro = "FE_ES2D_PROJECT_ENTRY" if "project" in name else (
+            "FE_ES2D_LANES_ENTRY" if lanes else "FE_ES2D_SCAN_ENTRY")
+        params = entry_params("es2d", macro)
+        assert len(args) == len(params), (name, len(args), params)
+        for (kind, pname), value in zip(params, args):
+            assert isinstance(value, np.uint64 if kind == "ptr" else np.int32), (name, pname, type(value))
+        if "project" in name:
+            continue
+        values = {pname: int(value) for (_, pname), value in zip(params, args)}
+        assert values["dt_projs_weight"] == dtw.ptr and values["proj"] == ws.ptr
+        assert (values["R"], values["N"], values["D"], values["h"], values["w"]) == (rank, n, d, h, w)
+        assert values["n_chunks"] > 1 if chunked else values["n_chunks"] == 1
+        assert (values["n_chunks"] - 1) * values["chunk_len"] < length <= values["n_chunks"] * values["chunk_len"]
+        if chunked:  # chunk states and sums lie in the workspace, after the projections
+            assert proj_end <= values["states"] < values["dsums"] < ws.ptr + need
 
 
 def test_long_scans_with_few_channels_are_chunked():

@@ -2,12 +2,14 @@
 // the (batch, D, h, w) map and written back into it; no gathered or scattered copies exist.
 //
 //   fe_es2d_project_<x>  route projections  proj[b, k, c, l] = sum_d x_proj_weight[k, c, d] * x_k[d, l]
-//                        (x_k read through the route indexing; padding pixels read as 0)
-//   fe_es2d_delta        delta[b, k*D + d, l] = sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l]
+//                        (x_k read through the route indexing; padding pixels read as 0); rows
+//                        c < R are the dt rows, then B (N rows) and C (N rows)
 //   fe_es2d_scan_<x>_n<N>  the selective scan of kernels/selective_scan/scan_core.cuh with u read
 //                        from the map and the output written to the map, A = -exp(A_logs),
 //                        softplus(delta + dt_projs_bias), skip Ds (fe_es2d_states_*: its first
-//                        pass when the routes are scanned in chunks).
+//                        pass when the routes are scanned in chunks). delta is formed in the scan:
+//                        delta[b, k*D + d, l] = sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l],
+//                        so no delta array is written or read.
 //   fe_es2d_lanes_{scan,states}_<x>_l<LPC>  the same on the lane-major core (scan_lanes.cuh),
 //                        N <= 16; the launcher picks the core (kernels/launch_params.py: scan_plan).
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
@@ -21,7 +23,6 @@ namespace es2d {
 constexpr int kProjL = 128;    // sequence positions per projection block (one per thread)
 constexpr int kProjC = 16;     // projection rows per block
 constexpr int kProjD = 32;     // channels per shared-memory stage
-constexpr int kDeltaD = 16;    // delta rows per thread
 
 // Offset row * w + col of the pixel at sequence index l of route k, or -1 for a padding pixel.
 __device__ __forceinline__ int route_pixel(int k, int l, int h, int w, int h2, int w2) {
@@ -122,46 +123,6 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
     }
 }
 
-// grid (ceil(L/kProjL), ceil(D/kDeltaD), batch * 4), block kProjL threads.
-__device__ __forceinline__ void delta(const float* proj, const float* dtw, float* dbuf, int batch, int D,
-                                      int L, int CP, int R) {
-    const int bk = blockIdx.z, b = bk / 4, k = bk % 4;
-    const int l = blockIdx.x * kProjL + threadIdx.x, d0 = blockIdx.y * kDeltaD;
-    if (l >= L) return;
-    float acc[kDeltaD];
-#pragma unroll
-    for (int i = 0; i < kDeltaD; ++i) acc[i] = 0.f;
-    const float* prow = proj + ((long)b * 4 + k) * CP * L + l;
-    const float* wrow[kDeltaD];
-#pragma unroll
-    for (int i = 0; i < kDeltaD; ++i) wrow[i] = dtw + ((long)k * D + min(d0 + i, D - 1)) * R;
-    // Four ranks at a time, their loads issued together (one memory latency per four, not per rank).
-    int r = 0;
-    for (; r + 4 <= R; r += 4) {
-        float pr[4], wv[4][kDeltaD];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            pr[j] = __ldg(prow + (long)(r + j) * L);
-#pragma unroll
-            for (int i = 0; i < kDeltaD; ++i) wv[j][i] = __ldg(wrow[i] + r + j);
-        }
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int i = 0; i < kDeltaD; ++i) acc[i] = fmaf(wv[j][i], pr[j], acc[i]);
-    }
-    for (; r < R; ++r) {
-        const float pr = __ldg(prow + (long)r * L);
-#pragma unroll
-        for (int i = 0; i < kDeltaD; ++i) acc[i] = fmaf(__ldg(wrow[i] + r), pr, acc[i]);
-    }
-#pragma unroll
-    for (int i = 0; i < kDeltaD; ++i) {
-        const int d = d0 + i;
-        if (d < D) dbuf[(((long)b * 4 + k) * D + d) * L + l] = acc[i];
-    }
-}
-
 }  // namespace es2d
 }  // namespace fe
 
@@ -172,54 +133,47 @@ __device__ __forceinline__ void delta(const float* proj, const float* dtw, float
         fe::es2d::project<TX>(x, x_proj_weight, proj, batch, D, h, w, CP, splits);                   \
     }
 
-// x: map (batch, D, h, w); delta: (batch, 4D, L); proj: (batch, 4, R+2N, L); out: map, float32.
+// x: map (batch, D, h, w); dt_projs_weight: (4, D, R); proj: (batch, 4, R+2N, L); out: map, float32.
 // STATES: first pass of a chunked scan (grid.y = chunks), as in selective_scan_fwd.cu.
 #define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \
     extern "C" __global__ void __launch_bounds__(fe::scan::kMaxWarps * 32, SPL <= 2 ? 4 : 2) NAME(   \
-        const TX* x, const float* delta, const float* A_logs, const float* proj, const float* Ds,    \
-        const float* dt_bias, float* out, float* states, float* dsums, int batch, int D, int h,      \
-        int w, int N, int R, int vec_bc, int chunk_len, int n_chunks) {                              \
+        const TX* x, const float* dt_projs_weight, const float* A_logs, const float* proj,           \
+        const float* Ds, const float* dt_bias, float* out, float* states, float* dsums, int batch,   \
+        int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks) {                \
         __shared__ fe::scan::WarpSmem<LPC, fe::scan::Tiling<LPC, SPL, float>::TL> smem[fe::scan::kMaxWarps]; \
         fe::scan::Params p;                                                                          \
         const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
-        p.u = x; p.delta = delta; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;     \
+        p.u = x; p.delta = nullptr; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;  \
         p.delta_bias = dt_bias; p.out = out; p.states = states; p.dsums = dsums;                     \
         p.batch = batch; p.dim = 4 * D; p.L = h2 * w2; p.N = N; p.groups = 4;                        \
         p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
         p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                              \
         p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
-        p.dt_rank = R;                                                                               \
+        p.dt_rank = R; p.dt_w = dt_projs_weight;                                                     \
         fe::scan::scan_warp<TX, float, float, LPC, SPL, true, STATES>(p, reinterpret_cast<char*>(smem)); \
     }
 
-// The lane-major core; vec_u: the delta rows allow 16-byte access.
+// The lane-major core, same arguments; vec_bc: the projection rows (dt, B, C) allow 16-byte access.
 #define FE_ES2D_LANES_ENTRY(NAME, TX, LPC, STATES)                                                    \
     extern "C" __global__ void __launch_bounds__(fe::lanes::kMaxWarps * 32) NAME(                     \
-        const TX* x, const float* delta, const float* A_logs, const float* proj, const float* Ds,    \
-        const float* dt_bias, float* out, float* states, float* dsums, int batch, int D, int h,      \
-        int w, int N, int R, int vec_bc, int vec_u, int chunk_len, int n_chunks) {                   \
+        const TX* x, const float* dt_projs_weight, const float* A_logs, const float* proj,           \
+        const float* Ds, const float* dt_bias, float* out, float* states, float* dsums, int batch,   \
+        int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks) {                \
         __shared__ fe::lanes::Smem<LPC> smem[fe::lanes::kMaxWarps];                                  \
         fe::scan::Params p;                                                                          \
         const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
-        p.u = x; p.delta = delta; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;     \
+        p.u = x; p.delta = nullptr; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;  \
         p.delta_bias = dt_bias; p.out = out; p.states = states; p.dsums = dsums;                     \
         p.batch = batch; p.dim = 4 * D; p.L = h2 * w2; p.N = N; p.groups = 4;                        \
         p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
         p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                              \
         p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
-        p.dt_rank = R; p.per_group = D; p.vec_u = vec_u;                                             \
+        p.dt_rank = R; p.dt_w = dt_projs_weight; p.per_group = D; p.vec_u = 0;                       \
         fe::lanes::scan_lanes<TX, float, float, LPC, true, STATES>(p, smem);                        \
     }
 
 using fe::half_t;
 using fe::bf16_t;
-
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_delta)
-extern "C" __global__ void __launch_bounds__(fe::es2d::kProjL) fe_es2d_delta(
-    const float* proj, const float* dt_projs_weight, float* delta, int batch, int D, int L, int CP, int R) {
-    fe::es2d::delta(proj, dt_projs_weight, delta, batch, D, L, CP, R);
-}
-#endif
 
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_f32)
 FE_ES2D_PROJECT_ENTRY(fe_es2d_project_f32, float)

@@ -14,6 +14,11 @@
 // Inputs are prefetched into registers as raw bits (converting at load time would stall the
 // warp): B and C one tile ahead, u, delta and z two tiles ahead, in buffers that swap roles
 // from tile to tile.
+//
+// ES2D routes (ROUTES): no delta array exists. delta of channel d of route k at step l is
+// sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l] over the R dt rows of the projections;
+// rank 0 is prefetched with the other inputs, ranks 1..R-1 are read when a timestep is
+// prepared (route_delta), the ranks added in order 0..R-1 in float32.
 #pragma once
 #include "../common/fe_types.cuh"
 
@@ -50,7 +55,7 @@ template <int LPC, int TL> struct __align__(16) WarpSmem {
 // Everything a launch passes; ROUTES selects the ES2D addressing of u and out.
 struct Params {
     const void* u;           // (batch, dim, L) or, with routes, the map (batch, dim_route, h, w)
-    const void* delta;       // (batch, dim, L)
+    const void* delta;       // (batch, dim, L); unused with routes (delta comes from the dt rows)
     const float* A;          // (dim, N); with a_is_log, A_logs and A = -exp(A_logs)
     const void* B;           // (batch, groups, N, L); with routes the projections (batch, 4, R+2N, L)
     const void* C;
@@ -65,6 +70,7 @@ struct Params {
     int chunk_len, n_chunks;
     int dim_route, h, w, h2, w2;  // routes only: map (batch, dim_route, h, w), sub-grid h2 x w2
     int proj_rows, dt_rank;       // routes only: rows R+2N of the projections, and R
+    const float* dt_w = nullptr;  // routes only: dt_projs_weight (4 * dim_route, R), row q per channel q
     int per_group = 1;            // lane-major core: consecutive channels that share one B/C group
     int vec_u = 0;                // lane-major core: per-channel rows allow 16-byte access
 };
@@ -73,6 +79,9 @@ template <typename T> __device__ __forceinline__ unsigned load_bits(const T* p, 
     if constexpr (sizeof(T) == 4) return __float_as_uint(__ldg(reinterpret_cast<const float*>(p) + i));
     else return __ldg(reinterpret_cast<const unsigned short*>(p) + i);
 }
+
+// A hint: bring the line holding p into L1 (no register, no fault).
+__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 
 template <typename T> __device__ __forceinline__ float load_elem(const T* p, long i) {
     return Word<T>::get(load_bits(p, i), 0);
@@ -121,6 +130,17 @@ struct RouteCursor {
     }
 };
 
+// ES2D: delta at step l of rows[0..R) (stride L) with weights w[0..R), rank 0's value given
+// (`first`, fetched ahead). One rank at a time: the split core's ES2D entries run at their
+// register cap (n16, n32), where batching the loads spilled.
+__device__ __forceinline__ float route_delta(float first, const float* rows, long L, const float* w, int R, int l) {
+    float acc = __ldg(w) * first;
+    const float* row = rows + l;
+#pragma unroll 1
+    for (int r = 1; r < R; ++r) acc = fmaf(__ldg(w + r), __ldg(row + r * L), acc);
+    return acc;
+}
+
 // STATES: the first pass (chunk end states); otherwise the scan with outputs.
 template <typename TU, typename TW, typename TO, int LPC, int SPL, bool ROUTES, bool STATES>
 __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
@@ -141,7 +161,6 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
     const TU* u = static_cast<const TU*>(p.u);
     const TU* z = static_cast<const TU*>(p.z);
     TO* out = static_cast<TO*>(p.out);
-    const float* dbuf = static_cast<const float*>(p.delta);
     const TU* delta = static_cast<const TU*>(p.delta);
 
     // Rows of B and C this lane reads, and exp2-scaled A.
@@ -188,6 +207,8 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
     const bool has_z = !ROUTES && z != nullptr;
     const bool vec = p.vec_bc != 0;
     const long seq_base = (long)chan * L;
+    // ES2D: the route's dt rows (rank 0 is fetched ahead).
+    const float* dt_rows = ROUTES ? static_cast<const float*>(p.B) + (bc_base - p.dt_rank) * L : nullptr;
 
     // ES2D addressing: where this lane's timestep sits in the (batch, dim_route, h, w) map.
     RouteCursor cur{0, 0, 1};
@@ -209,7 +230,6 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
     const TU* u_map = u + map_base;
     const TU* delta_row = delta + seq_base;
     const TU* z_row = has_z ? z + seq_base : z;
-    const float* d_row = dbuf + seq_base;
     TO* out_row = out + (ROUTES ? map_base : seq_base);
 
     auto fetch = [&](int l0, LaneTile<M>& t) {
@@ -231,7 +251,7 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
             t.off[m] = off;
             if (ROUTES) {
                 t.u[m] = off >= 0 ? load_bits(u_map, off) : 0u;
-                t.d[m] = tv ? load_bits(d_row, tt) : 0u;
+                t.d[m] = tv ? load_bits(dt_rows, tt) : 0u;  // dt rank 0
             } else {
                 t.u[m] = tv ? load_bits(u_row, tt) : 0u;
                 t.d[m] = tv ? load_bits(delta_row, tt) : 0u;
@@ -240,13 +260,19 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
         }
     };
     float dsum = 0.f;  // STATES: this lane's share of the chunk's sum of dt
-    // Raw inputs of a tile -> shared memory: dt = softplus(delta + bias), dt * u, D * u, gate, offset.
-    auto prepare = [&](const LaneTile<M>& t) {
+    // Raw inputs of the tile at l0 -> shared memory: dt = softplus(delta + bias), dt * u, D * u, gate, offset.
+    auto prepare = [&](int l0, const LaneTile<M>& t) {
 #pragma unroll
         for (int m = 0; m < M; ++m) {
             float dt = 0.f;
             if (t.tv[m]) {
-                dt = (ROUTES ? __uint_as_float(t.d[m]) : Word<TU>::get(t.d[m], 0)) + bias;
+                if constexpr (ROUTES) {
+                    dt = route_delta(__uint_as_float(t.d[m]), dt_rows, L, p.dt_w + (long)q * p.dt_rank, p.dt_rank,
+                                     l0 + kSub * m + s);
+                } else {
+                    dt = Word<TU>::get(t.d[m], 0);
+                }
+                dt += bias;
                 if (p.softplus) dt = softplus(dt);
             }
             const float uv = Word<TU>::get(t.u[m], 0);
@@ -275,7 +301,7 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
     fetch(l_begin, tA);
     fetch(l_begin + TL, tB);
     if (Tl::kPrefetchBC) load_bc(l_begin, rbA, rcA);
-    prepare(tA);
+    prepare(l_begin, tA);
 
     // One tile: scan l0 .. l0+TL-1 with B/C in (rb, rc) while the next tile's B/C land in
     // (nb, nc) and the raw inputs two tiles on land in `far`; `near` (next tile) is prepared last.
@@ -342,7 +368,7 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
             }
         }
         __syncwarp();
-        prepare(near);
+        prepare(l0 + TL, near);
     };
 
     for (int l0 = l_begin; l0 < l_end; l0 += 2 * TL) {

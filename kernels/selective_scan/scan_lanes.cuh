@@ -16,6 +16,10 @@
 //
 // Inputs are requested two tiles ahead as raw bits, into two register sets that the tile loop
 // (unrolled by two) alternates: copying one set into the other would wait on the requests.
+// ES2D routes: delta = sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l] over the R dt rows of
+// the projections (float32, ranks added in order). Rank 0 is requested with the other inputs;
+// ranks 1..R-1 are read when the lane prepares its timesteps (L1 hits: the channels of a warp
+// read the same rows, and the warp's lanes ask for them into L1 two tiles ahead).
 // Long sequences with few channels are cut into chunks (grid.y) and scanned in two passes:
 // STATES computes each chunk's end state from zero and its sum of delta; the output pass
 // starts chunk c from sum_j exp2(A2 * R_j) * end_j over the chunks j < c, R_j being the delta
@@ -144,7 +148,7 @@ template <int N> __device__ __forceinline__ void sts(float* p, const float (&v)[
 template <typename TU, typename TW, typename TO, int LPC, bool ROUTES, bool STATES>
 __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* smem) {
     using S = Shape<LPC>;
-    using TD = typename Pick<ROUTES, float, TU>::type;  // delta: ES2D's delta kernel writes float32
+    using TD = typename Pick<ROUTES, float, TU>::type;  // delta; ES2D: the float32 dt rank-0 row
     constexpr int SPL = S::SPL, CPW = S::CPW, T = S::T, K = S::K;
     constexpr int KU = K / Word<TU>::kPerWord, KD = K / Word<TD>::kPerWord;
     constexpr int TB = T / Word<TW>::kPerWord;  // words of one staged B/C row tile
@@ -168,6 +172,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
     const float bias = p.delta_bias ? __ldg(p.delta_bias + q) : 0.f;
     const bool has_z = !ROUTES && p.z != nullptr;
     const bool vec_bc = p.vec_bc != 0, vec_u = p.vec_u != 0;
+    const bool vec_d = ROUTES ? vec_bc : vec_u;  // ES2D: the dt rows are rows of the projections
 
     // Rows of this channel; with routes u and out are the channel's plane of the map.
     const long seq = (long)chan * L;
@@ -186,7 +191,11 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
         map_base = ((long)b * p.dim_route + d_route) * p.h * p.w;
     }
     const TU* u_ptr = static_cast<const TU*>(p.u) + (ROUTES ? map_base : seq);
-    const TD* d_ptr = static_cast<const TD*>(p.delta) + seq;
+    // delta row; ES2D: rank 0 of the route's dt rows, which the channel's weights combine.
+    const TD* d_ptr = ROUTES ? static_cast<const TD*>(p.B) + (long)chan / p.dim_route * p.proj_rows * L
+                             : static_cast<const TD*>(p.delta) + seq;
+    const float* dt_w = ROUTES ? p.dt_w + (long)q * p.dt_rank : nullptr;
+    const float dt_w0 = ROUTES ? __ldg(dt_w) : 0.f;
     const TU* z_ptr = static_cast<const TU*>(p.z) + (has_z ? seq : 0);
     TO* o_ptr = static_cast<TO*>(p.out) + (ROUTES ? map_base : seq);
 
@@ -230,6 +239,11 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
                 r.u[i] = acc;
             }
             cur.advance(T - K);
+            // dt ranks 1..R-1 of this tile into L1 for prepare(): rows split over the warp's channels.
+            if (valid > 0) {
+                for (int rank = 1 + slot; rank < p.dt_rank; rank += CPW)
+                    scan::prefetch_l1(reinterpret_cast<const float*>(d_ptr) + (long)rank * L + t0);
+            }
         } else {
             load_run<TU, K>(u_ptr + t0, valid, vec_u, r.u);
             if (has_z) {
@@ -239,7 +253,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
                 for (int i = 0; i < KU; ++i) r.z[i] = 0u;
             }
         }
-        load_run<TD, K>(d_ptr + t0, valid, vec_u, r.d);
+        load_run<TD, K>(d_ptr + t0, valid, vec_d, r.d);
     };
 
     // Per-tile products of this lane's timesteps: dt and dt*u (handed to the other lanes), D*u,
@@ -250,10 +264,35 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
     float dsum = 0.f;  // STATES: this lane's share of the chunk's sum of dt
     auto prepare = [&](int l0, const Raw& r) {
         float dt[K], du[K];
+        float dl[ROUTES ? K : 1];  // ES2D: delta
+        if constexpr (ROUTES) {
+            // Rank 0 fetched ahead, ranks 1..R-1 now, kRB ranks' loads issued together.
+            constexpr int kRB = K >= 8 ? 2 : 16 / K;
+            const int t0 = l0 + s * K, valid = l_end - t0;
+            const float* rows = reinterpret_cast<const float*>(d_ptr) + t0;
+#pragma unroll
+            for (int k = 0; k < K; ++k) dl[k] = dt_w0 * __uint_as_float(r.d[k]);
+            for (int r0 = 1; r0 < p.dt_rank; r0 += kRB) {
+                unsigned v[kRB][K];
+                float wv[kRB];
+#pragma unroll
+                for (int j = 0; j < kRB; ++j) {
+                    const bool on = r0 + j < p.dt_rank;
+                    load_run<float, K>(rows + (long)(r0 + j) * L, on ? valid : 0, vec_d, v[j]);
+                    wv[j] = on ? __ldg(dt_w + r0 + j) : 0.f;
+                }
+#pragma unroll
+                for (int j = 0; j < kRB; ++j)
+#pragma unroll
+                    for (int k = 0; k < K; ++k) dl[k] = fmaf(wv[j], __uint_as_float(v[j][k]), dl[k]);
+            }
+        }
 #pragma unroll
         for (int k = 0; k < K; ++k) {
             const bool tv = l0 + s * K + k < l_end;
-            float dtv = Word<TD>::get(r.d[k / Word<TD>::kPerWord], k % Word<TD>::kPerWord) + bias;
+            float dtv;
+            if constexpr (ROUTES) dtv = dl[k] + bias;
+            else dtv = Word<TD>::get(r.d[k / Word<TD>::kPerWord], k % Word<TD>::kPerWord) + bias;
             if (p.softplus) dtv = softplus(dtv);
             dtv = tv ? dtv : 0.f;
             const float uv = Word<TU>::get(r.u[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord);

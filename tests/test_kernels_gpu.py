@@ -265,12 +265,20 @@ def test_fused_es2d_matches_unfused(kernels, case, dtype):
 
 
 ES2D_LANE_CASES = [
-    # batch, D, h, w, R, N, lanes a channel, chunks
+    # batch, D, h, w, R, N, lanes a channel, chunks (the scan forms delta from the R dt rows of the projections)
     (1, 32, 45, 61, 2, 16, 1, 4),
     (2, 16, 9, 20, 1, 16, 2, 2),
     (1, 8, 64, 64, 1, 16, 4, 8),
     (1, 12, 7, 5, 3, 8, 8, 1),
+    (1, 16, 37, 50, 6, 16, 2, 3),    # R = 6 (paper stage 1), L = 475: rows read element by element
+    (1, 24, 33, 40, 48, 16, 4, 5),   # R = 48 (paper stage 4), L = 340: 16-byte rows
+    (2, 8, 20, 32, 48, 16, 8, 3),    # R = 48, 8-byte runs, batch 2
+    (1, 32, 17, 23, 6, 16, 1, 2),    # R = 6, one lane a channel
 ]
+
+
+def route_length(h: int, w: int) -> int:
+    return ((h + 1) // 2) * ((w + 1) // 2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -280,6 +288,39 @@ def test_fused_es2d_on_the_lane_major_core(kernels, monkeypatch, case, dtype):
 
     batch, d, h, w, rank, n, lanes, chunks = case
     monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (lanes, chunks))
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    plan = launch_params.scan_plan(batch * ROUTES * d, route_length(h, w), n, sms, d, routes=True)
+    assert (plan.lanes, plan.n_chunks) == (lanes, chunks)
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    params = es2d_params(d, rank, n, gen)
+    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
+    kernels.launch_es2d_scan(x, *params, out, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    assert rel_err(out, es2d_truth(x, *params)) <= 1e-5
+
+
+ES2D_SPLIT_CASES = [
+    # batch, D, h, w, R, N, chunked (the split core, forced; chunks of 64+ steps allowed)
+    (1, 16, 37, 50, 1, 16, True),
+    (1, 16, 33, 40, 6, 16, True),
+    (1, 8, 30, 34, 48, 32, True),    # 16 lanes x 2 states
+    (2, 8, 21, 21, 48, 16, False),
+    (1, 12, 26, 40, 12, 64, True),   # 16 lanes x 4 states
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", ES2D_SPLIT_CASES)
+def test_fused_es2d_on_the_split_core(kernels, monkeypatch, case, dtype):
+    from fusion_edge.kernels import launch_params
+
+    batch, d, h, w, rank, n, chunked = case
+    monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (0, 2))
+    monkeypatch.setattr(launch_params, "SCAN_MIN_CHUNK", 64)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    plan = launch_params.scan_plan(batch * ROUTES * d, route_length(h, w), n, sms, d, routes=True)
+    assert plan.lanes == 0 and (plan.n_chunks > 1) == chunked, plan
     gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
     x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
     params = es2d_params(d, rank, n, gen)

@@ -1,12 +1,14 @@
 """torch.compile variants of one preset side by side: the small ops' two forms and inductor options.
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
-        [--variants library,elementwise,combo,coordinate] [--jobs N] [--out FILE.md] [--top N] [--lock FILE]
+        [--variants library,elementwise,combo,gemm,coordinate] [--jobs N] [--out FILE.md] [--top N] [--lock FILE]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
-calls (the model before ``fusion_edge.ops.fusable``); ``elementwise`` is the default model (those ops as
-fusable elementwise math); ``combo`` and ``coordinate`` add inductor's ``combo_kernels`` (horizontal fusion
-of independent kernels) or ``coordinate_descent_tuning`` to it.
+calls (the model before ``fusion_edge.ops.fusable``) and the ES2D route projections with the op's own
+kernel; ``elementwise`` has those ops as fusable elementwise math; ``combo`` adds inductor's
+``combo_kernels`` (independent kernels launched as one); ``gemm`` (what ``fusion-edge bench`` compiles)
+also takes the route projections from a library GEMM (``fusion_edge.ops.es2d.set_projection``);
+``coordinate`` adds inductor's ``coordinate_descent_tuning`` to that.
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -34,11 +36,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fusion_edge.bench.config import format_size, parse_size
 
+# name: (fusable forms, ES2D projection, inductor options)
 VARIANTS = {
-    "library": ("library", {}),
-    "elementwise": ("auto", {}),
-    "combo": ("auto", {"combo_kernels": True}),
-    "coordinate": ("auto", {"coordinate_descent_tuning": True}),
+    "library": ("library", "kernel", {}),
+    "elementwise": ("auto", "kernel", {}),
+    "combo": ("auto", "kernel", {"combo_kernels": True}),
+    "gemm": ("auto", "auto", {"combo_kernels": True}),
+    "coordinate": ("auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}),
 }
 REPLAYS, PROFILED_REPLAYS = 200, 10
 
@@ -66,10 +70,11 @@ def _compiled(args, variant: str):
     from fusion_edge.bench.backends_compile import RECOMPILE_LIMIT, compile_blocks
     from fusion_edge.bench.backends_torch import half_model
     from fusion_edge.inference import load_model
-    from fusion_edge.ops import fusable
+    from fusion_edge.ops import es2d, fusable
 
-    forms, options = VARIANTS[variant]
+    forms, projection, options = VARIANTS[variant]
     fusable.set_default_impl(forms)
+    es2d.set_projection(projection)
     inductor_config.freezing = True
     for key, value in options.items():
         setattr(inductor_config, key, value)

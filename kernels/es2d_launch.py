@@ -55,12 +55,20 @@ def launch_es2d_scan(
     out: Any = None,
     *,
     workspace: Any = None,
+    proj: Any = None,
     stream: Any = None,
 ) -> Any:
-    """out (batch, D, h, w) float32 = the ES2D core of x (batch, D, h, w); see the package docstring."""
+    """out (batch, D, h, w) float32 = the ES2D core of x (batch, D, h, w); see the package docstring.
+
+    ``proj``: the route projections (batch, 4, R+2N, L) float32 computed elsewhere (a library GEMM on
+    tensor cores, say); the projection kernel is then skipped and ``x_proj_weight`` may be None.
+    """
+    if x_proj_weight is None and proj is None:
+        raise ValueError("give x_proj_weight (the op projects the routes) or proj (the projections)")
     arrs = {
         "x": as_device_array(x, "x"),
-        "x_proj_weight": as_device_array(x_proj_weight, "x_proj_weight"),
+        "x_proj_weight": None if x_proj_weight is None else as_device_array(x_proj_weight, "x_proj_weight"),
+        "proj": None if proj is None else as_device_array(proj, "proj"),
         "dt_projs_weight": as_device_array(dt_projs_weight, "dt_projs_weight"),
         "dt_projs_bias": as_device_array(dt_projs_bias, "dt_projs_bias"),
         "A_logs": as_device_array(A_logs, "A_logs"),
@@ -85,7 +93,10 @@ def launch_es2d_scan(
         raise ValueError(f"A_logs has N={n_states} states; the kernel supports 1..{launch_params.SCAN_MAX_STATES}")
     check(al, "A_logs", (ROUTES * dim, n_states), ("float32",))
     proj_rows = rank + 2 * n_states
-    check(arrs["x_proj_weight"], "x_proj_weight", (ROUTES, proj_rows, dim), ("float32",))
+    if arrs["x_proj_weight"] is not None:
+        check(arrs["x_proj_weight"], "x_proj_weight", (ROUTES, proj_rows, dim), ("float32",))
+    if arrs["proj"] is not None:
+        check(arrs["proj"], "proj", (batch, ROUTES, proj_rows, _route_length(h, w)), ("float32",))
     check(arrs["dt_projs_bias"], "dt_projs_bias", (ROUTES, dim), ("float32",))
     check(arrs["Ds"], "Ds", (ROUTES * dim,), ("float32",))
     device = common_device(arrs)
@@ -111,18 +122,20 @@ def launch_es2d_scan(
     if ws.ptr % 16:
         raise ValueError("workspace must be 16-byte aligned")
     proj_bytes = batch * ROUTES * proj_rows * length * 4
-    proj = DeviceArray(ws.ptr, (proj_bytes // 4,), "float32", ws.device)
     states, sums = ws.ptr + offsets[1], ws.ptr + offsets[2]
 
     p, i = launch.ptr, launch.i32
     code = TYPE_CODE[xa.dtype]
-    splits = launch_params.es2d_project_splits(batch, length, proj_rows, dim, sms)
-    if splits > 1:
-        launch.memset_async(proj.ptr, proj_bytes, device=device, stream=stream)
-    grid, block = launch_params.es2d_project_grid(batch, length, proj_rows, splits)
-    launch.run("es2d", f"fe_es2d_project_{code}", grid, block,
-               (p(xa), p(arrs["x_proj_weight"]), p(proj), i(batch), i(dim), i(h), i(w), i(proj_rows), i(splits)),
-               device=device, stream=stream)
+    proj = arrs["proj"]
+    if proj is None:
+        proj = DeviceArray(ws.ptr, (proj_bytes // 4,), "float32", ws.device)
+        splits = launch_params.es2d_project_splits(batch, length, proj_rows, dim, sms)
+        if splits > 1:
+            launch.memset_async(proj.ptr, proj_bytes, device=device, stream=stream)
+        grid, block = launch_params.es2d_project_grid(batch, length, proj_rows, splits)
+        launch.run("es2d", f"fe_es2d_project_{code}", grid, block,
+                   (p(xa), p(arrs["x_proj_weight"]), p(proj), i(batch), i(dim), i(h), i(w), i(proj_rows),
+                    i(splits)), device=device, stream=stream)
     # Both scan cores take the same arguments; vec_bc: the projection rows (dt, B, C) allow 16-byte loads.
     vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0)
     args = (p(xa), p(dtw), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),

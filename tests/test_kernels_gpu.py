@@ -264,6 +264,25 @@ def test_fused_es2d_matches_unfused(kernels, case, dtype):
         assert rel_err(out, unfused) <= 1e-5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("case", [ES2D_CASES[1], ES2D_CASES[5], ES2D_CASES[6]])
+def test_fused_es2d_with_given_projections(kernels, case, dtype):
+    """proj= (the projections from es2d_project's library GEMM): the projection kernel is skipped and the
+    scan reads the given rows; float32 inputs give float32 products, so the result is as exact."""
+    from fusion_edge.ops.es2d import es2d_project
+
+    batch, d, h, w, rank, n = case
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype) + 1)
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    xw, *params = es2d_params(d, rank, n, gen)
+    proj = es2d_project(x, xw).contiguous()
+    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
+    kernels.launch_es2d_scan(x, None, *params, out, proj=proj, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    # fp16: the GEMM rounds its inputs' products to float16 weights, so B, C and delta move by ~1e-3
+    assert rel_err(out, es2d_truth(x, xw, *params)) <= (1e-5 if dtype == torch.float32 else 5e-3)
+
+
 ES2D_LANE_CASES = [
     # batch, D, h, w, R, N, lanes a channel, chunks (the scan forms delta from the R dt rows of the projections)
     (1, 32, 45, 61, 2, 16, 1, 4),

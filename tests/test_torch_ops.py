@@ -12,8 +12,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import fusion_edge.ops  # noqa: F401  registers the ops
 from fusion_edge.models.presets import create_model
+from fusion_edge.ops import es2d as es2d_module
 from fusion_edge.ops import es2d_scan, selective_scan, torch_ops
-from fusion_edge.ops.es2d import ROUTES, es2d_scan_unfused
+from fusion_edge.ops.es2d import ROUTES, es2d_project, es2d_scan_projected_unfused, es2d_scan_unfused
 
 pytestmark = pytest.mark.skipif(not torch_ops.OPS_SUPPORTED, reason="torch has no torch.library.custom_op")
 OPS = torch.ops.fusion_edge
@@ -30,6 +31,12 @@ def es2d_args(batch=1, d=8, h=5, w=6, rank=1, n=4, dtype=torch.float32, device="
         torch.randn(ROUTES * d, generator=gen),
     )
     return (x, *(p.to(device) for p in params))
+
+
+def es2d_projected_args(**kw):
+    """es2d_args with the route projections computed (the op's second input) in place of x_proj_weight."""
+    x, xw, *rest = es2d_args(**kw)
+    return (x, es2d_project(x, xw.to(x.device)), *rest)
 
 
 def scan_args(batch=2, dim=6, length=9, n=4, groups=2, seed=1):
@@ -63,6 +70,7 @@ def tiny_model():
 @pytest.mark.parametrize("name, args", [
     ("es2d_scan", es2d_args()),
     ("es2d_scan", es2d_args(h=4, w=4, dtype=torch.float16)),
+    ("es2d_scan_projected", es2d_projected_args(h=5, w=7)),
     ("selective_scan", scan_args()),
     ("ldc_conv2d", ldc_args()),
 ])
@@ -83,11 +91,29 @@ def test_cpu_kernels_are_the_reference_paths():
         rtol=1e-5, atol=1e-5)
 
 
+def test_library_projection_matches_the_unfused_path():
+    """es2d_project is the unfused path's projection (as one batched product in x's dtype), and the op
+    given it computes what the op with its own projection does."""
+    x, xw, dtw, dtb, al, ds = es2d_args(batch=2, h=7, w=5, rank=2)
+    proj = es2d_project(x, xw)
+    assert proj.shape == (2, ROUTES, 2 + 2 * 4, 4 * 3) and proj.dtype == torch.float32
+    truth = es2d_scan_unfused(x, xw, dtw, dtb, al, ds, impl="reference")
+    torch.testing.assert_close(es2d_scan_projected_unfused(x, proj, dtw, dtb, al, ds, impl="reference"), truth,
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(OPS.es2d_scan_projected(x, proj, dtw, dtb, al, ds), truth, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"proj must be \(B, 4, R\+2N, L'\)"):
+        OPS.es2d_scan_projected(x, proj[:, :, :-1], dtw, dtb, al, ds)
+    with pytest.raises(ValueError, match="projection must be one of"):
+        es2d_module.set_projection("cublas")
+
+
 def test_fake_implementations_give_shapes_and_dtypes():
     with FakeTensorMode() as mode:
         fake = [mode.from_tensor(t) for t in es2d_args(batch=2, d=8, h=5, w=7, dtype=torch.bfloat16)]
         out = OPS.es2d_scan(*fake)
         assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32 and out.is_contiguous()
+        out = OPS.es2d_scan_projected(*(mode.from_tensor(t) for t in es2d_projected_args(batch=2, h=5, w=7)))
+        assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32
         u, delta, A, B, C, D, z, bias, softplus = scan_args()
         u16 = mode.from_tensor(u.half().transpose(1, 2).contiguous().transpose(1, 2))  # not contiguous
         out = OPS.selective_scan(u16, *(mode.from_tensor(t) for t in (delta, A, B, C, D)), None, None, softplus)
@@ -163,6 +189,7 @@ def test_kernel_probe_is_a_constant_to_the_compiler(monkeypatch):
 
 # ES2D calls of tiny_model(): 4 encoder blocks (run once on both inputs stacked), 4 decoder blocks, 3 CMFMs
 TINY_ES2D_CALLS = 11
+TINY_ES2D_CALLS_WIDE = 6  # of them in stages 3 and 4 (d_inner 64 and 128): 2 encoder, 2 decoder blocks, 2 CMFMs
 
 
 def _graph_recorder(graphs, then: str = "eager"):
@@ -175,9 +202,14 @@ def _graph_recorder(graphs, then: str = "eager"):
     return backend
 
 
-@pytest.mark.parametrize("route", ["chunked", "ops"])
-def test_model_compiles_as_one_graph_and_matches_eager(route):
-    """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops)."""
+@pytest.mark.parametrize("route, projection", [("chunked", "auto"), ("ops", "auto"), ("ops", "kernel"),
+                                               ("ops", "library")])
+def test_model_compiles_as_one_graph_and_matches_eager(route, projection, monkeypatch):
+    """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops).
+    Compiled, the layers of at least GEMM_MIN_CHANNELS channels (64 here: the two widest stages) take their
+    route projections from a library matrix product feeding es2d_scan_projected, unless pinned."""
+    monkeypatch.setattr(es2d_module, "_projection", projection)
+    monkeypatch.setattr(es2d_module, "GEMM_MIN_CHANNELS", 64)
     model = tiny_model()
     vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
     context = torch_ops.cpu_route() if route == "ops" else torch.inference_mode(False)
@@ -190,8 +222,12 @@ def test_model_compiles_as_one_graph_and_matches_eager(route):
         compiled = torch.compile(model, fullgraph=True, dynamic=False, backend=backend)(vis, ir)
     torch._dynamo.reset()
     targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
-    es2d_ops = targets.count("fusion_edge.es2d_scan")
-    assert es2d_ops == (TINY_ES2D_CALLS if route == "ops" else 0)
+    projected, fused = targets.count("fusion_edge.es2d_scan_projected"), targets.count("fusion_edge.es2d_scan")
+    if route == "chunked":
+        assert projected == fused == 0
+    else:
+        assert projected + fused == TINY_ES2D_CALLS
+        assert projected == {"auto": TINY_ES2D_CALLS_WIDE, "kernel": 0, "library": TINY_ES2D_CALLS}[projection]
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
@@ -207,6 +243,10 @@ def test_gpu_ops_match_the_kernels_and_pass_opcheck():
 
     with torch.no_grad():
         torch.testing.assert_close(OPS.es2d_scan(*args), selective_scan_cuda.es2d_scan_fused(*args))
+    projected = es2d_projected_args(h=9, w=12, dtype=torch.float16, device="cuda")
+    assert set(torch.library.opcheck(OPS.es2d_scan_projected.default, projected).values()) == {"SUCCESS"}
+    with torch.no_grad():  # the same scan from the GEMM's projections: fp16 products, float32 sums
+        torch.testing.assert_close(OPS.es2d_scan_projected(*projected), OPS.es2d_scan(*args), rtol=5e-3, atol=5e-3)
     cuda_scan = [t.cuda() if isinstance(t, torch.Tensor) else t for t in scan_args()]
     assert set(torch.library.opcheck(OPS.selective_scan.default, cuda_scan).values()) == {"SUCCESS"}
     cuda_ldc = [t.cuda() for t in ldc_args()]
@@ -214,8 +254,9 @@ def test_gpu_ops_match_the_kernels_and_pass_opcheck():
 
 
 @pytest.mark.gpu
-def test_gpu_model_compiles_with_the_kernels_and_replays_in_a_cuda_graph():
+def test_gpu_model_compiles_with_the_kernels_and_replays_in_a_cuda_graph(monkeypatch):
     pytest.importorskip("cupy")
+    monkeypatch.setattr(es2d_module, "GEMM_MIN_CHANNELS", 64)  # both ES2D forms in one graph
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
     model = tiny_model().cuda()
@@ -247,5 +288,6 @@ def test_gpu_model_compiles_with_the_kernels_and_replays_in_a_cuda_graph():
         torch.testing.assert_close(replayed, model(vis, ir), rtol=2e-3, atol=2e-3)
     torch._dynamo.reset()
     targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
-    # the kernels ran as custom ops in the compiled graph
-    assert targets.count("fusion_edge.es2d_scan") == TINY_ES2D_CALLS
+    # the kernels ran as custom ops in the compiled graph (the widest layers' projections from a library GEMM)
+    assert targets.count("fusion_edge.es2d_scan_projected") == TINY_ES2D_CALLS_WIDE
+    assert targets.count("fusion_edge.es2d_scan") == TINY_ES2D_CALLS - TINY_ES2D_CALLS_WIDE

@@ -51,6 +51,46 @@ def es2d_scatter(ys: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return full[:, :, :h, :w]
 
 
+PROJECTIONS = ("auto", "kernel", "library")
+_projection = "auto"
+
+
+def set_projection(mode: str) -> None:
+    """How the fused ES2D op gets its route projections on a GPU (see :func:`projects_with_library`)."""
+    global _projection
+    if mode not in PROJECTIONS:
+        raise ValueError(f"projection must be one of {PROJECTIONS}, got {mode!r}")
+    _projection = mode
+
+
+def get_projection() -> str:
+    return _projection
+
+
+# Channels from which a compiled model takes the route projections from a library GEMM. H100, fp16,
+# 512x640, compiled (benchmarks/results/compile_variants_h100.md): the paper preset (192-1536 channels)
+# went from 8.83 to 8.27 ms with the GEMM; edge (32-256) from 1.73 to 1.84 ms, its products too small to
+# pay for the gather copy, the GEMM launch and the float32 cast that replace one projection kernel.
+GEMM_MIN_CHANNELS = 192
+
+
+def projects_with_library(x: torch.Tensor) -> bool:
+    """Whether the fused op takes its projections from :func:`es2d_project` (``"library"``) instead of
+    its own projection kernel (``"kernel"``). ``"auto"``: the library form while torch.compile traces a
+    layer of at least GEMM_MIN_CHANNELS channels, where the route gather fuses into the kernel producing
+    x and the product runs on tensor cores; the projection kernel otherwise."""
+    if _projection == "auto":
+        return x.shape[1] >= GEMM_MIN_CHANNELS and torch.compiler.is_compiling()
+    return _projection == "library"
+
+
+def es2d_project(x: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
+    """Route projections (B, 4, R+2N, L') float32 of the map x (B, D, h, w): one batched matrix product
+    over the gathered routes, in x's dtype with the library's float32 accumulation."""
+    xs = es2d_gather(x)
+    return torch.matmul(x_proj_weight.to(x.dtype), xs).float()
+
+
 def es2d_scan_unfused(
     x: torch.Tensor,
     x_proj_weight: torch.Tensor,
@@ -68,14 +108,50 @@ def es2d_scan_unfused(
     ``scan`` replaces the dispatched selective scan (export passes the chunked one with its
     chunk length); ``pad_always`` is passed on to :func:`es2d_gather`.
     """
-    b, d, h, w = x.shape
-    dt_rank = dt_projs_weight.shape[2]
-    d_state = A_logs.shape[1]
+    h, w = x.shape[2:]
     if scan is None:
         scan = functools.partial(selective_scan, impl=impl)
     xs = es2d_gather(x.float(), pad_always=pad_always)
-    length = xs.shape[-1]
     proj = torch.einsum("bkdl,kcd->bkcl", xs, x_proj_weight.float())
+    return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, (h, w), scan)
+
+
+def es2d_scan_projected_unfused(
+    x: torch.Tensor,
+    proj: torch.Tensor,
+    dt_projs_weight: torch.Tensor,
+    dt_projs_bias: torch.Tensor,
+    A_logs: torch.Tensor,
+    Ds: torch.Tensor,
+    *,
+    impl: str | None = None,
+    scan: Callable[..., torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """:func:`es2d_scan_unfused` with the route projections given (B, 4, R+2N, L'), as from :func:`es2d_project`."""
+    _check_projections(x, proj, dt_projs_weight, A_logs)
+    if scan is None:
+        scan = functools.partial(selective_scan, impl=impl)
+    xs = es2d_gather(x.float())
+    return _scan_routes(xs, proj.float(), dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:], scan)
+
+
+def _check_projections(x: torch.Tensor, proj: torch.Tensor, dt_projs_weight: torch.Tensor,
+                       A_logs: torch.Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"x must be (B, D, h, w), got shape {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    rows = dt_projs_weight.shape[-1] + 2 * A_logs.shape[-1]
+    want = (b, ROUTES, rows, ((h + 1) // 2) * ((w + 1) // 2))
+    if tuple(proj.shape) != want:
+        raise ValueError(f"proj must be (B, 4, R+2N, L') = {want} for x of shape {tuple(x.shape)}, "
+                         f"got {tuple(proj.shape)}")
+
+
+def _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, size, scan) -> torch.Tensor:
+    """Steps 3-6 on gathered routes xs (B, 4, D, L') and their projections; scattered back to ``size``."""
+    b, _, d, length = xs.shape
+    dt_rank = dt_projs_weight.shape[2]
+    d_state = A_logs.shape[1]
     dts, Bs, Cs = torch.split(proj, [dt_rank, d_state, d_state], dim=2)
     dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float())
     ys = scan(
@@ -88,7 +164,7 @@ def es2d_scan_unfused(
         delta_bias=dt_projs_bias.reshape(-1).float(),
         delta_softplus=True,
     )
-    return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
+    return es2d_scatter(ys.reshape(b, ROUTES, d, length), *size)
 
 
 _FUSED = None

@@ -214,25 +214,47 @@ def es2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     """One pass over the map with no gather/scatter copies; falls back to the unfused path when
     gradients are needed, the kernels are absent, or the scan is pinned to another impl."""
     params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
-    usable = (
+    if not _es2d_kernels_apply(x, params):
+        return es2d.es2d_scan_unfused(x, *params)
+    return _launch_es2d(x, params[1:], x_proj_weight=x_proj_weight)
+
+
+def es2d_scan_projected_fused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds) -> torch.Tensor:
+    """:func:`es2d_scan_fused` with the route projections given (B, 4, R+2N, L') float32, as from
+    ``es2d.es2d_project``: the op's projection kernel is skipped."""
+    params = (dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    if not _es2d_kernels_apply(x, (proj, *params)):
+        return es2d.es2d_scan_projected_unfused(x, proj, *params)
+    es2d._check_projections(x, proj, dt_projs_weight, A_logs)
+    return _launch_es2d(x, params, proj=proj)
+
+
+def _es2d_kernels_apply(x, params) -> bool:
+    return (
         get_default_impl() in ("auto", "cuda")
         and x.dtype in SUPPORTED_DTYPES
-        and A_logs.shape[-1] <= MAX_STATES
+        and params[-2].shape[-1] <= MAX_STATES
         and _inference_only(x, *params)
         and kernels_available()
     )
-    if not usable:
-        return es2d.es2d_scan_unfused(x, *params)
+
+
+def _launch_es2d(x, params, x_proj_weight=None, proj=None) -> torch.Tensor:
     from fusion_edge import kernels
 
     b, d, h, w = x.shape
     x = x.contiguous()
-    xw, dtw, dtb, al, ds = (t.detach().float().contiguous() for t in params)
+    dtw, dtb, al, ds = (t.detach().float().contiguous() for t in params)
+    if x_proj_weight is not None:
+        x_proj_weight = x_proj_weight.detach().float().contiguous()
+    if proj is not None:
+        proj = proj.detach().float().contiguous()
     out = torch.empty((b, d, h, w), device=x.device, dtype=torch.float32)
     need = kernels.es2d_workspace_bytes(b, d, h, w, dtw.shape[2], al.shape[1], sm_count=_sm_count(x.device))
     workspace = torch.empty(need, device=x.device, dtype=torch.uint8)
     with torch.cuda.device(x.device):
-        kernels.launch_es2d_scan(x, xw, dtw, dtb, al, ds, out, workspace=workspace, stream=_stream(x))
+        kernels.launch_es2d_scan(x, x_proj_weight, dtw, dtb, al, ds, out, workspace=workspace, proj=proj,
+                                 stream=_stream(x))
     return out
 
 

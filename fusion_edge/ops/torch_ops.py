@@ -4,6 +4,7 @@ Dynamo cannot trace into the kernels (they launch through CuPy), so each inferen
 opaque operator with a fake implementation that gives only the output's shape and dtype:
 
 * ``fusion_edge::es2d_scan``  the fused ES2D route scan -> (B, D, h, w) float32
+* ``fusion_edge::es2d_scan_projected``  the same with the route projections given (a library GEMM's)
 * ``fusion_edge::selective_scan``  the selective scan forward -> u's shape and dtype
 * ``fusion_edge::ldc_conv2d``  the LDC convolution -> (B, Cout, H, W) in x's dtype
 
@@ -32,12 +33,15 @@ OPS_SUPPORTED = hasattr(torch.library, "custom_op") and hasattr(torch.library, "
 # Explicit schemas: inferring them from annotations differs between torch versions.
 ES2D_SCHEMA = "(Tensor x, Tensor x_proj_weight, Tensor dt_projs_weight, Tensor dt_projs_bias, Tensor A_logs, " \
               "Tensor Ds) -> Tensor"
+ES2D_PROJECTED_SCHEMA = "(Tensor x, Tensor proj, Tensor dt_projs_weight, Tensor dt_projs_bias, Tensor A_logs, " \
+                        "Tensor Ds) -> Tensor"
 SCAN_SCHEMA = "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, " \
               "bool delta_softplus) -> Tensor"
 LDC_SCHEMA = "(Tensor x, Tensor weight, Tensor base_mask, Tensor learnable_mask, Tensor theta) -> Tensor"
 
 _route_cpu = False
 _es2d_unfused = es2d.es2d_scan_unfused  # bound once: cpu_route() swaps the module's name for a router
+_es2d_projected_unfused = es2d.es2d_scan_projected_unfused
 
 
 # ----------------------------------------------------------------------------- kernels of the ops
@@ -57,6 +61,24 @@ def _es2d_cpu(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
 def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
     if x.dim() != 4:
         raise ValueError(f"es2d_scan: x must be (B, D, h, w), got shape {tuple(x.shape)}")
+    return x.new_empty(x.shape, dtype=torch.float32)
+
+
+def _es2d_projected_cuda(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    with torch.no_grad():
+        out = selective_scan_cuda.es2d_scan_projected_fused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    return out.contiguous()
+
+
+def _es2d_projected_cpu(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    with torch.no_grad():
+        out = _es2d_projected_unfused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                                      scan=selective_scan_chunked)
+    return out.contiguous()
+
+
+def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    es2d._check_projections(x, proj, dt_projs_weight, A_logs)
     return x.new_empty(x.shape, dtype=torch.float32)
 
 
@@ -100,6 +122,7 @@ def _ldc_fake(x, weight, base_mask, learnable_mask, theta):
 
 _OPS = {
     "es2d_scan": (ES2D_SCHEMA, _es2d_cuda, _es2d_cpu, _es2d_fake),
+    "es2d_scan_projected": (ES2D_PROJECTED_SCHEMA, _es2d_projected_cuda, _es2d_projected_cpu, _es2d_projected_fake),
     "selective_scan": (SCAN_SCHEMA, _scan_cuda, _scan_cpu, _scan_fake),
     "ldc_conv2d": (LDC_SCHEMA, _ldc_cuda, _ldc_cpu, _ldc_fake),
 }
@@ -114,7 +137,7 @@ def _registered(name: str) -> bool:
 
 
 def register_ops() -> bool:
-    """Define the three ops once per process; False where this torch has no ``torch.library.custom_op``."""
+    """Define the ops once per process; False where this torch has no ``torch.library.custom_op``."""
     if not OPS_SUPPORTED:
         return False
     for name, (schema, cuda_fn, cpu_fn, fake_fn) in _OPS.items():
@@ -155,8 +178,16 @@ def es2d_scan_dispatch(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
     """The fused ES2D route: the custom op for inference, the existing fused function otherwise."""
     params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     if _es2d_op_applies(x, params):
-        return torch.ops.fusion_edge.es2d_scan(x, *params)
+        return _es2d_op(x, params)
     return selective_scan_cuda.es2d_scan_fused(x, *params)
+
+
+def _es2d_op(x: torch.Tensor, params: tuple) -> torch.Tensor:
+    """The fused op, given its projections by a library GEMM where ``es2d.projects_with_library`` says so."""
+    if es2d.projects_with_library(x):
+        proj = es2d.es2d_project(x, params[0])
+        return torch.ops.fusion_edge.es2d_scan_projected(x, proj, *params[1:])
+    return torch.ops.fusion_edge.es2d_scan(x, *params)
 
 
 def _es2d_op_applies(x: torch.Tensor, params: tuple) -> bool:
@@ -215,7 +246,7 @@ def cpu_route() -> Iterator[None]:
 def _es2d_cpu_router(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, *, impl=None, **kwargs):
     params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     if not kwargs and impl in (None, "auto", "cuda") and _es2d_op_applies(x, params):
-        return torch.ops.fusion_edge.es2d_scan(x, *params)
+        return _es2d_op(x, params)
     return _es2d_unfused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, impl=impl, **kwargs)
 
 

@@ -1,14 +1,16 @@
 """torch.compile variants of one preset side by side: the small ops' two forms and inductor options.
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
-        [--variants library,elementwise,combo,gemm,coordinate] [--jobs N] [--out FILE.md] [--top N] [--lock FILE]
+        [--variants library,elementwise,combo,gemm,aggressive,coordinate] [--jobs N] [--out FILE.md]
+        [--top N] [--lock FILE] [--barrier DIR [--barrier-count N]]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
 calls (the model before ``fusion_edge.ops.fusable``) and the ES2D route projections with the op's own
 kernel; ``elementwise`` has those ops as fusable elementwise math; ``combo`` adds inductor's
 ``combo_kernels`` (independent kernels launched as one); ``gemm`` (what ``fusion-edge bench`` compiles)
-also takes the route projections from a library GEMM (``fusion_edge.ops.es2d.set_projection``);
-``coordinate`` adds inductor's ``coordinate_descent_tuning`` to that.
+also takes the route projections of wide layers from a library GEMM (``fusion_edge.ops.es2d``);
+``aggressive`` and ``coordinate`` add inductor's ``aggressive_fusion`` (fusing kernels that share no
+input) or ``coordinate_descent_tuning`` to that.
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -42,6 +44,7 @@ VARIANTS = {
     "elementwise": ("auto", "kernel", {}),
     "combo": ("auto", "kernel", {"combo_kernels": True}),
     "gemm": ("auto", "auto", {"combo_kernels": True}),
+    "aggressive": ("auto", "auto", {"combo_kernels": True, "aggressive_fusion": True}),
     "coordinate": ("auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}),
 }
 REPLAYS, PROFILED_REPLAYS = 200, 10
@@ -115,6 +118,7 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     # the benchmark's own capture; fp16=False: the model is already float16, so no autocast around it
     plain = BenchContext(source=None, device="cuda", batch=1, fp16=False)
     graph, _ = capture_graph(plain, lambda: compiled(*frames))
+    _arrive_and_wait(args)  # compiling autotunes on the GPU: time only once every variant has compiled
     with open(lock_path, "w") as lock:  # one variant on the GPU at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         for _ in range(50):
@@ -178,11 +182,32 @@ def _cpu_worker(args, variant: str) -> dict:
     return dict(variant=variant, calls=dict(calls), compile_s=compile_s, max_diff=(out - eager).abs().max().item())
 
 
+def _arrive(args) -> None:
+    """Mark this worker as done compiling (or failed) in the ``--barrier`` folder."""
+    if args.barrier:
+        os.makedirs(args.barrier, exist_ok=True)
+        open(os.path.join(args.barrier, f"{os.getpid()}.ready"), "w").close()
+
+
+def _arrive_and_wait(args, timeout: float = 1800.0) -> None:
+    """Barrier of the workers sharing ``--barrier``: arrive, then wait until ``--barrier-count`` have."""
+    _arrive(args)
+    deadline = time.monotonic() + timeout
+    while args.barrier and time.monotonic() < deadline:
+        if sum(name.endswith(".ready") for name in os.listdir(args.barrier)) >= args.barrier_count:
+            return
+        time.sleep(0.5)
+
+
 def _run_worker(args) -> None:
     import torch
 
-    result = (_cuda_worker(args, args.worker, args.lock) if torch.cuda.is_available()
-              else _cpu_worker(args, args.worker))
+    try:
+        result = (_cuda_worker(args, args.worker, args.lock) if torch.cuda.is_available()
+                  else _cpu_worker(args, args.worker))
+    except BaseException:
+        _arrive(args)  # a failed variant must not keep the others waiting
+        raise
     with open(args.result, "w") as f:
         json.dump(result, f)
 
@@ -191,7 +216,9 @@ def _spawn(args, variant: str, folder: str) -> dict:
     result = os.path.join(folder, f"{variant}.json")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--result", result,
            "--lock", args.lock or os.path.join(folder, "gpu.lock"), "--preset", args.preset,
-           "--size", format_size(args.size), "--scope", args.scope, "--top", str(args.top)]
+           "--size", format_size(args.size), "--scope", args.scope, "--top", str(args.top),
+           "--barrier", args.barrier or os.path.join(folder, "barrier"),
+           "--barrier-count", str(args.barrier_count or len(args.variants))]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, f"inductor_{variant}")}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -244,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=0, help="list each variant's N costliest kernel groups (GPU)")
     parser.add_argument("--lock", help="time the variants holding this lock file, so several runs of this script "
                         "(or anything else taking the lock with flock) never time at once")
+    parser.add_argument("--barrier", help="folder shared with other runs of this script: no variant is timed before "
+                        "--barrier-count variants (of all of them) have compiled, since compiling autotunes on the GPU")
+    parser.add_argument("--barrier-count", type=int, help="variants to wait for (default: this run's)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

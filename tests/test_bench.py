@@ -172,6 +172,35 @@ def test_time_cap_skips_instead_of_running_long():
     assert resets == [1] and len(calls) == 2 + 3  # reset right after the first call; 2 warm-up + 3 timed
 
 
+def test_warm_up_lasts_at_least_warmup_seconds():
+    """Short calls: after the counted warm-up, calls continue until warmup_seconds went into warming up
+    (each completed, the sync runs after each); a capped (long) run skips the extra warm-up."""
+    import time
+
+    calls, syncs = [], []
+
+    def short():
+        calls.append(1)
+        time.sleep(0.002)
+
+    stats, _ = measure(short, HostTimer(lambda: syncs.append(1)), warmup=2, iters=3, max_seconds=5,
+                       warmup_seconds=0.1)
+    warm = len(calls) - 3
+    assert stats.samples == 3 and warm >= 20  # 0.1 s of 2-ms calls, not just the 2 counted ones
+    assert warm <= 60
+    calls.clear()
+    measure(short, HostTimer(), warmup=2, iters=3, max_seconds=5)
+    assert len(calls) == 2 + 3  # warmup_seconds 0: the count alone
+    calls.clear()
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.02)
+
+    measure(slow, HostTimer(), warmup=5, iters=100, max_seconds=0.3, min_iters=5, warmup_seconds=10)
+    assert len(calls) < 20  # over the cap: neither the extra counted warm-up nor the seconds run
+
+
 def _tiny_onnx(path, size=32):
     """A stand-in graph with the model's I/O names: fused = vis + ir, fixed at 1x1xSIZExSIZE."""
     import onnx

@@ -83,6 +83,7 @@ class BenchConfig:
     fp16: bool = False
     batch: int = 1
     warmup: int = 10
+    warmup_seconds: float = 0.5  # keep warming up until this long (clocks back up after a compilation's idle)
     iters: int = 50
     max_seconds: float = 120.0
     device: str = "auto"
@@ -114,6 +115,8 @@ class BenchConfig:
         for name, value, low in (("batch", self.batch, 1), ("iters", self.iters, 1), ("warmup", self.warmup, 0)):
             if value < low:
                 raise ValueError(f"--{name} must be at least {low}, got {value}")
+        if self.warmup_seconds < 0:
+            raise ValueError(f"--warmup-seconds must be 0 or more, got {self.warmup_seconds}")
         if self.profile < 0:
             raise ValueError(f"--profile must be 0 or more calls, got {self.profile}")
         if self.threads is not None and self.threads < 1:

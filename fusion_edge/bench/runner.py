@@ -118,7 +118,8 @@ def run_bench(
     config_dict = {
         "preset": config.preset, "model": str(config.model) if config.model else None, "device": device,
         "backends": config.backends, "sizes": [format_size(s) for s in sizes], "fp16": config.fp16,
-        "batch": config.batch, "warmup": config.warmup, "iters": config.iters, "max_seconds": config.max_seconds,
+        "batch": config.batch, "warmup": config.warmup,
+        "warmup_seconds": config.warmup_seconds, "iters": config.iters, "max_seconds": config.max_seconds,
         "threads": config.threads, "torch_fp16": config.torch_fp16, "compile_mode": config.compile_mode,
         "compile_scope": config.compile_scope, "compile_backend": config.compile_backend,
         "compile_freeze": config.compile_freeze, "compile_combo": config.compile_combo,
@@ -228,7 +229,7 @@ def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRo
     try:
         stats, first_call = measure(
             prepared.run, prepared.timer, config.warmup, config.iters, max_seconds, prepared.after_first_call,
-            min_iters=config.min_iters,
+            min_iters=config.min_iters, warmup_seconds=config.warmup_seconds,
         )
         row.first_call_s = round(first_call, 3)
         row.latency_ms = {k: round(v, 4) for k, v in vars(stats).items() if k != "samples"}

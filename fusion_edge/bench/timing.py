@@ -98,6 +98,7 @@ def measure(
     max_seconds: float,
     after_first_call: Callable[[], None] | None = None,
     min_iters: int | None = None,
+    warmup_seconds: float = 0.0,
 ) -> tuple[LatencyStats, float]:
     """Warm up, then time ``iters`` calls; returns the statistics and the first call's seconds.
 
@@ -105,7 +106,10 @@ def measure(
     count as warm-up. Before the rest runs, the probe's time multiplied by the calls still to
     come is checked against ``max_seconds``: over it, with ``min_iters`` the extra warm-up is
     dropped and fewer calls are timed (at least ``min_iters``), else (or if even those would not
-    fit) TimeCapExceeded instead of an over-long run.
+    fit) TimeCapExceeded instead of an over-long run. ``warmup_seconds``: after the counted
+    warm-up, keep calling (each call completed) until this much time has gone into warming up,
+    so a GPU that idled while the model compiled is back at its clocks when timing starts; a
+    handful of millisecond-long calls is not enough for that.
     """
     start = time.perf_counter()
     fn()
@@ -122,10 +126,21 @@ def measure(
                 f"one call took {probe:.2f} s; {remaining} more would take about {probe * remaining:.0f} s "
                 f"> --max-seconds {max_seconds:g}"
             )
-        extra_warmup, iters = 0, min(iters, fitting)
+        extra_warmup, iters, warmup_seconds = 0, min(iters, fitting), 0.0
+    warm_start = time.perf_counter()
     for _ in range(extra_warmup):
         fn()
+    _keep_warm(fn, _sync_of(timer), warmup_seconds - (time.perf_counter() - warm_start) - probe)
     return LatencyStats.from_samples(timer.time_calls(fn, iters)), first
+
+
+def _keep_warm(fn: Callable[[], object], sync: Callable[[], None] | None, seconds: float) -> None:
+    """Call ``fn`` (waiting for each call) until ``seconds`` have passed."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        fn()
+        if sync is not None:
+            sync()
 
 
 def _sync_of(timer: HostTimer | CudaEventTimer) -> Callable[[], None] | None:

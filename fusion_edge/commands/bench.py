@@ -71,6 +71,9 @@ def register(subparsers) -> None:
                    help="seconds for the whole run: configurations that would start later are listed as skipped")
     p.add_argument("--batch", type=int, default=1, help="frames per call (default 1)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default 10, at least 2 run)")
+    p.add_argument("--warmup-seconds", type=float, default=0.5,
+                   help="after --warmup, keep calling until this many seconds went into warming up, so a GPU left "
+                   "idle by a compilation is back at its clocks (default 0.5)")
     p.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
     p.add_argument("--max-seconds", type=float, default=120.0,
                    help="skip a configuration whose timed run would take longer (default 120)")
@@ -115,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = BenchConfig(
         preset=args.preset or args.model_preset, model=args.model, backends=args.backend, sizes=args.size or [],
-        fp16=args.fp16, batch=args.batch, warmup=args.warmup, iters=args.iters, max_seconds=args.max_seconds,
+        fp16=args.fp16, batch=args.batch, warmup=args.warmup, warmup_seconds=args.warmup_seconds, iters=args.iters,
+        max_seconds=args.max_seconds,
         device=args.device, threads=args.threads, out_dir=args.out, torch_fp16=args.torch_fp16,
         compile_mode=args.compile_mode, compile_scope=args.compile_scope,
         compile_backend=args.compile_backend, compile_freeze=not args.no_freeze,

@@ -234,6 +234,17 @@ def es2d_params(d, rank, n, gen):
     return xw, dtw, dtb, A_logs, Ds
 
 
+def fused_es2d_error(kernels, batch, d, h, w, rank, n, dtype, key) -> float:
+    """Relative error of the fused ES2D launch (output NaN-poisoned first) against the float64 truth."""
+    gen = torch.Generator(device="cuda").manual_seed(key)
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    params = es2d_params(d, rank, n, gen)
+    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
+    kernels.launch_es2d_scan(x, *params, out, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    return rel_err(out, es2d_truth(x, *params))
+
+
 ES2D_CASES = [
     # batch, D, h, w, R, N
     (1, 8, 1, 1, 1, 16),
@@ -310,13 +321,7 @@ def test_fused_es2d_on_the_lane_major_core(kernels, monkeypatch, case, dtype):
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     plan = launch_params.scan_plan(batch * ROUTES * d, route_length(h, w), n, sms, d, routes=True)
     assert (plan.lanes, plan.n_chunks) == (lanes, chunks)
-    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
-    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
-    params = es2d_params(d, rank, n, gen)
-    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
-    kernels.launch_es2d_scan(x, *params, out, stream=torch.cuda.current_stream().cuda_stream)
-    torch.cuda.synchronize()
-    assert rel_err(out, es2d_truth(x, *params)) <= 1e-5
+    assert fused_es2d_error(kernels, batch, d, h, w, rank, n, dtype, seed(case, dtype)) <= 1e-5
 
 
 ES2D_SPLIT_CASES = [
@@ -340,13 +345,7 @@ def test_fused_es2d_on_the_split_core(kernels, monkeypatch, case, dtype):
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     plan = launch_params.scan_plan(batch * ROUTES * d, route_length(h, w), n, sms, d, routes=True)
     assert plan.lanes == 0 and (plan.n_chunks > 1) == chunked, plan
-    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
-    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
-    params = es2d_params(d, rank, n, gen)
-    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
-    kernels.launch_es2d_scan(x, *params, out, stream=torch.cuda.current_stream().cuda_stream)
-    torch.cuda.synchronize()
-    assert rel_err(out, es2d_truth(x, *params)) <= 1e-5
+    assert fused_es2d_error(kernels, batch, d, h, w, rank, n, dtype, seed(case, dtype)) <= 1e-5
 
 
 def test_es2d_dispatch_uses_the_fused_op_and_falls_back_for_training(kernels):

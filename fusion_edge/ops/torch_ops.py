@@ -45,17 +45,21 @@ _es2d_projected_unfused = es2d.es2d_scan_projected_unfused
 
 
 # ----------------------------------------------------------------------------- kernels of the ops
-def _es2d_cuda(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+def _computed(fn, *args, **kwargs) -> torch.Tensor:
+    """``fn``'s output as a fresh contiguous tensor, computed without autograd (the ops are inference-only)."""
     with torch.no_grad():
-        out = selective_scan_cuda.es2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+        out = fn(*args, **kwargs)
     return out.contiguous()
+
+
+def _es2d_cuda(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    return _computed(selective_scan_cuda.es2d_scan_fused, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
+                     Ds)
 
 
 def _es2d_cpu(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    with torch.no_grad():
-        out = _es2d_unfused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
-                                     scan=selective_scan_chunked)
-    return out.contiguous()
+    return _computed(_es2d_unfused, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                     scan=selective_scan_chunked)
 
 
 def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
@@ -65,16 +69,13 @@ def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
 
 
 def _es2d_projected_cuda(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    with torch.no_grad():
-        out = selective_scan_cuda.es2d_scan_projected_fused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds)
-    return out.contiguous()
+    return _computed(selective_scan_cuda.es2d_scan_projected_fused, x, proj, dt_projs_weight, dt_projs_bias, A_logs,
+                     Ds)
 
 
 def _es2d_projected_cpu(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    with torch.no_grad():
-        out = _es2d_projected_unfused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds,
-                                      scan=selective_scan_chunked)
-    return out.contiguous()
+    return _computed(_es2d_projected_unfused, x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                     scan=selective_scan_chunked)
 
 
 def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
@@ -83,17 +84,13 @@ def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
 
 
 def _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    with torch.no_grad():
-        out = selective_scan_cuda.selective_scan_cuda(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                                                      delta_softplus=delta_softplus)
-    return out.contiguous()
+    return _computed(selective_scan_cuda.selective_scan_cuda, u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                     delta_softplus=delta_softplus)
 
 
 def _scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    with torch.no_grad():
-        out = selective_scan_chunked(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                                     delta_softplus=delta_softplus)
-    return out.contiguous()
+    return _computed(selective_scan_chunked, u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                     delta_softplus=delta_softplus)
 
 
 def _scan_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
@@ -103,15 +100,11 @@ def _scan_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
 
 
 def _ldc_cuda(x, weight, base_mask, learnable_mask, theta):
-    with torch.no_grad():
-        out = selective_scan_cuda.ldc_conv2d_cuda(x, weight, base_mask, learnable_mask, theta)
-    return out.contiguous()
+    return _computed(selective_scan_cuda.ldc_conv2d_cuda, x, weight, base_mask, learnable_mask, theta)
 
 
 def _ldc_cpu(x, weight, base_mask, learnable_mask, theta):
-    with torch.no_grad():
-        out = ldc.ldc_conv2d_ref(x, weight, base_mask, learnable_mask, theta)
-    return out.contiguous()
+    return _computed(ldc.ldc_conv2d_ref, x, weight, base_mask, learnable_mask, theta)
 
 
 def _ldc_fake(x, weight, base_mask, learnable_mask, theta):

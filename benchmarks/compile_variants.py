@@ -1,7 +1,7 @@
 """torch.compile variants of one preset side by side: the small ops' two forms and inductor options.
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
-        [--variants library,elementwise,combo,gemm,aggressive,coordinate] [--jobs N] [--out FILE.md]
+        [--variants library,elementwise,combo,gemm,stream,aggressive,coordinate] [--jobs N] [--out FILE.md]
         [--top N] [--lock FILE] [--barrier DIR [--barrier-count N]]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
@@ -9,8 +9,9 @@ calls (the model before ``fusion_edge.ops.fusable``) and the ES2D route projecti
 kernel; ``elementwise`` has those ops as fusable elementwise math; ``combo`` adds inductor's
 ``combo_kernels`` (independent kernels launched as one); ``gemm`` (what ``fusion-edge bench`` compiles)
 also takes the route projections of wide layers from a library GEMM (``fusion_edge.ops.es2d``);
-``aggressive`` and ``coordinate`` add inductor's ``aggressive_fusion`` (fusing kernels that share no
-input) or ``coordinate_descent_tuning`` to that.
+``stream`` runs the cross-modal blocks on a second CUDA stream (``--scope blocks`` only: a whole-model
+compilation traces one stream); ``aggressive`` and ``coordinate`` add inductor's ``aggressive_fusion``
+(fusing kernels that share no input) or ``coordinate_descent_tuning`` to that.
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -38,14 +39,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fusion_edge.bench.config import format_size, parse_size
 
-# name: (fusable forms, ES2D projection, inductor options)
+# name: (fusable forms, ES2D projection, inductor options, cross-modal blocks on a second stream)
 VARIANTS = {
-    "library": ("library", "kernel", {}),
-    "elementwise": ("auto", "kernel", {}),
-    "combo": ("auto", "kernel", {"combo_kernels": True}),
-    "gemm": ("auto", "auto", {"combo_kernels": True}),
-    "aggressive": ("auto", "auto", {"combo_kernels": True, "aggressive_fusion": True}),
-    "coordinate": ("auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}),
+    "library": ("library", "kernel", {}, False),
+    "elementwise": ("auto", "kernel", {}, False),
+    "combo": ("auto", "kernel", {"combo_kernels": True}, False),
+    "gemm": ("auto", "auto", {"combo_kernels": True}, False),
+    "stream": ("auto", "auto", {"combo_kernels": True}, True),
+    "aggressive": ("auto", "auto", {"combo_kernels": True, "aggressive_fusion": True}, False),
+    "coordinate": ("auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}, False),
 }
 REPLAYS, PROFILED_REPLAYS = 200, 10
 
@@ -75,7 +77,7 @@ def _compiled(args, variant: str):
     from fusion_edge.inference import load_model
     from fusion_edge.ops import es2d, fusable
 
-    forms, projection, options = VARIANTS[variant]
+    forms, projection, options, cross_stream = VARIANTS[variant]
     fusable.set_default_impl(forms)
     es2d.set_projection(projection)
     inductor_config.freezing = True
@@ -86,6 +88,7 @@ def _compiled(args, variant: str):
     torch.manual_seed(0)
     model = load_model(None, args.preset, device, random_init=True)
     model.check_inputs = False
+    model.cross_on_side_stream = cross_stream
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
         model = half_model(model)

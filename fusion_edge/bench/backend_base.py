@@ -42,6 +42,7 @@ class BenchContext:
     compile_backend: str = "inductor"
     compile_freeze: bool = True
     compile_combo: bool = True
+    cross_stream: bool = False  # torch backends on a GPU: the cross-modal blocks on a second stream
     compile_timeout: float = 600.0
     deadline: float | None = None  # time.monotonic() after which nothing new starts
     # What backends build once and share (a float16 model copy, a compiled model); see backends_compile.

@@ -25,6 +25,7 @@ from fusion_edge.bench.backends_torch import (
     autocast,
     capture_graph,
     check_backend,
+    cross_stream_note,
     half_precision,
     inputs,
     torch_model,
@@ -164,6 +165,10 @@ def _build(ctx: BenchContext, height: int, width: int, scan_impl: str) -> Compil
     frozen = ", weights frozen" if _freezes(ctx) else ""
     frozen += ", combo kernels" if _combines(ctx) else ""
     notes = [f"torch.compile {ctx.compile_backend}, scope {scope}, mode {ctx.compile_mode}{frozen}"]
+    if scope == "blocks":
+        notes += cross_stream_note(ctx)
+    elif ctx.cross_stream and ctx.on_gpu:
+        notes.append("--cross-stream not used: a whole-model compilation traces one stream")
     notes += _difference_note(ctx, out, height, width)
     return CompiledModel(forward, compile_s, notes)
 

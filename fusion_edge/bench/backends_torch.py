@@ -97,12 +97,18 @@ def half_model(model):
 def torch_model(ctx: BenchContext):
     """The model the torch backends run: the source's, or its float16 copy (built once per run)."""
     model = ctx.source.torch_model(ctx.device)
-    if not half_precision(ctx):
-        return model
-    key = ("half-model", id(model))
-    if key not in ctx.cache:
-        ctx.cache[key] = half_model(model)
-    return ctx.cache[key]
+    if half_precision(ctx):
+        key = ("half-model", id(model))
+        if key not in ctx.cache:
+            ctx.cache[key] = half_model(model)
+        model = ctx.cache[key]
+    model.cross_on_side_stream = ctx.cross_stream
+    return model
+
+
+def cross_stream_note(ctx: BenchContext) -> list[str]:
+    """The row note of a run with the cross-modal blocks on their own stream (GPU only)."""
+    return ["cross-modal blocks on a second CUDA stream"] if ctx.cross_stream and ctx.on_gpu else []
 
 
 def inputs(ctx: BenchContext, height: int, width: int):
@@ -175,7 +181,8 @@ def prepare_eager(ctx: BenchContext, height: int, width: int, backend: str) -> P
             return model(vis, ir)
 
     peak, reset = _torch_peak_memory(ctx)
-    return Prepared(run=run, timer=_timer(ctx), peak_memory=peak, after_first_call=reset)
+    return Prepared(run=run, timer=_timer(ctx), peak_memory=peak, after_first_call=reset,
+                    notes=cross_stream_note(ctx))
 
 
 def prepare_cuda_graph(ctx: BenchContext, height: int, width: int, backend: str = "torch-cuda-graph") -> Prepared:
@@ -191,7 +198,8 @@ def prepare_cuda_graph(ctx: BenchContext, height: int, width: int, backend: str 
         graph.replay()
         return static_out
 
-    return Prepared(run=run, timer=CudaEventTimer(), peak_memory=peak, close=graph.reset, after_first_call=reset)
+    return Prepared(run=run, timer=CudaEventTimer(), peak_memory=peak, close=graph.reset, after_first_call=reset,
+                    notes=cross_stream_note(ctx))
 
 
 def capture_graph(ctx: BenchContext, forward, warmup: int = 3):

@@ -110,7 +110,8 @@ def run_bench(
         source=source, device=device, batch=config.batch, fp16=config.fp16, threads=config.threads,
         torch_fp16=config.torch_fp16, compile_mode=config.compile_mode, compile_scope=config.compile_scope,
         compile_backend=config.compile_backend, compile_freeze=config.compile_freeze,
-        compile_combo=config.compile_combo, compile_timeout=config.compile_timeout, deadline=deadline,
+        compile_combo=config.compile_combo, cross_stream=config.cross_stream,
+        compile_timeout=config.compile_timeout, deadline=deadline,
     )
     load_before = _load_average()
     ranked: list[tuple[tuple[int, int], ResultRow]] = []
@@ -123,6 +124,7 @@ def run_bench(
         "threads": config.threads, "torch_fp16": config.torch_fp16, "compile_mode": config.compile_mode,
         "compile_scope": config.compile_scope, "compile_backend": config.compile_backend,
         "compile_freeze": config.compile_freeze, "compile_combo": config.compile_combo,
+        "cross_stream": config.cross_stream,
         "compile_timeout": config.compile_timeout,
         "time_budget": config.time_budget, "min_iters": config.min_iters,
         "backend_sizes": {b: [format_size(s) for s in v] for b, v in config.backend_sizes.items()},

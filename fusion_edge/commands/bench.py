@@ -62,6 +62,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-freeze", action="store_true",
                    help="compiled backends: do not let inductor fold the weights into the compiled code "
                    "(freezing, on by default: the benchmark only runs inference)")
+    p.add_argument("--cross-stream", action="store_true",
+                   help="PyTorch backends on a GPU: run the cross-modal fusion blocks on a second CUDA stream beside "
+                   "the decoder (with --compile-scope blocks for the compiled ones; a whole-model compilation "
+                   "traces one stream)")
     p.add_argument("--no-combo", action="store_true",
                    help="compiled backends on a GPU: do not let inductor launch independent small kernels as one "
                    "(combo kernels, on by default)")
@@ -123,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, out_dir=args.out, torch_fp16=args.torch_fp16,
         compile_mode=args.compile_mode, compile_scope=args.compile_scope,
         compile_backend=args.compile_backend, compile_freeze=not args.no_freeze,
-        compile_combo=not args.no_combo, compile_timeout=args.compile_timeout,
+        compile_combo=not args.no_combo, cross_stream=args.cross_stream, compile_timeout=args.compile_timeout,
         time_budget=args.time_budget, min_iters=args.min_iters, count_cost=not args.no_cost,
         backend_sizes=parse_backend_sizes(args.backend_sizes), profile=args.profile,
     )

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusion_edge.models.cross_stream import cross_in_order, cross_on_side_stream
 from fusion_edge.models.dffm import DFFMBlock
 from fusion_edge.models.dvss import DecoderStage, EncoderStage
 from fusion_edge.models.ldc import LDC
@@ -89,6 +90,9 @@ class FusionMamba(nn.Module):
         if self.residual_scale != 2.0:
             self.register_buffer(RESIDUAL_KEY, torch.tensor(self.residual_scale))
         self.check_inputs = True
+        # CUDA inputs, not while compiling: the cross-modal blocks run on a second stream beside the
+        # decoder (fusion_edge/models/cross_stream.py). Off by default; the output is the same.
+        self.cross_on_side_stream = False
 
         self.patch_embed1 = PatchEmbed2D(patch_size, in_chans, dims[0], norm=patch_norm)
         self.patch_embed2 = PatchEmbed2D(patch_size, in_chans, dims[0], norm=patch_norm)
@@ -153,6 +157,23 @@ class FusionMamba(nn.Module):
 
     def forward_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The reference forward; H and W must be multiples of 32."""
+        s1, s2 = self.encode(x1, x2)
+        side = self.cross_on_side_stream and x1.is_cuda and not torch.compiler.is_compiling()
+        crossed = (cross_on_side_stream(self.Cross_block, s1, s2, stages=(3, 2, 1)) if side
+                   else cross_in_order(self.Cross_block, s1, s2))
+        y = self.layers_up[0](s1[4] + s2[4])
+        for j in range(1, 4):
+            y = self.layers_up[j](y + crossed(4 - j))
+        y = self.final_up(y).permute(0, 3, 1, 2)
+        y = self.final_conv(y)
+        if self.residual_scale == 2.0:
+            return y + x1 + x2 + x1 + x2  # the reference's order of additions
+        if self.residual_scale == 1.0:
+            return y + x1 + x2
+        return y + self.residual_scale * (x1 + x2)
+
+    def encode(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Features of each modality after the patch embedding and after every encoder stage (5 each)."""
         batch = x1.shape[0]
         # One encoder is shared by both modalities: run it once on both, stacked on the batch axis
         # (every encoder op is per sample), which halves the kernel launches of the encoder.
@@ -162,16 +183,7 @@ class FusionMamba(nn.Module):
             x = layer(x)
             s1.append(x[:batch])
             s2.append(x[batch:])
-        y = self.layers_up[0](s1[4] + s2[4])
-        for j in range(1, 4):
-            y = self.layers_up[j](y + self.Cross_block[4 - j](s1[4 - j], s2[4 - j]))
-        y = self.final_up(y).permute(0, 3, 1, 2)
-        y = self.final_conv(y)
-        if self.residual_scale == 2.0:
-            return y + x1 + x2 + x1 + x2  # the reference's order of additions
-        if self.residual_scale == 1.0:
-            return y + x1 + x2
-        return y + self.residual_scale * (x1 + x2)
+        return s1, s2
 
     # --------------------------------------------------------------- inference
     def for_inference(self, fold_ldc: bool = True) -> FusionMamba:

@@ -1,0 +1,107 @@
+"""The cross-modal blocks on a second CUDA stream (fusion_edge/models/cross_stream.py): the same output,
+the blocks really on the side stream, CUDA-graph capture and block-wise compilation; off the GPU a no-op."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fusion_edge.models.presets import create_model
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return create_model("edge", dims=8, depths=[1, 1, 1, 1], depths_decoder=[1, 1, 1, 1]).for_inference()
+
+
+def test_encode_gives_the_features_the_decoder_and_cross_blocks_read():
+    model = tiny_model()
+    x1, x2 = torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        s1, s2 = model.encode(x1, x2)
+    assert len(s1) == len(s2) == 5
+    assert [tuple(t.shape) for t in s1] == [(2, 16, 16, 8), (2, 8, 8, 16), (2, 4, 4, 32), (2, 2, 2, 64),
+                                            (2, 2, 2, 64)]
+    assert not torch.equal(s1[2], s2[2])  # the two modalities, not one twice
+
+
+def test_the_flag_changes_nothing_off_the_gpu():
+    model = tiny_model()
+    x1, x2 = torch.rand(1, 1, 64, 96), torch.rand(1, 1, 64, 96)
+    with torch.no_grad():
+        plain = model(x1, x2)
+        model.cross_on_side_stream = True
+        flagged = model(x1, x2)
+    assert torch.equal(plain, flagged)
+    assert tiny_model().cross_on_side_stream is False  # off by default
+
+
+def test_bench_sets_the_flag_on_the_model_and_notes_it():
+    from fusion_edge.bench.backend_base import BenchContext
+    from fusion_edge.bench.backends_torch import cross_stream_note, torch_model
+    from fusion_edge.cli import build_parser
+
+    class Source:
+        model = tiny_model()
+
+        def torch_model(self, device):
+            return self.model
+
+    ctx = BenchContext(source=Source(), device="cpu", batch=1, fp16=False, cross_stream=True)
+    assert torch_model(ctx).cross_on_side_stream is True
+    assert cross_stream_note(ctx) == []  # CPU: nothing runs on a second stream
+    gpu = BenchContext(source=Source(), device="cuda", batch=1, fp16=False, cross_stream=True)
+    assert cross_stream_note(gpu) == ["cross-modal blocks on a second CUDA stream"]
+    assert build_parser().parse_args(["bench", "--preset", "edge", "--cross-stream"]).cross_stream is True
+
+
+def _cuda_model():
+    pytest.importorskip("cupy")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    return tiny_model().cuda()
+
+
+@pytest.mark.gpu
+def test_cross_blocks_run_on_the_side_stream_with_the_same_output():
+    from fusion_edge.models.cross_stream import side_stream
+
+    model = _cuda_model()
+    x1, x2 = torch.rand(1, 1, 64, 96, device="cuda"), torch.rand(1, 1, 64, 96, device="cuda")
+    streams = []
+    for stage in (1, 2, 3):
+        model.Cross_block[stage].register_forward_pre_hook(lambda m, a: streams.append(torch.cuda.current_stream()))
+    with torch.inference_mode():
+        plain = model(x1, x2)
+        model.cross_on_side_stream = True
+        side = model(x1, x2)
+    torch.cuda.synchronize()
+    main, other = torch.cuda.current_stream(), side_stream(x1.device)
+    assert streams[:3] == [main] * 3 and streams[3:] == [other] * 3
+    torch.testing.assert_close(side, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compiled", [False, True])
+def test_side_stream_captures_into_a_cuda_graph(compiled):
+    """Captured, the side stream is a parallel branch of the graph: replays follow new inputs."""
+    from fusion_edge.bench.backend_base import BenchContext
+    from fusion_edge.bench.backends_compile import compile_blocks
+    from fusion_edge.bench.backends_torch import capture_graph
+
+    model = _cuda_model()
+    model.cross_on_side_stream = True
+    runner = compile_blocks(model, fullgraph=True, dynamic=False) if compiled else model
+    x1, x2 = torch.rand(1, 1, 64, 96, device="cuda"), torch.rand(1, 1, 64, 96, device="cuda")
+    ctx = BenchContext(source=None, device="cuda", batch=1, fp16=False)
+    graph, out = capture_graph(ctx, lambda: runner(x1, x2))
+    for _ in range(2):
+        x1.copy_(torch.rand_like(x1))
+        x2.copy_(torch.rand_like(x2))
+        graph.replay()
+        with torch.inference_mode():
+            model.cross_on_side_stream = False
+            expected = model(x1, x2)
+            model.cross_on_side_stream = True
+        torch.testing.assert_close(out, expected, rtol=2e-3, atol=2e-3)
+    torch._dynamo.reset()

@@ -2,7 +2,7 @@
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
         [--variants library,elementwise,combo,gemm,stream,aggressive,coordinate] [--jobs N] [--out FILE.md]
-        [--top N] [--lock FILE] [--barrier DIR [--barrier-count N]]
+        [--top N] [--lock FILE] [--barrier DIR [--barrier-count N]] [--compile-timeout S]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
 calls (the model before ``fusion_edge.ops.fusable``) and the ES2D route projections with the op's own
@@ -108,13 +108,15 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from fusion_edge.bench.backend_base import BenchContext
+    from fusion_edge.bench.backends_compile import time_limit
     from fusion_edge.bench.backends_torch import capture_graph
 
     model, compiled, frames = _compiled(args, variant)
     with torch.inference_mode():
         eager = model(*frames).float()
         start = time.perf_counter()
-        out = compiled(*frames)
+        with time_limit(args.compile_timeout, f"compiling variant {variant}"):
+            out = compiled(*frames)
         torch.cuda.synchronize()
         compile_s = time.perf_counter() - start
         diff = (out.float() - eager).abs().max().item()
@@ -168,13 +170,15 @@ def _cpu_worker(args, variant: str) -> dict:
     import torch
     from torch._inductor.utils import run_and_get_code
 
+    from fusion_edge.bench.backends_compile import time_limit
     from fusion_edge.ops import torch_ops
 
     with torch.inference_mode(), torch_ops.cpu_route():
         model, compiled, frames = _compiled(args, variant)
         eager = model(*frames)
         start = time.perf_counter()
-        out, sources = run_and_get_code(compiled, *frames)
+        with time_limit(args.compile_timeout, f"compiling variant {variant}"):
+            out, sources = run_and_get_code(compiled, *frames)
         compile_s = time.perf_counter() - start
     calls = collections.Counter()
     for source in sources:
@@ -221,7 +225,8 @@ def _spawn(args, variant: str, folder: str) -> dict:
            "--lock", args.lock or os.path.join(folder, "gpu.lock"), "--preset", args.preset,
            "--size", format_size(args.size), "--scope", args.scope, "--top", str(args.top),
            "--barrier", args.barrier or os.path.join(folder, "barrier"),
-           "--barrier-count", str(args.barrier_count or len(args.variants))]
+           "--barrier-count", str(args.barrier_count or len(args.variants)),
+           "--compile-timeout", str(args.compile_timeout)]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, f"inductor_{variant}")}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -277,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--barrier", help="folder shared with other runs of this script: no variant is timed before "
                         "--barrier-count variants (of all of them) have compiled, since compiling autotunes on the GPU")
     parser.add_argument("--barrier-count", type=int, help="variants to wait for (default: this run's)")
+    parser.add_argument("--compile-timeout", type=float, default=300.0,
+                        help="seconds a variant may compile before it gives up (its row says so), so one slow "
+                        "variant does not hold the others at the barrier (default 300)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

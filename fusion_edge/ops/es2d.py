@@ -86,9 +86,12 @@ def projects_with_library(x: torch.Tensor) -> bool:
 
 def es2d_project(x: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
     """Route projections (B, 4, R+2N, L') float32 of the map x (B, D, h, w): one batched matrix product
-    over the gathered routes, in x's dtype with the library's float32 accumulation."""
-    xs = es2d_gather(x)
-    return torch.matmul(x_proj_weight.to(x.dtype), xs).float()
+    over the gathered routes. float16 maps multiply in float16 (tensor cores, float32 accumulation; the
+    products rounded to float16 move B, C and delta by ~1e-3); anything else in float32, since bfloat16
+    products would be rounded to 8 mantissa bits."""
+    dtype = torch.float16 if x.dtype == torch.float16 else torch.float32
+    xs = es2d_gather(x.to(dtype))
+    return torch.matmul(x_proj_weight.to(dtype), xs).float()
 
 
 def es2d_scan_unfused(

@@ -34,11 +34,14 @@ def _linspace(end: float, count: int) -> list[float]:
     return [end * i / (count - 1) if count > 1 else 0.0 for i in range(count)]
 
 
+def _is_tracing() -> bool:
+    """True while a graph is being traced (TorchScript, ONNX export, torch.compile): one stream only."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
 def _is_exporting() -> bool:
     """True while tracing, exporting, compiling or capturing a CUDA graph: no host syncs allowed."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
-        return True
-    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    return _is_tracing() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
 # State_dict key of the global residual scale, present only when it is not the reference's 2: a
@@ -90,7 +93,7 @@ class FusionMamba(nn.Module):
         if self.residual_scale != 2.0:
             self.register_buffer(RESIDUAL_KEY, torch.tensor(self.residual_scale))
         self.check_inputs = True
-        # CUDA inputs, not while compiling: the cross-modal blocks run on a second stream beside the
+        # CUDA inputs, not while a graph is traced: the cross-modal blocks run on a second stream beside the
         # decoder (fusion_edge/models/cross_stream.py). Off by default; the output is the same.
         self.cross_on_side_stream = False
 
@@ -158,7 +161,7 @@ class FusionMamba(nn.Module):
     def forward_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The reference forward; H and W must be multiples of 32."""
         s1, s2 = self.encode(x1, x2)
-        side = self.cross_on_side_stream and x1.is_cuda and not torch.compiler.is_compiling()
+        side = self.cross_on_side_stream and x1.is_cuda and not _is_tracing()
         crossed = (cross_on_side_stream(self.Cross_block, s1, s2, stages=(3, 2, 1)) if side
                    else cross_in_order(self.Cross_block, s1, s2))
         y = self.layers_up[0](s1[4] + s2[4])

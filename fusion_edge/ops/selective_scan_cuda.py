@@ -214,7 +214,7 @@ def es2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     """One pass over the map with no gather/scatter copies; falls back to the unfused path when
     gradients are needed, the kernels are absent, or the scan is pinned to another impl."""
     params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
-    if not _es2d_kernels_apply(x, params):
+    if not _es2d_kernels_apply(x, A_logs, params):
         return es2d.es2d_scan_unfused(x, *params)
     return _launch_es2d(x, params[1:], x_proj_weight=x_proj_weight)
 
@@ -223,17 +223,17 @@ def es2d_scan_projected_fused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, D
     """:func:`es2d_scan_fused` with the route projections given (B, 4, R+2N, L') float32, as from
     ``es2d.es2d_project``: the op's projection kernel is skipped."""
     params = (dt_projs_weight, dt_projs_bias, A_logs, Ds)
-    if not _es2d_kernels_apply(x, (proj, *params)):
+    if not _es2d_kernels_apply(x, A_logs, (proj, *params)):
         return es2d.es2d_scan_projected_unfused(x, proj, *params)
-    es2d._check_projections(x, proj, dt_projs_weight, A_logs)
-    return _launch_es2d(x, params, proj=proj)
+    return _launch_es2d(x, params, proj=proj)  # the launcher checks proj's shape
 
 
-def _es2d_kernels_apply(x, params) -> bool:
+def _es2d_kernels_apply(x, A_logs, params) -> bool:
+    """Our kernels serve this call: inference, a supported dtype and state count, kernels present."""
     return (
         get_default_impl() in ("auto", "cuda")
         and x.dtype in SUPPORTED_DTYPES
-        and params[-2].shape[-1] <= MAX_STATES
+        and A_logs.shape[-1] <= MAX_STATES
         and _inference_only(x, *params)
         and kernels_available()
     )

@@ -1,5 +1,5 @@
-"""Fused ES2D launcher: route projections, then the scan (which forms delta from the dt rows itself),
-reading and writing the map in place."""
+"""Fused ES2D launcher: route projections, then the scan (which forms delta from the dt rows itself
+unless given it), reading and writing the map in place."""
 
 from __future__ import annotations
 
@@ -56,12 +56,16 @@ def launch_es2d_scan(
     *,
     workspace: Any = None,
     proj: Any = None,
+    delta: Any = None,
     stream: Any = None,
 ) -> Any:
     """out (batch, D, h, w) float32 = the ES2D core of x (batch, D, h, w); see the package docstring.
 
     ``proj``: the route projections (batch, 4, R+2N, L) float32 computed elsewhere (a library GEMM on
     tensor cores, say); the projection kernel is then skipped and ``x_proj_weight`` may be None.
+    ``delta``: the routes' delta before bias and softplus, (batch, 4, D, L) float32, i.e.
+    dt_projs_weight[k] @ proj[b, k, :R]; the scan then reads it instead of forming it from the dt
+    rows (which costs it R multiply-adds and loads a step: a GEMM does it for less in wide layers).
     """
     if x_proj_weight is None and proj is None:
         raise ValueError("give x_proj_weight (the op projects the routes) or proj (the projections)")
@@ -69,6 +73,7 @@ def launch_es2d_scan(
         "x": as_device_array(x, "x"),
         "x_proj_weight": None if x_proj_weight is None else as_device_array(x_proj_weight, "x_proj_weight"),
         "proj": None if proj is None else as_device_array(proj, "proj"),
+        "delta": None if delta is None else as_device_array(delta, "delta"),
         "dt_projs_weight": as_device_array(dt_projs_weight, "dt_projs_weight"),
         "dt_projs_bias": as_device_array(dt_projs_bias, "dt_projs_bias"),
         "A_logs": as_device_array(A_logs, "A_logs"),
@@ -97,6 +102,8 @@ def launch_es2d_scan(
         check(arrs["x_proj_weight"], "x_proj_weight", (ROUTES, proj_rows, dim), ("float32",))
     if arrs["proj"] is not None:
         check(arrs["proj"], "proj", (batch, ROUTES, proj_rows, _route_length(h, w)), ("float32",))
+    if arrs["delta"] is not None:
+        check(arrs["delta"], "delta", (batch, ROUTES, dim, _route_length(h, w)), ("float32",))
     check(arrs["dt_projs_bias"], "dt_projs_bias", (ROUTES, dim), ("float32",))
     check(arrs["Ds"], "Ds", (ROUTES * dim,), ("float32",))
     device = common_device(arrs)
@@ -136,9 +143,11 @@ def launch_es2d_scan(
         launch.run("es2d", f"fe_es2d_project_{code}", grid, block,
                    (p(xa), p(arrs["x_proj_weight"]), p(proj), i(batch), i(dim), i(h), i(w), i(proj_rows),
                     i(splits)), device=device, stream=stream)
-    # Both scan cores take the same arguments; vec_bc: the projection rows (dt, B, C) allow 16-byte loads.
-    vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0)
-    args = (p(xa), p(dtw), p(al), p(proj), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
+    # Both scan cores take the same arguments; vec_bc: the projection rows (dt, B, C) and delta's rows
+    # allow 16-byte loads.
+    given = arrs["delta"]
+    vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0 and (given is None or given.ptr % 16 == 0))
+    args = (p(xa), p(dtw), p(al), p(proj), p(given), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
             launch.addr(states), launch.addr(sums), i(batch), i(dim), i(h), i(w), i(n_states), i(rank),
             i(vec_bc), i(chunk_len), i(n_chunks))
     channels = batch * ROUTES * dim

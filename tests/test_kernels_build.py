@@ -225,6 +225,9 @@ def test_es2d_and_ldc_check_arguments():
         kernels.launch_es2d_scan(x, None, *rest, proj=kernels.DeviceArray(1, (1, 4, 34, 8), f32))
     with pytest.raises(ValueError, match="give x_proj_weight"):
         kernels.launch_es2d_scan(x, None, *rest)
+    with pytest.raises(ValueError, match=r"delta must have shape \(1, 4, 8, 9\)"):
+        kernels.launch_es2d_scan(x, None, *rest, proj=kernels.DeviceArray(1, (1, 4, 34, 9), f32),
+                                 delta=kernels.DeviceArray(1, (1, 4, 8, 8), f32))
     with pytest.raises(ValueError, match=r"weight must be \(Cout, Cin=8, 3, 3\)"):
         kernels.launch_ldc_conv2d(x, kernels.DeviceArray(1, (4, 8, 5, 5), f32),
                                   kernels.DeviceArray(1, (4, 8, 3, 3), f32), kernels.DeviceArray(1, (4, 8), f32),
@@ -246,13 +249,15 @@ def entry_params(family: str, macro: str) -> list[tuple[str, str]]:
     return params
 
 
-@pytest.mark.parametrize("override, chunked, given", [((4, 3), True, False), ((2, 1), False, False),
-                                                      ((0, 2), True, False), ((0, 1), False, False),
-                                                      ((4, 3), True, True), ((0, 1), False, True)])
+@pytest.mark.parametrize("override, chunked, given", [((4, 3), True, ""), ((2, 1), False, ""),
+                                                      ((0, 2), True, ""), ((0, 1), False, ""),
+                                                      ((4, 3), True, "proj"), ((0, 1), False, "proj"),
+                                                      ((4, 3), True, "delta"), ((0, 2), True, "delta")])
 def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunked, given):
     """Without a GPU: the fused ES2D op launches the projection and the scan passes (no delta kernel) with
     arguments that match the kernels' C parameters, on both cores, chunked or not; with the projections
-    given (``proj=``) the projection kernel is skipped and the scan reads them."""
+    given (``proj=``) the projection kernel is skipped and the scan reads them, and with delta given as
+    well the scan gets its pointer (null otherwise: the scan forms delta itself)."""
     import numpy as np
     from fusion_edge.kernels import launch
     from fusion_edge.kernels import launch_params as lp
@@ -273,10 +278,11 @@ def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunke
     need = kernels.es2d_workspace_bytes(batch, d, h, w, rank, n, sm_count=132)
     ws, dtw = arr(1 << 32, (need,), "uint8"), arr(1 << 28, (4, d, rank))
     proj = arr(1 << 30, (batch, 4, rank + 2 * n, length)) if given else None
+    delta = arr(1 << 31, (batch, 4, d, length)) if given == "delta" else None
     kernels.launch_es2d_scan(arr(1 << 20, (batch, d, h, w), "float16"),
                              None if given else arr(1 << 24, (4, rank + 2 * n, d)), dtw,
                              arr(1 << 25, (4, d)), arr(1 << 26, (4 * d, n)), arr(1 << 27, (4 * d,)),
-                             arr(1 << 29, (batch, d, h, w)), workspace=ws, proj=proj)
+                             arr(1 << 29, (batch, d, h, w)), workspace=ws, proj=proj, delta=delta)
     lanes = override[0]
     scan, states = (f"fe_es2d_lanes_scan_f16_l{lanes}", f"fe_es2d_lanes_states_f16_l{lanes}") if lanes else (
         "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16")
@@ -295,6 +301,7 @@ def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunke
             continue
         values = {pname: int(value) for (_, pname), value in zip(params, args)}
         assert values["dt_projs_weight"] == dtw.ptr and values["proj"] == (proj.ptr if given else ws.ptr)
+        assert values["delta"] == (delta.ptr if delta is not None else 0)
         assert (values["R"], values["N"], values["D"], values["h"], values["w"]) == (rank, n, d, h, w)
         assert values["n_chunks"] > 1 if chunked else values["n_chunks"] == 1
         assert (values["n_chunks"] - 1) * values["chunk_len"] < length <= values["n_chunks"] * values["chunk_len"]

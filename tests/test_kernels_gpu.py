@@ -294,6 +294,31 @@ def test_fused_es2d_with_given_projections(kernels, case, dtype):
     assert rel_err(out, es2d_truth(x, xw, *params)) <= (1e-5 if dtype == torch.float32 else 5e-3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("plan", [(4, 3), (8, 1), (1, 2), (0, 2), (0, 1)])
+def test_fused_es2d_with_given_delta(kernels, monkeypatch, plan, dtype):
+    """delta= (es2d_delta's library product) on both cores, chunked or not: the scan reads delta's rows
+    instead of forming delta from the dt rows, which are poisoned with NaN to prove they are not read."""
+    from fusion_edge.kernels import launch_params
+
+    from fusion_edge.ops.es2d import es2d_delta, es2d_project
+
+    monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", plan)
+    monkeypatch.setattr(launch_params, "SCAN_MIN_CHUNK", 64)  # the split core chunks this short route too
+    batch, d, h, w, rank, n = 2, 24, 33, 40, 12, 16
+    gen = torch.Generator(device="cuda").manual_seed(91 + plan[0] * 7 + plan[1])
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    xw, *params = es2d_params(d, rank, n, gen)
+    proj = es2d_project(x, xw).contiguous()
+    delta = es2d_delta(proj, params[0]).contiguous()
+    proj[:, :, :rank] = float("nan")
+    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
+    kernels.launch_es2d_scan(x, None, *params, out, proj=proj, delta=delta,
+                             stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    assert rel_err(out, es2d_truth(x, xw, *params)) <= (1e-5 if dtype == torch.float32 else 5e-3)
+
+
 ES2D_LANE_CASES = [
     # batch, D, h, w, R, N, lanes a channel, chunks (the scan forms delta from the R dt rows of the projections)
     (1, 32, 45, 61, 2, 16, 1, 4),

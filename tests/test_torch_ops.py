@@ -14,7 +14,7 @@ import fusion_edge.ops  # noqa: F401  registers the ops
 from fusion_edge.models.presets import create_model
 from fusion_edge.ops import es2d as es2d_module
 from fusion_edge.ops import es2d_scan, selective_scan, torch_ops
-from fusion_edge.ops.es2d import ROUTES, es2d_project, es2d_scan_projected_unfused, es2d_scan_unfused
+from fusion_edge.ops.es2d import ROUTES, es2d_delta, es2d_project, es2d_scan_projected_unfused, es2d_scan_unfused
 
 pytestmark = pytest.mark.skipif(not torch_ops.OPS_SUPPORTED, reason="torch has no torch.library.custom_op")
 OPS = torch.ops.fusion_edge
@@ -33,10 +33,12 @@ def es2d_args(batch=1, d=8, h=5, w=6, rank=1, n=4, dtype=torch.float32, device="
     return (x, *(p.to(device) for p in params))
 
 
-def es2d_projected_args(**kw):
-    """es2d_args with the route projections computed (the op's second input) in place of x_proj_weight."""
+def es2d_projected_args(with_delta=False, **kw):
+    """es2d_args with the route projections computed (the op's second input) in place of x_proj_weight,
+    and (``with_delta``) their deltas as the last input."""
     x, xw, *rest = es2d_args(**kw)
-    return (x, es2d_project(x, xw.to(x.device)), *rest)
+    proj = es2d_project(x, xw.to(x.device))
+    return (x, proj, *rest, *([es2d_delta(proj, rest[0])] if with_delta else []))
 
 
 def scan_args(batch=2, dim=6, length=9, n=4, groups=2, seed=1):
@@ -71,6 +73,7 @@ def tiny_model():
     ("es2d_scan", es2d_args()),
     ("es2d_scan", es2d_args(h=4, w=4, dtype=torch.float16)),
     ("es2d_scan_projected", es2d_projected_args(h=5, w=7)),
+    ("es2d_scan_projected", es2d_projected_args(with_delta=True, h=5, w=7)),
     ("selective_scan", scan_args()),
     ("ldc_conv2d", ldc_args()),
 ])
@@ -110,12 +113,35 @@ def test_library_projection_matches_the_unfused_path():
     torch.testing.assert_close(es2d_project(xb, xw), es2d_project(xb.float(), xw), rtol=0, atol=0)
 
 
+def test_library_delta_matches_the_dt_rows_product():
+    """es2d_delta is the dt rows' low-rank product of the unfused path, and the op given it (and only it:
+    the dt rows are then not read) computes what the op forming delta itself does."""
+    x, xw, dtw, dtb, al, ds = es2d_args(batch=2, h=7, w=5, rank=3)
+    proj = es2d_project(x, xw)
+    delta = es2d_delta(proj, dtw)
+    assert delta.shape == (2, ROUTES, 8, 4 * 3) and delta.dtype == torch.float32
+    torch.testing.assert_close(delta, torch.einsum("bkrl,kdr->bkdl", proj[:, :, :3], dtw), rtol=1e-6, atol=1e-6)
+    truth = OPS.es2d_scan_projected(x, proj, dtw, dtb, al, ds)
+    blanked = proj.clone()
+    blanked[:, :, :3] = float("nan")  # the dt rows: unused once delta is given
+    torch.testing.assert_close(OPS.es2d_scan_projected(x, blanked, dtw, dtb, al, ds, delta), truth, rtol=1e-5,
+                               atol=1e-5)
+    torch.testing.assert_close(es2d_scan_projected_unfused(x, blanked, dtw, dtb, al, ds, delta=delta,
+                                                           impl="reference"), truth, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"delta must be \(B, 4, D, L'\) = \(2, 4, 8, 12\)"):
+        OPS.es2d_scan_projected(x, proj, dtw, dtb, al, ds, delta[:, :, :-1])
+    with pytest.raises(ValueError, match="delta must be one of"):
+        es2d_module.set_delta("fused")
+
+
 def test_fake_implementations_give_shapes_and_dtypes():
     with FakeTensorMode() as mode:
         fake = [mode.from_tensor(t) for t in es2d_args(batch=2, d=8, h=5, w=7, dtype=torch.bfloat16)]
         out = OPS.es2d_scan(*fake)
         assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32 and out.is_contiguous()
         out = OPS.es2d_scan_projected(*(mode.from_tensor(t) for t in es2d_projected_args(batch=2, h=5, w=7)))
+        assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32
+        out = OPS.es2d_scan_projected(*(mode.from_tensor(t) for t in es2d_projected_args(True, batch=2, h=5, w=7)))
         assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32
         u, delta, A, B, C, D, z, bias, softplus = scan_args()
         u16 = mode.from_tensor(u.half().transpose(1, 2).contiguous().transpose(1, 2))  # not contiguous
@@ -205,13 +231,22 @@ def _graph_recorder(graphs, then: str = "eager"):
     return backend
 
 
-@pytest.mark.parametrize("route, projection", [("chunked", "auto"), ("ops", "auto"), ("ops", "kernel"),
-                                               ("ops", "library")])
-def test_model_compiles_as_one_graph_and_matches_eager(route, projection, monkeypatch):
+def _example(node):
+    """The example value dynamo recorded for a graph node (a parameter's tensor)."""
+    return node.meta.get("example_value", node.meta.get("val"))
+
+
+@pytest.mark.parametrize("route, projection, delta", [("chunked", "auto", "auto"), ("ops", "auto", "auto"),
+                                                      ("ops", "kernel", "auto"), ("ops", "library", "auto"),
+                                                      ("ops", "library", "kernel"), ("ops", "library", "library")])
+def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta, monkeypatch):
     """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops).
     Compiled, the layers of at least GEMM_MIN_CHANNELS channels (64 here: the two widest stages) take their
-    route projections from a library matrix product feeding es2d_scan_projected, unless pinned."""
+    route projections from a library matrix product feeding es2d_scan_projected, and those of a dt rank of
+    at least DELTA_MIN_RANK (4 here: the widest stage) their deltas too, unless pinned."""
     monkeypatch.setattr(es2d_module, "_projection", projection)
+    monkeypatch.setattr(es2d_module, "_delta", delta)
+    monkeypatch.setattr(es2d_module, "DELTA_MIN_RANK", 4)
     monkeypatch.setattr(es2d_module, "GEMM_MIN_CHANNELS", 64)
     model = tiny_model()
     vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
@@ -231,6 +266,11 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, monkey
     else:
         assert projected + fused == TINY_ES2D_CALLS
         assert projected == {"auto": TINY_ES2D_CALLS_WIDE, "kernel": 0, "library": TINY_ES2D_CALLS}[projection]
+        ranks_given = [(_example(node.args[2]).shape[-1], len(node.args) == 7 and node.args[6] is not None)
+                       for node in graphs[0].graph.nodes if str(node.target) == "fusion_edge.es2d_scan_projected"]
+        assert {rank for rank, _ in ranks_given} == {"auto": {2, 4}, "kernel": set(), "library": {1, 2, 4}}[projection]
+        for rank, given in ranks_given:
+            assert given == {"auto": rank >= 4, "kernel": False, "library": True}[delta], (rank, delta)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
@@ -250,6 +290,11 @@ def test_gpu_ops_match_the_kernels_and_pass_opcheck():
     assert set(torch.library.opcheck(OPS.es2d_scan_projected.default, projected).values()) == {"SUCCESS"}
     with torch.no_grad():  # the same scan from the GEMM's projections: fp16 products, float32 sums
         torch.testing.assert_close(OPS.es2d_scan_projected(*projected), OPS.es2d_scan(*args), rtol=5e-3, atol=5e-3)
+    with_delta = (*projected, es2d_delta(projected[1], projected[2]))
+    assert set(torch.library.opcheck(OPS.es2d_scan_projected.default, with_delta).values()) == {"SUCCESS"}
+    with torch.no_grad():  # delta from the library product instead of the scan's rank loop: float32 both
+        torch.testing.assert_close(OPS.es2d_scan_projected(*with_delta), OPS.es2d_scan_projected(*projected),
+                                   rtol=1e-4, atol=1e-4)
     cuda_scan = [t.cuda() if isinstance(t, torch.Tensor) else t for t in scan_args()]
     assert set(torch.library.opcheck(OPS.selective_scan.default, cuda_scan).values()) == {"SUCCESS"}
     cuda_ldc = [t.cuda() for t in ldc_args()]

@@ -84,6 +84,38 @@ def projects_with_library(x: torch.Tensor) -> bool:
     return _projection == "library"
 
 
+DELTAS = ("auto", "kernel", "library")
+_delta = "auto"
+
+# dt rank from which a library-projected layer also takes delta from a library product. The scan's own
+# delta costs R loads and multiply-adds a channel and step; the product's costs a write and a read of
+# (B, 4, D, L') float32, whatever R. H100, fp16, 512x640, paper blocks compiled
+# (benchmarks/results/compile_variants_h100.md): every projected layer with the product, 8.38 -> 7.76 ms;
+# edge's 256-channel layers (R = 8, 80-step routes) with it, 1.71 -> 1.79 ms.
+DELTA_MIN_RANK = 12
+
+
+def set_delta(mode: str) -> None:
+    """Where the fused op's scan gets delta when its projections come from a library GEMM: formed in
+    the scan from the dt rows (``"kernel"``), from :func:`es2d_delta` (``"library"``), or the latter
+    from a dt rank of DELTA_MIN_RANK up (``"auto"``)."""
+    global _delta
+    if mode not in DELTAS:
+        raise ValueError(f"delta must be one of {DELTAS}, got {mode!r}")
+    _delta = mode
+
+
+def get_delta() -> str:
+    return _delta
+
+
+def deltas_with_library(dt_rank: int) -> bool:
+    """Whether a library-projected layer of this dt rank also takes delta from :func:`es2d_delta`."""
+    if _delta == "auto":
+        return dt_rank >= DELTA_MIN_RANK
+    return _delta == "library"
+
+
 def es2d_project(x: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
     """Route projections (B, 4, R+2N, L') float32 of the map x (B, D, h, w): one batched matrix product
     over the gathered routes. float16 maps multiply in float16 (tensor cores, float32 accumulation; the
@@ -92,6 +124,15 @@ def es2d_project(x: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
     dtype = torch.float16 if x.dtype == torch.float16 else torch.float32
     xs = es2d_gather(x.to(dtype))
     return torch.matmul(x_proj_weight.to(dtype), xs).float()
+
+
+def es2d_delta(proj: torch.Tensor, dt_projs_weight: torch.Tensor) -> torch.Tensor:
+    """Route deltas before bias and softplus, (B, 4, D, L') float32 = dt_projs_weight[k] @ proj[b, k, :R]:
+    the dt rows' low-rank product as one batched matrix product, for the scan to read instead of
+    forming it itself (R multiply-adds and loads a step, which slowed the paper preset's scans by a
+    third; a GEMM writes it for a few microseconds a layer)."""
+    rank = dt_projs_weight.shape[-1]
+    return torch.matmul(dt_projs_weight.float(), proj[:, :, :rank].float())
 
 
 def es2d_scan_unfused(
@@ -127,19 +168,22 @@ def es2d_scan_projected_unfused(
     A_logs: torch.Tensor,
     Ds: torch.Tensor,
     *,
+    delta: torch.Tensor | None = None,
     impl: str | None = None,
     scan: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """:func:`es2d_scan_unfused` with the route projections given (B, 4, R+2N, L'), as from :func:`es2d_project`."""
-    _check_projections(x, proj, dt_projs_weight, A_logs)
+    """:func:`es2d_scan_unfused` with the route projections given (B, 4, R+2N, L'), as from :func:`es2d_project`,
+    and optionally their deltas (B, 4, D, L'), as from :func:`es2d_delta`."""
+    _check_projections(x, proj, dt_projs_weight, A_logs, delta)
     if scan is None:
         scan = functools.partial(selective_scan, impl=impl)
     xs = es2d_gather(x.float())
-    return _scan_routes(xs, proj.float(), dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:], scan)
+    return _scan_routes(xs, proj.float(), dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:], scan,
+                        delta=delta)
 
 
 def _check_projections(x: torch.Tensor, proj: torch.Tensor, dt_projs_weight: torch.Tensor,
-                       A_logs: torch.Tensor) -> None:
+                       A_logs: torch.Tensor, delta: torch.Tensor | None = None) -> None:
     if x.dim() != 4:
         raise ValueError(f"x must be (B, D, h, w), got shape {tuple(x.shape)}")
     b, _, h, w = x.shape
@@ -148,15 +192,20 @@ def _check_projections(x: torch.Tensor, proj: torch.Tensor, dt_projs_weight: tor
     if tuple(proj.shape) != want:
         raise ValueError(f"proj must be (B, 4, R+2N, L') = {want} for x of shape {tuple(x.shape)}, "
                          f"got {tuple(proj.shape)}")
+    want = (b, ROUTES, x.shape[1], want[3])
+    if delta is not None and tuple(delta.shape) != want:
+        raise ValueError(f"delta must be (B, 4, D, L') = {want} for x of shape {tuple(x.shape)}, "
+                         f"got {tuple(delta.shape)}")
 
 
-def _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, size, scan) -> torch.Tensor:
-    """Steps 3-6 on gathered routes xs (B, 4, D, L') and their projections; scattered back to ``size``."""
+def _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, size, scan, delta=None) -> torch.Tensor:
+    """Steps 3-6 on gathered routes xs (B, 4, D, L') and their projections (and deltas, if given);
+    scattered back to ``size``."""
     b, _, d, length = xs.shape
     dt_rank = dt_projs_weight.shape[2]
     d_state = A_logs.shape[1]
     dts, Bs, Cs = torch.split(proj, [dt_rank, d_state, d_state], dim=2)
-    dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float())
+    dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float()) if delta is None else delta.float()
     ys = scan(
         xs.reshape(b, ROUTES * d, length),
         dts.reshape(b, ROUTES * d, length),

@@ -219,13 +219,14 @@ def es2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     return _launch_es2d(x, params[1:], x_proj_weight=x_proj_weight)
 
 
-def es2d_scan_projected_fused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds) -> torch.Tensor:
+def es2d_scan_projected_fused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None) -> torch.Tensor:
     """:func:`es2d_scan_fused` with the route projections given (B, 4, R+2N, L') float32, as from
-    ``es2d.es2d_project``: the op's projection kernel is skipped."""
+    ``es2d.es2d_project``: the op's projection kernel is skipped. ``delta`` (B, 4, D, L') float32, as
+    from ``es2d.es2d_delta``: the scan reads it instead of forming it from the dt rows."""
     params = (dt_projs_weight, dt_projs_bias, A_logs, Ds)
     if not _es2d_kernels_apply(x, A_logs, (proj, *params)):
-        return es2d.es2d_scan_projected_unfused(x, proj, *params)
-    return _launch_es2d(x, params, proj=proj)  # the launcher checks proj's shape
+        return es2d.es2d_scan_projected_unfused(x, proj, *params, delta=delta)
+    return _launch_es2d(x, params, proj=proj, delta=delta)  # the launcher checks proj's and delta's shapes
 
 
 def _es2d_kernels_apply(x, A_logs, params) -> bool:
@@ -239,7 +240,7 @@ def _es2d_kernels_apply(x, A_logs, params) -> bool:
     )
 
 
-def _launch_es2d(x, params, x_proj_weight=None, proj=None) -> torch.Tensor:
+def _launch_es2d(x, params, x_proj_weight=None, proj=None, delta=None) -> torch.Tensor:
     from fusion_edge import kernels
 
     b, d, h, w = x.shape
@@ -249,12 +250,14 @@ def _launch_es2d(x, params, x_proj_weight=None, proj=None) -> torch.Tensor:
         x_proj_weight = x_proj_weight.detach().float().contiguous()
     if proj is not None:
         proj = proj.detach().float().contiguous()
+    if delta is not None:
+        delta = delta.detach().float().contiguous()
     out = torch.empty((b, d, h, w), device=x.device, dtype=torch.float32)
     need = kernels.es2d_workspace_bytes(b, d, h, w, dtw.shape[2], al.shape[1], sm_count=_sm_count(x.device))
     workspace = torch.empty(need, device=x.device, dtype=torch.uint8)
     with torch.cuda.device(x.device):
         kernels.launch_es2d_scan(x, x_proj_weight, dtw, dtb, al, ds, out, workspace=workspace, proj=proj,
-                                 stream=_stream(x))
+                                 delta=delta, stream=_stream(x))
     return out
 
 

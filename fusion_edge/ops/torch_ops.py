@@ -4,7 +4,7 @@ Dynamo cannot trace into the kernels (they launch through CuPy), so each inferen
 opaque operator with a fake implementation that gives only the output's shape and dtype:
 
 * ``fusion_edge::es2d_scan``  the fused ES2D route scan -> (B, D, h, w) float32
-* ``fusion_edge::es2d_scan_projected``  the same with the route projections given (a library GEMM's)
+* ``fusion_edge::es2d_scan_projected``  the same with the route projections (and deltas) given (a library GEMM's)
 * ``fusion_edge::selective_scan``  the selective scan forward -> u's shape and dtype
 * ``fusion_edge::ldc_conv2d``  the LDC convolution -> (B, Cout, H, W) in x's dtype
 
@@ -34,7 +34,7 @@ OPS_SUPPORTED = hasattr(torch.library, "custom_op") and hasattr(torch.library, "
 ES2D_SCHEMA = "(Tensor x, Tensor x_proj_weight, Tensor dt_projs_weight, Tensor dt_projs_bias, Tensor A_logs, " \
               "Tensor Ds) -> Tensor"
 ES2D_PROJECTED_SCHEMA = "(Tensor x, Tensor proj, Tensor dt_projs_weight, Tensor dt_projs_bias, Tensor A_logs, " \
-                        "Tensor Ds) -> Tensor"
+                        "Tensor Ds, Tensor? delta=None) -> Tensor"
 SCAN_SCHEMA = "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, " \
               "bool delta_softplus) -> Tensor"
 LDC_SCHEMA = "(Tensor x, Tensor weight, Tensor base_mask, Tensor learnable_mask, Tensor theta) -> Tensor"
@@ -68,18 +68,18 @@ def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
     return x.new_empty(x.shape, dtype=torch.float32)
 
 
-def _es2d_projected_cuda(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+def _es2d_projected_cuda(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):
     return _computed(selective_scan_cuda.es2d_scan_projected_fused, x, proj, dt_projs_weight, dt_projs_bias, A_logs,
-                     Ds)
+                     Ds, delta)
 
 
-def _es2d_projected_cpu(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    return _computed(_es2d_projected_unfused, x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+def _es2d_projected_cpu(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):
+    return _computed(_es2d_projected_unfused, x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=delta,
                      scan=selective_scan_chunked)
 
 
-def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    es2d._check_projections(x, proj, dt_projs_weight, A_logs)
+def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):
+    es2d._check_projections(x, proj, dt_projs_weight, A_logs, delta)
     return x.new_empty(x.shape, dtype=torch.float32)
 
 
@@ -179,7 +179,8 @@ def _es2d_op(x: torch.Tensor, params: tuple) -> torch.Tensor:
     """The fused op, given its projections by a library GEMM where ``es2d.projects_with_library`` says so."""
     if es2d.projects_with_library(x):
         proj = es2d.es2d_project(x, params[0])
-        return torch.ops.fusion_edge.es2d_scan_projected(x, proj, *params[1:])
+        delta = es2d.es2d_delta(proj, params[1]) if es2d.deltas_with_library(params[1].shape[-1]) else None
+        return torch.ops.fusion_edge.es2d_scan_projected(x, proj, *params[1:], delta)
     return torch.ops.fusion_edge.es2d_scan(x, *params)
 
 

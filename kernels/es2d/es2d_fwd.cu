@@ -9,7 +9,8 @@
 //                        softplus(delta + dt_projs_bias), skip Ds (fe_es2d_states_*: its first
 //                        pass when the routes are scanned in chunks). delta is formed in the scan:
 //                        delta[b, k*D + d, l] = sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l],
-//                        so no delta array is written or read.
+//                        so no delta array is written or read, unless the caller passes that
+//                        delta (float32, (batch, 4D, L)), e.g. from a library GEMM for wide layers.
 //   fe_es2d_lanes_{scan,states}_<x>_l<LPC>  the same on the lane-major core (scan_lanes.cuh),
 //                        N <= 16; the launcher picks the core (kernels/launch_params.py: scan_plan).
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
@@ -133,17 +134,19 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         fe::es2d::project<TX>(x, x_proj_weight, proj, batch, D, h, w, CP, splits);                   \
     }
 
-// x: map (batch, D, h, w); dt_projs_weight: (4, D, R); proj: (batch, 4, R+2N, L); out: map, float32.
+// x: map (batch, D, h, w); dt_projs_weight: (4, D, R); proj: (batch, 4, R+2N, L); delta: null or
+// (batch, 4D, L) float32; out: map, float32.
 // STATES: first pass of a chunked scan (grid.y = chunks), as in selective_scan_fwd.cu.
 #define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \
     extern "C" __global__ void __launch_bounds__(fe::scan::kMaxWarps * 32, SPL <= 2 ? 4 : 2) NAME(   \
         const TX* x, const float* dt_projs_weight, const float* A_logs, const float* proj,           \
-        const float* Ds, const float* dt_bias, float* out, float* states, float* dsums, int batch,   \
+        const float* delta, const float* Ds, const float* dt_bias, float* out, float* states,        \
+        float* dsums, int batch,                                                                     \
         int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks) {                \
         __shared__ fe::scan::WarpSmem<LPC, fe::scan::Tiling<LPC, SPL, float>::TL> smem[fe::scan::kMaxWarps]; \
         fe::scan::Params p;                                                                          \
         const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
-        p.u = x; p.delta = nullptr; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;  \
+        p.u = x; p.delta = delta;    p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;  \
         p.delta_bias = dt_bias; p.out = out; p.states = states; p.dsums = dsums;                     \
         p.batch = batch; p.dim = 4 * D; p.L = h2 * w2; p.N = N; p.groups = 4;                        \
         p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
@@ -157,12 +160,13 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
 #define FE_ES2D_LANES_ENTRY(NAME, TX, LPC, STATES)                                                    \
     extern "C" __global__ void __launch_bounds__(fe::lanes::kMaxWarps * 32) NAME(                     \
         const TX* x, const float* dt_projs_weight, const float* A_logs, const float* proj,           \
-        const float* Ds, const float* dt_bias, float* out, float* states, float* dsums, int batch,   \
+        const float* delta, const float* Ds, const float* dt_bias, float* out, float* states,        \
+        float* dsums, int batch,                                                                     \
         int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks) {                \
         __shared__ fe::lanes::Smem<LPC> smem[fe::lanes::kMaxWarps];                                  \
         fe::scan::Params p;                                                                          \
         const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
-        p.u = x; p.delta = nullptr; p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;  \
+        p.u = x; p.delta = delta;    p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;  \
         p.delta_bias = dt_bias; p.out = out; p.states = states; p.dsums = dsums;                     \
         p.batch = batch; p.dim = 4 * D; p.L = h2 * w2; p.N = N; p.groups = 4;                        \
         p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \

@@ -15,10 +15,10 @@
 // warp): B and C one tile ahead, u, delta and z two tiles ahead, in buffers that swap roles
 // from tile to tile.
 //
-// ES2D routes (ROUTES): no delta array exists. delta of channel d of route k at step l is
-// sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l] over the R dt rows of the projections;
-// rank 0 is prefetched with the other inputs, ranks 1..R-1 are read when a timestep is
-// prepared (route_delta), the ranks added in order 0..R-1 in float32.
+// ES2D routes (ROUTES): unless a float32 delta is given (p.delta, read like the plain scan's),
+// delta of channel d of route k at step l is sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l]
+// over the R dt rows of the projections; rank 0 is prefetched with the other inputs, ranks
+// 1..R-1 are read when a timestep is prepared (route_delta), added in order 0..R-1 in float32.
 #pragma once
 #include "../common/fe_types.cuh"
 
@@ -207,8 +207,11 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
     const bool has_z = !ROUTES && z != nullptr;
     const bool vec = p.vec_bc != 0;
     const long seq_base = (long)chan * L;
-    // ES2D: the route's dt rows (rank 0 is fetched ahead).
-    const float* dt_rows = ROUTES ? static_cast<const float*>(p.B) + (bc_base - p.dt_rank) * L : nullptr;
+    // ES2D: the route's dt rows (rank 0 is fetched ahead), or the channel's row of a given delta.
+    const bool own_delta = ROUTES && p.delta == nullptr;
+    const float* dt_rows = !ROUTES ? nullptr
+                           : own_delta ? static_cast<const float*>(p.B) + (bc_base - p.dt_rank) * L
+                                       : static_cast<const float*>(p.delta) + seq_base;
 
     // ES2D addressing: where this lane's timestep sits in the (batch, dim_route, h, w) map.
     RouteCursor cur{0, 0, 1};
@@ -267,8 +270,9 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
             float dt = 0.f;
             if (t.tv[m]) {
                 if constexpr (ROUTES) {
-                    dt = route_delta(__uint_as_float(t.d[m]), dt_rows, L, p.dt_w + (long)q * p.dt_rank, p.dt_rank,
-                                     l0 + kSub * m + s);
+                    dt = own_delta ? route_delta(__uint_as_float(t.d[m]), dt_rows, L, p.dt_w + (long)q * p.dt_rank,
+                                                 p.dt_rank, l0 + kSub * m + s)
+                                   : __uint_as_float(t.d[m]);
                 } else {
                     dt = Word<TU>::get(t.d[m], 0);
                 }

@@ -19,7 +19,9 @@
 // ES2D routes: delta = sum_r dt_projs_weight[k, d, r] * proj[b, k, r, l] over the R dt rows of
 // the projections (float32, ranks added in order). Rank 0 is requested with the other inputs;
 // ranks 1..R-1 are read when the lane prepares its timesteps (L1 hits: the channels of a warp
-// read the same rows, and the warp's lanes ask for them into L1 two tiles ahead).
+// read the same rows, and the warp's lanes ask for them into L1 two tiles ahead). With a float32
+// delta given (p.delta, rows in route order), it is read like the plain scan's instead: for wide
+// layers (large R) a library GEMM forms it for less than the rank loop costs here.
 // Long sequences with few channels are cut into chunks (grid.y) and scanned in two passes:
 // STATES computes each chunk's end state from zero and its sum of delta; the output pass
 // starts chunk c from sum_j exp2(A2 * R_j) * end_j over the chunks j < c, R_j being the delta
@@ -191,11 +193,14 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
         map_base = ((long)b * p.dim_route + d_route) * p.h * p.w;
     }
     const TU* u_ptr = static_cast<const TU*>(p.u) + (ROUTES ? map_base : seq);
-    // delta row; ES2D: rank 0 of the route's dt rows, which the channel's weights combine.
-    const TD* d_ptr = ROUTES ? static_cast<const TD*>(p.B) + (long)chan / p.dim_route * p.proj_rows * L
-                             : static_cast<const TD*>(p.delta) + seq;
+    // delta row; ES2D: rank 0 of the route's dt rows, which the channel's weights combine, or the
+    // channel's row of a given float32 delta (then one "rank" of weight 1: the rank loops do nothing).
+    const bool own_delta = ROUTES && p.delta == nullptr;
+    const TD* d_ptr = own_delta ? static_cast<const TD*>(p.B) + (long)chan / p.dim_route * p.proj_rows * L
+                                : static_cast<const TD*>(p.delta) + seq;
     const float* dt_w = ROUTES ? p.dt_w + (long)q * p.dt_rank : nullptr;
-    const float dt_w0 = ROUTES ? __ldg(dt_w) : 0.f;
+    const float dt_w0 = own_delta ? __ldg(dt_w) : 1.f;
+    const int ranks = own_delta ? p.dt_rank : 1;
     const TU* z_ptr = static_cast<const TU*>(p.z) + (has_z ? seq : 0);
     TO* o_ptr = static_cast<TO*>(p.out) + (ROUTES ? map_base : seq);
 
@@ -241,7 +246,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
             cur.advance(T - K);
             // dt ranks 1..R-1 of this tile into L1 for prepare(): rows split over the warp's channels.
             if (valid > 0) {
-                for (int rank = 1 + slot; rank < p.dt_rank; rank += CPW)
+                for (int rank = 1 + slot; rank < ranks; rank += CPW)
                     scan::prefetch_l1(reinterpret_cast<const float*>(d_ptr) + (long)rank * L + t0);
             }
         } else {
@@ -272,12 +277,12 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
             const float* rows = reinterpret_cast<const float*>(d_ptr) + t0;
 #pragma unroll
             for (int k = 0; k < K; ++k) dl[k] = dt_w0 * __uint_as_float(r.d[k]);
-            for (int r0 = 1; r0 < p.dt_rank; r0 += kRB) {
+            for (int r0 = 1; r0 < ranks; r0 += kRB) {
                 unsigned v[kRB][K];
                 float wv[kRB];
 #pragma unroll
                 for (int j = 0; j < kRB; ++j) {
-                    const bool on = r0 + j < p.dt_rank;
+                    const bool on = r0 + j < ranks;
                     load_run<float, K>(rows + (long)(r0 + j) * L, on ? valid : 0, vec_d, v[j]);
                     wv[j] = on ? __ldg(dt_w + r0 + j) : 0.f;
                 }

@@ -1,21 +1,28 @@
 """torch.compile variants of one preset side by side: the small ops' two forms and inductor options.
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
-        [--variants library,elementwise,combo,gemm,stream,aggressive,coordinate] [--jobs N] [--out FILE.md]
-        [--top N] [--lock FILE] [--barrier DIR [--barrier-count N]] [--compile-timeout S]
+        [--variants library,elementwise,combo,scan-delta,gemm,lib-delta,stream,aggressive,coordinate,
+        autotune] [--jobs N] [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE]
+        [--barrier DIR [--barrier-count N]] [--compile-timeout S]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
 calls (the model before ``fusion_edge.ops.fusable``) and the ES2D route projections with the op's own
 kernel; ``elementwise`` has those ops as fusable elementwise math; ``combo`` adds inductor's
 ``combo_kernels`` (independent kernels launched as one); ``gemm`` (what ``fusion-edge bench`` compiles)
-also takes the route projections of wide layers from a library GEMM (``fusion_edge.ops.es2d``);
+also takes the route projections of wide layers, and the deltas of those with a large dt rank, from
+library GEMMs (``fusion_edge.ops.es2d``); ``scan-delta`` takes the projections only (the scan forms every
+delta from the dt rows), ``lib-delta`` the deltas of every projected layer;
 ``stream`` runs the cross-modal blocks on a second CUDA stream (``--scope blocks`` only: a whole-model
 compilation traces one stream); ``aggressive`` and ``coordinate`` add inductor's ``aggressive_fusion``
-(fusing kernels that share no input) or ``coordinate_descent_tuning`` to that.
+(fusing kernels that share no input) or ``coordinate_descent_tuning`` to that; ``autotune`` lets inductor
+time Triton matmul templates against cuBLAS for every GEMM (``max_autotune_gemm``: a chosen template can
+take its neighbouring elementwise ops into its epilogue), at the cost of a much longer compilation.
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
-compiled model captured as one CUDA graph; p50/p10/p90 of 200 replays (CUDA events), GPU kernels per call
+compiled model captured as one CUDA graph; p50/p10/p90 of 200 replays (CUDA events, each replay waited
+for), the p50 of 200 replays queued back to back (as ``fusion-edge bench`` times them) and the host time
+to launch one replay, GPU kernels per call
 and GPU busy time (torch.profiler over 10 replays), compile seconds, and the largest difference to the
 eager float16 model. Without a GPU it prints the census of what inductor generated for one forward on
 the CPU instead (our ops routed as on the GPU): library calls by kind and fused kernels. That counts
@@ -39,15 +46,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fusion_edge.bench.config import format_size, parse_size
 
-# name: (fusable forms, ES2D projection, inductor options, cross-modal blocks on a second stream)
+# name: (fusable forms, ES2D projection, ES2D delta, inductor options, cross-modal blocks on a second stream)
 VARIANTS = {
-    "library": ("library", "kernel", {}, False),
-    "elementwise": ("auto", "kernel", {}, False),
-    "combo": ("auto", "kernel", {"combo_kernels": True}, False),
-    "gemm": ("auto", "auto", {"combo_kernels": True}, False),
-    "stream": ("auto", "auto", {"combo_kernels": True}, True),
-    "aggressive": ("auto", "auto", {"combo_kernels": True, "aggressive_fusion": True}, False),
-    "coordinate": ("auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}, False),
+    "library": ("library", "kernel", "auto", {}, False),
+    "elementwise": ("auto", "kernel", "auto", {}, False),
+    "combo": ("auto", "kernel", "auto", {"combo_kernels": True}, False),
+    "scan-delta": ("auto", "auto", "kernel", {"combo_kernels": True}, False),
+    "gemm": ("auto", "auto", "auto", {"combo_kernels": True}, False),
+    "lib-delta": ("auto", "auto", "library", {"combo_kernels": True}, False),
+    "stream": ("auto", "auto", "auto", {"combo_kernels": True}, True),
+    "aggressive": ("auto", "auto", "auto", {"combo_kernels": True, "aggressive_fusion": True}, False),
+    "coordinate": ("auto", "auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}, False),
+    "autotune": ("auto", "auto", "auto", {"combo_kernels": True, "max_autotune_gemm": True}, False),
 }
 REPLAYS, PROFILED_REPLAYS = 200, 10
 
@@ -77,9 +87,10 @@ def _compiled(args, variant: str):
     from fusion_edge.inference import load_model
     from fusion_edge.ops import es2d, fusable
 
-    forms, projection, options, cross_stream = VARIANTS[variant]
+    forms, projection, delta, options, cross_stream = VARIANTS[variant]
     fusable.set_default_impl(forms)
     es2d.set_projection(projection)
+    es2d.set_delta(delta)
     inductor_config.freezing = True
     for key, value in options.items():
         setattr(inductor_config, key, value)
@@ -110,6 +121,7 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     from fusion_edge.bench.backend_base import BenchContext
     from fusion_edge.bench.backends_compile import time_limit
     from fusion_edge.bench.backends_torch import capture_graph
+    from fusion_edge.bench.timing import CudaEventTimer
 
     model, compiled, frames = _compiled(args, variant)
     with torch.inference_mode():
@@ -136,6 +148,13 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
             end.record()
             end.synchronize()
             times.append(begin.elapsed_time(end))
+        # as `fusion-edge bench` times: replays queued back to back, events around each, one sync at the end
+        queued = sorted(CudaEventTimer().time_calls(graph.replay, REPLAYS))
+        start = time.perf_counter()
+        for _ in range(REPLAYS):
+            graph.replay()
+        launch_us = (time.perf_counter() - start) / REPLAYS * 1e6  # host time to launch one replay
+        torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(PROFILED_REPLAYS):
                 graph.replay()
@@ -149,7 +168,8 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     top = sorted(groups.items(), key=lambda item: -item[1][1])[: args.top]
     times.sort()
     return dict(variant=variant, p50_ms=times[len(times) // 2], p10_ms=times[len(times) // 10],
-                p90_ms=times[9 * len(times) // 10], kernels=len(kernels) / PROFILED_REPLAYS,
+                p90_ms=times[9 * len(times) // 10], queued_p50_ms=queued[len(queued) // 2], launch_us=launch_us,
+                kernels=len(kernels) / PROFILED_REPLAYS,
                 busy_ms=sum(ev.time_range.elapsed_us() for ev in kernels) / 1e3 / PROFILED_REPLAYS,
                 compile_s=compile_s, max_diff=diff,
                 top=[(name, n / PROFILED_REPLAYS, us / PROFILED_REPLAYS) for name, (n, us) in top])
@@ -227,7 +247,8 @@ def _spawn(args, variant: str, folder: str) -> dict:
            "--barrier", args.barrier or os.path.join(folder, "barrier"),
            "--barrier-count", str(args.barrier_count or len(args.variants)),
            "--compile-timeout", str(args.compile_timeout)]
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, f"inductor_{variant}")}
+    cache = os.path.join(args.cache_dir or folder, f"inductor_{variant}")
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         return dict(variant=variant, error=(proc.stderr.strip().splitlines() or ["failed"])[-1][:200])
@@ -254,11 +275,12 @@ def _table(args, results: list[dict]) -> str:
                 + " | ".join(str(r["calls"].get(k, 0)) for k in kinds)
                 + f" | {r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
         return title + "CPU census of the generated code (one forward; no timing).\n\n" + head + "\n".join(rows) + "\n"
-    head = ("| variant | p50 ms | p10 ms | p90 ms | kernels a call | GPU busy ms | compile s | max diff |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = ("| variant | p50 ms | p10 ms | p90 ms | queued p50 ms | launch us | kernels a call | GPU busy ms | "
+            "compile s | max diff |\n" + "|---" * 10 + "|\n")
     rows = [f"| {r['variant']} | error: {r['error']} |" if "error" in r else
-            f"| {r['variant']} | {r['p50_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | {r['kernels']:.0f} | "
-            f"{r['busy_ms']:.3f} | {r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
+            f"| {r['variant']} | {r['p50_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | "
+            f"{r['queued_p50_ms']:.3f} | {r['launch_us']:.0f} | {r['kernels']:.0f} | {r['busy_ms']:.3f} | "
+            f"{r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
     text = title + "float16 model copy, compiled model replayed as one CUDA graph.\n\n" + head + "\n".join(rows) + "\n"
     for r in results:
         if r.get("top"):
@@ -285,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-timeout", type=float, default=300.0,
                         help="seconds a variant may compile before it gives up (its row says so), so one slow "
                         "variant does not hold the others at the barrier (default 300)")
+    parser.add_argument("--cache-dir", help="keep each variant's inductor cache in DIR/inductor_<variant> (a later "
+                        "compilation of the same configuration, e.g. by `fusion-edge bench`, can reuse it); by "
+                        "default the caches are temporary")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

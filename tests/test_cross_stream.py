@@ -53,6 +53,8 @@ def test_bench_sets_the_flag_on_the_model_and_notes_it():
     gpu = BenchContext(source=Source(), device="cuda", batch=1, fp16=False, cross_stream=True)
     assert cross_stream_note(gpu) == ["cross-modal blocks on a second CUDA stream"]
     assert build_parser().parse_args(["bench", "--preset", "edge", "--cross-stream"]).cross_stream is True
+    assert build_parser().parse_args(["bench", "--preset", "edge"]).cross_stream is True  # on by default
+    assert build_parser().parse_args(["bench", "--preset", "edge", "--no-cross-stream"]).cross_stream is False
 
 
 def _cuda_model():

@@ -168,7 +168,7 @@ def _build(ctx: BenchContext, height: int, width: int, scan_impl: str) -> Compil
     if scope == "blocks":
         notes += cross_stream_note(ctx)
     elif ctx.cross_stream and ctx.on_gpu:
-        notes.append("--cross-stream not used: a whole-model compilation traces one stream")
+        notes.append("cross-modal blocks on the one stream: a whole-model compilation traces one stream")
     notes += _difference_note(ctx, out, height, width)
     return CompiledModel(forward, compile_s, notes)
 

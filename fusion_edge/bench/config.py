@@ -94,7 +94,7 @@ class BenchConfig:
     compile_scope: str = "model"
     compile_backend: str = "inductor"
     compile_freeze: bool = True  # inductor freezing: weights folded into the compiled code (inference only)
-    cross_stream: bool = False  # torch backends on a GPU: the cross-modal blocks on a second CUDA stream
+    cross_stream: bool = True  # torch backends on a GPU: the cross-modal blocks on a second CUDA stream
     compile_combo: bool = True  # inductor combo kernels on the GPU: independent small kernels launched as one
     compile_timeout: float = 600.0  # seconds one torch.compile compilation may take
     time_budget: float | None = None  # seconds for the whole run; configurations after it are skipped

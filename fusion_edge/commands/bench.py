@@ -62,10 +62,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-freeze", action="store_true",
                    help="compiled backends: do not let inductor fold the weights into the compiled code "
                    "(freezing, on by default: the benchmark only runs inference)")
-    p.add_argument("--cross-stream", action="store_true",
+    p.add_argument("--cross-stream", action=argparse.BooleanOptionalAction, default=True,
                    help="PyTorch backends on a GPU: run the cross-modal fusion blocks on a second CUDA stream beside "
-                   "the decoder (with --compile-scope blocks for the compiled ones; a whole-model compilation "
-                   "traces one stream)")
+                   "the decoder (on by default; the compiled backends with --compile-scope blocks only, since a "
+                   "whole-model compilation traces one stream)")
     p.add_argument("--no-combo", action="store_true",
                    help="compiled backends on a GPU: do not let inductor launch independent small kernels as one "
                    "(combo kernels, on by default)")

@@ -22,7 +22,8 @@ On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: c
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
 compiled model captured as one CUDA graph; p50/p10/p90 of 200 replays (CUDA events, each replay waited
 for), the p50 of 200 replays queued back to back (as ``fusion-edge bench`` times them) and the host time
-to launch one replay, GPU kernels per call
+to launch one replay (``stream``: also the p50 of the same compiled blocks captured with the cross-modal
+blocks on the one stream, timed in alternating rounds), GPU kernels per call
 and GPU busy time (torch.profiler over 10 replays), compile seconds, and the largest difference to the
 eager float16 model. Without a GPU it prints the census of what inductor generated for one forward on
 the CPU instead (our ops routed as on the GPU): library calls by kind and fused kernels. That counts
@@ -113,6 +114,20 @@ def _compiled(args, variant: str):
     return model, compiled, frames
 
 
+def _synced_times(graph, count: int) -> list[float]:
+    """Milliseconds of ``count`` replays, each waited for (CUDA events)."""
+    import torch
+
+    begin, end, times = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True), []
+    for _ in range(count):
+        begin.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end))
+    return times
+
+
 def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     import torch
     from torch.autograd import DeviceType
@@ -135,19 +150,21 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     # the benchmark's own capture; fp16=False: the model is already float16, so no autocast around it
     plain = BenchContext(source=None, device="cuda", batch=1, fp16=False)
     graph, _ = capture_graph(plain, lambda: compiled(*frames))
+    single = None  # stream variant: the same compiled blocks captured with the cross-modal blocks in line
+    if getattr(compiled, "cross_on_side_stream", False) and args.scope == "blocks":
+        compiled.cross_on_side_stream = False
+        single, _ = capture_graph(plain, lambda: compiled(*frames))
     _arrive_and_wait(args)  # compiling autotunes on the GPU: time only once every variant has compiled
     with open(lock_path, "w") as lock:  # one variant on the GPU at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         for _ in range(50):
             graph.replay()
         torch.cuda.synchronize()
-        begin, end, times = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True), []
-        for _ in range(REPLAYS):
-            begin.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            times.append(begin.elapsed_time(end))
+        times, single_times = [], []
+        for _ in range(4):  # with a second graph, alternate in rounds so that drift hits both alike
+            times += _synced_times(graph, REPLAYS // 4)
+            if single is not None:
+                single_times += _synced_times(single, REPLAYS // 4)
         # as `fusion-edge bench` times: replays queued back to back, events around each, one sync at the end
         queued = sorted(CudaEventTimer().time_calls(graph.replay, REPLAYS))
         start = time.perf_counter()
@@ -167,7 +184,9 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
         group[1] += ev.time_range.elapsed_us()
     top = sorted(groups.items(), key=lambda item: -item[1][1])[: args.top]
     times.sort()
-    return dict(variant=variant, p50_ms=times[len(times) // 2], p10_ms=times[len(times) // 10],
+    single_times.sort()
+    return dict(one_stream_p50_ms=single_times[len(single_times) // 2] if single_times else None,
+                variant=variant, p50_ms=times[len(times) // 2], p10_ms=times[len(times) // 10],
                 p90_ms=times[9 * len(times) // 10], queued_p50_ms=queued[len(queued) // 2], launch_us=launch_us,
                 kernels=len(kernels) / PROFILED_REPLAYS,
                 busy_ms=sum(ev.time_range.elapsed_us() for ev in kernels) / 1e3 / PROFILED_REPLAYS,
@@ -263,6 +282,10 @@ def _device() -> str:
     return f"{name}, torch {torch.__version__}"
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _table(args, results: list[dict]) -> str:
     title = (f"# torch.compile variants: {args.preset} {args.size[0]}x{args.size[1]}, scope {args.scope}\n\n"
              f"{_device()}; batch 1, inductor freezing on.\n\n")
@@ -275,11 +298,12 @@ def _table(args, results: list[dict]) -> str:
                 + " | ".join(str(r["calls"].get(k, 0)) for k in kinds)
                 + f" | {r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
         return title + "CPU census of the generated code (one forward; no timing).\n\n" + head + "\n".join(rows) + "\n"
-    head = ("| variant | p50 ms | p10 ms | p90 ms | queued p50 ms | launch us | kernels a call | GPU busy ms | "
-            "compile s | max diff |\n" + "|---" * 10 + "|\n")
+    head = ("| variant | p50 ms | p10 ms | p90 ms | queued p50 ms | one-stream p50 ms | launch us | kernels a call | "
+            "GPU busy ms | compile s | max diff |\n" + "|---" * 11 + "|\n")
     rows = [f"| {r['variant']} | error: {r['error']} |" if "error" in r else
             f"| {r['variant']} | {r['p50_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | "
-            f"{r['queued_p50_ms']:.3f} | {r['launch_us']:.0f} | {r['kernels']:.0f} | {r['busy_ms']:.3f} | "
+            f"{r['queued_p50_ms']:.3f} | {_ms(r.get('one_stream_p50_ms'))} | "
+            f"{r['launch_us']:.0f} | {r['kernels']:.0f} | {r['busy_ms']:.3f} | "
             f"{r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
     text = title + "float16 model copy, compiled model replayed as one CUDA graph.\n\n" + head + "\n".join(rows) + "\n"
     for r in results:

@@ -157,7 +157,7 @@ else
             edge-eager) eager edge 50 ;;
             paper-eager) eager paper 65 ;;
             tiny-eager) eager tiny 55 ;;
-            edge-target) STEP_MIN=45 target edge 150 "${EDGE_SCOPE:-model}" ;;
+            edge-target) STEP_MIN=45 target edge 150 "${EDGE_SCOPE:-blocks}" ;;
             paper-target) STEP_MIN=45 target paper 210 "${PAPER_SCOPE:-blocks}" ;;
             tiny-compiled) STEP_MIN=45 compiled tiny 70 "512x640,$OTHER_SIZES" ;;
             edge-compiled) STEP_MIN=45 compiled edge 70 "$OTHER_SIZES" ;;

@@ -38,11 +38,11 @@ class BenchContext:
     threads: int | None = None
     torch_fp16: str = "autocast"  # "autocast" or "half" (see fusion_edge.bench.config.TORCH_FP16_MODES)
     compile_mode: str = "default"
-    compile_scope: str = "model"
+    compile_scope: str = "blocks"
     compile_backend: str = "inductor"
     compile_freeze: bool = True
     compile_combo: bool = True
-    cross_stream: bool = False  # torch backends on a GPU: the cross-modal blocks on a second stream
+    cross_stream: bool = True  # torch backends on a GPU: the cross-modal blocks on a second stream
     compile_timeout: float = 600.0
     deadline: float | None = None  # time.monotonic() after which nothing new starts
     # What backends build once and share (a float16 model copy, a compiled model); see backends_compile.

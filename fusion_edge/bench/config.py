@@ -91,7 +91,7 @@ class BenchConfig:
     out_dir: Path | None = None
     torch_fp16: str = "autocast"
     compile_mode: str = "default"
-    compile_scope: str = "model"
+    compile_scope: str = "blocks"
     compile_backend: str = "inductor"
     compile_freeze: bool = True  # inductor freezing: weights folded into the compiled code (inference only)
     cross_stream: bool = True  # torch backends on a GPU: the cross-modal blocks on a second CUDA stream

@@ -53,9 +53,9 @@ def register(subparsers) -> None:
                    "(scan parameters float32) fed float16 inputs")
     p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
                    help="torch.compile mode of torch-cuda-compile(-graph) (default: default)")
-    p.add_argument("--compile-scope", choices=COMPILE_SCOPES, default="model",
-                   help="torch-cuda-compile(-graph): compile the whole model (default) or each block on its own "
-                   "(much less compile time)")
+    p.add_argument("--compile-scope", choices=COMPILE_SCOPES, default="blocks",
+                   help="torch-cuda-compile(-graph): compile each block on its own (default: a fraction of the "
+                   "compile time, and the cross-modal blocks can run on their own stream) or the whole model")
     p.add_argument("--compile-backend", choices=COMPILE_BACKENDS, default="inductor",
                    help="torch.compile backend of the compiled backends (default inductor; aot_eager and eager only "
                    "trace, to check for graph breaks quickly)")

@@ -132,6 +132,11 @@ def test_library_delta_matches_the_dt_rows_product():
         OPS.es2d_scan_projected(x, proj, dtw, dtb, al, ds, delta[:, :, :-1])
     with pytest.raises(ValueError, match="delta must be one of"):
         es2d_module.set_delta("fused")
+    # "auto": the paper's layers (R * D * L' = 6 * 192 * 5120 at stage 1, 512x640) take the product, the
+    # edge preset's widest (8 * 256 * 80) forms delta in the scan
+    assert es2d_module.get_delta() == "auto"
+    assert es2d_module.deltas_with_library(torch.empty(1, 192, 128, 160, device="meta"), 6)
+    assert not es2d_module.deltas_with_library(torch.empty(2, 256, 16, 20, device="meta"), 8)
 
 
 def test_fake_implementations_give_shapes_and_dtypes():
@@ -242,11 +247,12 @@ def _example(node):
 def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta, monkeypatch):
     """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops).
     Compiled, the layers of at least GEMM_MIN_CHANNELS channels (64 here: the two widest stages) take their
-    route projections from a library matrix product feeding es2d_scan_projected, and those of a dt rank of
-    at least DELTA_MIN_RANK (4 here: the widest stage) their deltas too, unless pinned."""
+    route projections from a library matrix product feeding es2d_scan_projected, and those doing at least
+    DELTA_MIN_WORK (dt rank x channels x route length; 500 here: the widest stage) their deltas too,
+    unless pinned."""
     monkeypatch.setattr(es2d_module, "_projection", projection)
     monkeypatch.setattr(es2d_module, "_delta", delta)
-    monkeypatch.setattr(es2d_module, "DELTA_MIN_RANK", 4)
+    monkeypatch.setattr(es2d_module, "DELTA_MIN_WORK", 500)
     monkeypatch.setattr(es2d_module, "GEMM_MIN_CHANNELS", 64)
     model = tiny_model()
     vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
@@ -266,11 +272,17 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta,
     else:
         assert projected + fused == TINY_ES2D_CALLS
         assert projected == {"auto": TINY_ES2D_CALLS_WIDE, "kernel": 0, "library": TINY_ES2D_CALLS}[projection]
-        ranks_given = [(_example(node.args[2]).shape[-1], len(node.args) == 7 and node.args[6] is not None)
-                       for node in graphs[0].graph.nodes if str(node.target) == "fusion_edge.es2d_scan_projected"]
-        assert {rank for rank, _ in ranks_given} == {"auto": {2, 4}, "kernel": set(), "library": {1, 2, 4}}[projection]
-        for rank, given in ranks_given:
-            assert given == {"auto": rank >= 4, "kernel": False, "library": True}[delta], (rank, delta)
+        work_given = []  # (dt rank * channels * route length, delta given) of each projected layer
+        for node in graphs[0].graph.nodes:
+            if str(node.target) == "fusion_edge.es2d_scan_projected":
+                (_, d, h, w), rank = _example(node.args[0]).shape, _example(node.args[2]).shape[-1]
+                work_given.append((rank * d * ((h + 1) // 2) * ((w + 1) // 2), len(node.args) == 7 and
+                                   node.args[6] is not None))
+        # 32x32 frames: widths 16-128, dt ranks 1-4, route lengths 16, 4, 1, 1 -> work 256, 128, 128, 512
+        assert sorted({work for work, _ in work_given}) == {"auto": [128, 512], "kernel": [],
+                                                            "library": [128, 256, 512]}[projection]
+        for work, given in work_given:
+            assert given == {"auto": work >= 500, "kernel": False, "library": True}[delta], (work, delta)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 

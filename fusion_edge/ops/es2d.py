@@ -51,16 +51,22 @@ def es2d_scatter(ys: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return full[:, :, :h, :w]
 
 
-PROJECTIONS = ("auto", "kernel", "library")
+MODES = ("auto", "kernel", "library")  # where the fused op's projections and deltas come from
+PROJECTIONS = DELTAS = MODES
 _projection = "auto"
+_delta = "auto"
+
+
+def _checked(mode: str, what: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"{what} must be one of {MODES}, got {mode!r}")
+    return mode
 
 
 def set_projection(mode: str) -> None:
     """How the fused ES2D op gets its route projections on a GPU (see :func:`projects_with_library`)."""
     global _projection
-    if mode not in PROJECTIONS:
-        raise ValueError(f"projection must be one of {PROJECTIONS}, got {mode!r}")
-    _projection = mode
+    _projection = _checked(mode, "projection")
 
 
 def get_projection() -> str:
@@ -84,35 +90,33 @@ def projects_with_library(x: torch.Tensor) -> bool:
     return _projection == "library"
 
 
-DELTAS = ("auto", "kernel", "library")
-_delta = "auto"
-
-# dt rank from which a library-projected layer also takes delta from a library product. The scan's own
-# delta costs R loads and multiply-adds a channel and step; the product's costs a write and a read of
-# (B, 4, D, L') float32, whatever R. H100, fp16, 512x640, paper blocks compiled
-# (benchmarks/results/compile_variants_h100.md): every projected layer with the product, 8.38 -> 7.76 ms;
-# edge's 256-channel layers (R = 8, 80-step routes) with it, 1.71 -> 1.79 ms.
-DELTA_MIN_RANK = 12
+# Work (dt rank x channels x route length, per image) from which a library-projected layer also takes
+# delta from a library product. The scan's own delta costs R loads and multiply-adds a channel and step;
+# the product costs a launch (some 4 us) and a write and read of (B, 4, D, L') float32. Per layer on the
+# H100, fp16, 512x640 (benchmarks/results/es2d_delta_h100.md): every paper layer (R*D*L' = 5.9e6) is
+# 15-50% faster with the product, every edge layer (at most 1.6e5) the same or up to 25% slower.
+DELTA_MIN_WORK = 1_000_000
 
 
 def set_delta(mode: str) -> None:
     """Where the fused op's scan gets delta when its projections come from a library GEMM: formed in
     the scan from the dt rows (``"kernel"``), from :func:`es2d_delta` (``"library"``), or the latter
-    from a dt rank of DELTA_MIN_RANK up (``"auto"``)."""
+    for layers of DELTA_MIN_WORK and up (``"auto"``; see :func:`deltas_with_library`)."""
     global _delta
-    if mode not in DELTAS:
-        raise ValueError(f"delta must be one of {DELTAS}, got {mode!r}")
-    _delta = mode
+    _delta = _checked(mode, "delta")
 
 
 def get_delta() -> str:
     return _delta
 
 
-def deltas_with_library(dt_rank: int) -> bool:
-    """Whether a library-projected layer of this dt rank also takes delta from :func:`es2d_delta`."""
+def deltas_with_library(x: torch.Tensor, dt_rank: int) -> bool:
+    """Whether a library-projected layer over the map x (B, D, h, w) with this dt rank also takes delta
+    from :func:`es2d_delta` (see :func:`set_delta`): ``"auto"``, where dt_rank * D * L' reaches
+    DELTA_MIN_WORK, the work the scan would spend forming delta itself."""
     if _delta == "auto":
-        return dt_rank >= DELTA_MIN_RANK
+        h, w = x.shape[2:]
+        return dt_rank * x.shape[1] * ((h + 1) // 2) * ((w + 1) // 2) >= DELTA_MIN_WORK
     return _delta == "library"
 
 

@@ -179,7 +179,7 @@ def _es2d_op(x: torch.Tensor, params: tuple) -> torch.Tensor:
     """The fused op, given its projections by a library GEMM where ``es2d.projects_with_library`` says so."""
     if es2d.projects_with_library(x):
         proj = es2d.es2d_project(x, params[0])
-        delta = es2d.es2d_delta(proj, params[1]) if es2d.deltas_with_library(params[1].shape[-1]) else None
+        delta = es2d.es2d_delta(proj, params[1]) if es2d.deltas_with_library(x, params[1].shape[-1]) else None
         return torch.ops.fusion_edge.es2d_scan_projected(x, proj, *params[1:], delta)
     return torch.ops.fusion_edge.es2d_scan(x, *params)
 

@@ -537,3 +537,17 @@ def test_profile_counts_gpu_kernels_also_inside_a_cuda_graph(tmp_path):
         assert row.status == "ok", row.reason
         assert row.profile["device"] == "cuda" and row.profile["launches_per_call"] > 50, row.notes
         assert 0 < row.profile["busy_ms_per_call"] <= row.profile["wall_ms_per_call"] * 1.5
+
+
+def test_profile_groups_generated_kernels_and_explains_overlap():
+    """Inductor's numbered Triton kernels are one family; other kernel names stay; a busy time above the
+    p50 (two streams) is explained rather than left looking like a measuring error."""
+    from fusion_edge.bench.profile import OpShare, Profile, kernel_family
+
+    assert kernel_family("triton_poi_fused_mm_view_5") == kernel_family("triton_poi_fused_mm_view_12")
+    assert kernel_family("triton_poi_fused_mm_view_5") == "triton_poi_fused_mm_view_N"
+    assert kernel_family("fe_es2d_lanes_scan_f16_l8") == "fe_es2d_lanes_scan_f16_l8"
+    assert kernel_family("sm90_xmma_gemm_64x64_3") == "sm90_xmma_gemm_64x64_3"  # library kernels: as named
+    overlapping = Profile("cuda", 5, 2.5, 1.85, 455, [OpShare("k", 17, 0.31, 0.17)]).summary(1.73)
+    assert "GPU busy 1.85 ms of a 1.73 ms p50 (more than the p50: kernels on several streams overlap)" in overlapping
+    assert "overlap" not in Profile("cuda", 5, 2.5, 1.5, 455, []).summary(1.73)

@@ -1,7 +1,8 @@
 """Where one configuration's time goes: ``fusion-edge bench --profile N``.
 
 After a configuration is timed, N more calls run under ``torch.profiler``. On a GPU the device
-kernels (and copies/memsets) are summed by name: how many launches a frame costs, how long the
+kernels (and copies/memsets) are summed by name, compiler-generated kernels by family (Triton
+kernels that differ only by their numeric suffix): how many launches a frame costs, how long the
 GPU is busy against the measured p50, and the kernels that take the most time. A small model
 whose busy time is far below its latency is bound by launches or the host, not by the GPU; many
 short kernels point at fusion. On the CPU the operators are summed by their own (self) time.
@@ -11,11 +12,20 @@ profilers).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 TOP = 12  # kernels / operators listed per profile
+_SUFFIX = re.compile(r"_\d+$")
+
+
+def kernel_family(name: str) -> str:
+    """Inductor names its Triton kernels by the ops they fuse plus a counter (``triton_poi_fused_add_3``,
+    ``_4``, ...): one family (``triton_poi_fused_add_N``), so that a model's many copies of one fusion
+    show up as what they cost together. Other kernel names are kept."""
+    return _SUFFIX.sub("_N", name) if name.startswith("triton_") else name
 
 
 @dataclass
@@ -42,6 +52,8 @@ class Profile:
         what = "GPU kernels" if self.device == "cuda" else "operator calls"
         busy = "GPU busy" if self.device == "cuda" else "operators' own time"
         against = f" of a {p50_ms:.3g} ms p50" if p50_ms else ""
+        if p50_ms and self.device == "cuda" and self.busy_ms_per_call > p50_ms:
+            against += " (more than the p50: kernels on several streams overlap)"
         head = self.top[0] if self.top else None
         top = f"; top: {head.name[:60]} {100 * head.share:.0f}%" if head else ""
         return (f"profile: {self.launches_per_call:.0f} {what} per call, {busy} {self.busy_ms_per_call:.3g} ms"
@@ -70,7 +82,7 @@ def profile_calls(run: Callable[[], object], calls: int, on_gpu: bool) -> Profil
     if on_gpu:
         for event in prof.events():
             if event.device_type == DeviceType.CUDA:
-                entry = totals.setdefault(event.name, [0, 0.0])
+                entry = totals.setdefault(kernel_family(event.name), [0, 0.0])
                 entry[0] += 1
                 entry[1] += event.time_range.elapsed_us()
     else:

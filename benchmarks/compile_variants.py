@@ -136,6 +136,7 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     from fusion_edge.bench.backend_base import BenchContext
     from fusion_edge.bench.backends_compile import time_limit
     from fusion_edge.bench.backends_torch import capture_graph
+    from fusion_edge.bench.profile import kernel_family
     from fusion_edge.bench.timing import CudaEventTimer
 
     model, compiled, frames = _compiled(args, variant)
@@ -179,7 +180,7 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     kernels = [ev for ev in prof.events() if ev.device_type == DeviceType.CUDA]
     groups: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
     for ev in kernels:  # Triton kernels differ only by a numeric suffix: group them by the rest
-        group = groups[re.sub(r"_\d+$", "_N", ev.name)[:90]]
+        group = groups[kernel_family(ev.name)[:90]]
         group[0] += 1
         group[1] += ev.time_range.elapsed_us()
     top = sorted(groups.items(), key=lambda item: -item[1][1])[: args.top]

@@ -34,6 +34,11 @@ def scan(x, params, proj, out, workspace, stream, delta_from_gemm: bool) -> None
     kernels.launch_es2d_scan(x, None, *params, out, workspace=workspace, proj=proj, delta=delta, stream=stream)
 
 
+def rule_picks(x: torch.Tensor, rank: int) -> str:
+    """Which form ``fusion_edge.ops.es2d`` picks for a layer over the map x with this dt rank."""
+    return "GEMM" if es2d.deltas_with_library(x, rank) else "scan"
+
+
 def row(preset: str, size: tuple[int, int], stage: int, d: int, h: int, w: int, batch: int,
         gen: torch.Generator) -> str:
     x = torch.randn(batch, d, h, w, generator=gen, device="cuda").half()
@@ -51,9 +56,8 @@ def row(preset: str, size: tuple[int, int], stage: int, d: int, h: int, w: int, 
     in_scan, with_gemm = (kbench.bench(run) for run in runs)
     gemm = kbench.bench(lambda: es2d.es2d_delta(proj, params[0]))
     better = "GEMM" if with_gemm < in_scan else "scan"
-    picks = "GEMM" if es2d.deltas_with_library(rank) else "scan"
-    return (f"| {preset} | {format_size(size)} | {stage + 1} | {batch} | {d} | {rank} | {h * w // 4} | "
-            f"{in_scan:.4f} | {with_gemm:.4f} | {gemm:.4f} | {better} | {picks} | {diff:.1e} |")
+    return (f"| {preset} | {format_size(size)} | {stage + 1} | {batch} | {d} | {rank} | {es2d.route_length(h, w)} | "
+            f"{in_scan:.4f} | {with_gemm:.4f} | {gemm:.4f} | {better} | {rule_picks(x, rank)} | {diff:.1e} |")
 
 
 def main(argv: list[str] | None = None) -> int:

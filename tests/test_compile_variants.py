@@ -65,14 +65,17 @@ def test_gpu_table_shows_the_one_stream_column_only_where_timed(cv):
     assert header.count("|") == row.count("|")
 
 
-def test_es2d_delta_benchmark_needs_a_gpu():
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present: the script would run")
+def test_es2d_delta_benchmark_names_the_models_rule_and_needs_a_gpu(monkeypatch):
+    monkeypatch.setattr(es2d, "_delta", "auto")
     had_kernels = "kernels" in sys.modules
     try:
         module = _script("es2d_delta")  # imports benchmarks/kernels.py as top-level "kernels"
-        with pytest.raises(SystemExit):
-            module.main([])
+        # paper stage 1 and edge stage 4 at 512x640, as in benchmarks/results/es2d_delta_h100.md
+        assert module.rule_picks(torch.empty(1, 192, 128, 160, device="meta"), 6) == "GEMM"
+        assert module.rule_picks(torch.empty(2, 256, 16, 20, device="meta"), 8) == "scan"
+        if not torch.cuda.is_available():
+            with pytest.raises(SystemExit):
+                module.main([])
     finally:
         if not had_kernels:
             sys.modules.pop("kernels", None)

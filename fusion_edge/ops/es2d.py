@@ -37,6 +37,11 @@ def es2d_gather(x: torch.Tensor, pad_always: bool = False) -> torch.Tensor:
     return torch.stack([r.reshape(b, d, h2 * w2) for r in (ee, oe, eo, oo)], dim=1)
 
 
+def route_length(h: int, w: int) -> int:
+    """L': positions of each route of an h x w map (odd sizes padded to even)."""
+    return ((h + 1) // 2) * ((w + 1) // 2)
+
+
 def es2d_scatter(ys: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Inverse of :func:`es2d_gather`: (B, 4, D, L') -> (B, D, h, w), cropping the padding."""
     b, _, d, _ = ys.shape
@@ -115,8 +120,7 @@ def deltas_with_library(x: torch.Tensor, dt_rank: int) -> bool:
     from :func:`es2d_delta` (see :func:`set_delta`): ``"auto"``, where dt_rank * D * L' reaches
     DELTA_MIN_WORK, the work the scan would spend forming delta itself."""
     if _delta == "auto":
-        h, w = x.shape[2:]
-        return dt_rank * x.shape[1] * ((h + 1) // 2) * ((w + 1) // 2) >= DELTA_MIN_WORK
+        return dt_rank * x.shape[1] * route_length(*x.shape[2:]) >= DELTA_MIN_WORK
     return _delta == "library"
 
 
@@ -192,7 +196,7 @@ def _check_projections(x: torch.Tensor, proj: torch.Tensor, dt_projs_weight: tor
         raise ValueError(f"x must be (B, D, h, w), got shape {tuple(x.shape)}")
     b, _, h, w = x.shape
     rows = dt_projs_weight.shape[-1] + 2 * A_logs.shape[-1]
-    want = (b, ROUTES, rows, ((h + 1) // 2) * ((w + 1) // 2))
+    want = (b, ROUTES, rows, route_length(h, w))
     if tuple(proj.shape) != want:
         raise ValueError(f"proj must be (B, 4, R+2N, L') = {want} for x of shape {tuple(x.shape)}, "
                          f"got {tuple(proj.shape)}")

@@ -23,7 +23,7 @@ def _aligned(nbytes: int) -> int:
 
 def _layout(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int, sm_count: int):
     """Byte offsets of the projections, chunk states and chunk sums, the total, and the scan plan.
-    No delta: the scan kernels form it from the projections' dt rows."""
+    No delta: the scan kernels form it from the projections' dt rows or read the caller's."""
     length = _route_length(h, w)
     proj = batch * ROUTES * (dt_rank + 2 * d_state) * length * 4
     plan = launch_params.scan_plan(batch * ROUTES * dim, length, d_state, sm_count, dim, routes=True)

@@ -55,7 +55,7 @@ template <int LPC, int TL> struct __align__(16) WarpSmem {
 // Everything a launch passes; ROUTES selects the ES2D addressing of u and out.
 struct Params {
     const void* u;           // (batch, dim, L) or, with routes, the map (batch, dim_route, h, w)
-    const void* delta;       // (batch, dim, L); unused with routes (delta comes from the dt rows)
+    const void* delta;       // (batch, dim, L); with routes optional (float32): null, the scan forms it
     const float* A;          // (dim, N); with a_is_log, A_logs and A = -exp(A_logs)
     const void* B;           // (batch, groups, N, L); with routes the projections (batch, 4, R+2N, L)
     const void* C;

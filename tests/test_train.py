@@ -102,9 +102,10 @@ def test_loss_is_zero_when_all_three_images_are_identical():
 HOST_SYNCING_BACKWARD = {"ProdBackward0", "ProdBackward1", "MaskedSelectBackward0", "NonzeroBackward0"}
 
 
-def test_loss_backward_has_no_host_syncing_node():
+@pytest.mark.parametrize("loss", ["reference", "quality"])
+def test_loss_backward_has_no_host_syncing_node(loss):
     fused = torch.rand(2, 1, 48, 64, requires_grad=True)
-    total, _ = FusionLoss()(clamp_unit(fused * 1.2), torch.rand(2, 1, 48, 64), torch.rand(2, 1, 48, 64))
+    total, _ = FusionLoss(loss)(clamp_unit(fused * 1.2), torch.rand(2, 1, 48, 64), torch.rand(2, 1, 48, 64))
     names, stack, seen = set(), [total.grad_fn], set()
     while stack:
         node = stack.pop()

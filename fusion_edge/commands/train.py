@@ -28,12 +28,13 @@ def register(subparsers) -> None:
     p.add_argument("--schedule", default="cosine", choices=["cosine", "reference", "constant"],
                    help="cosine decay, the reference's lr*0.75^(epoch-1), or constant (default cosine)")
     p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--loss", default="reference", choices=["reference", "paper", "signed-grad"],
+    p.add_argument("--loss", default="reference", choices=["reference", "paper", "signed-grad", "quality"],
                    help="reference: 10*L_ssim + 10*L_int + L_grad; paper: 100*L_int + 10*L_grad + L_ssim; "
                         "signed-grad: 10*L_ssim + 10*L_int + 5*L_grad on signed Sobel responses (the stronger "
-                        "source's per direction; docs/training.md)")
-    p.add_argument("--loss-weights", type=_loss_weights, metavar="SSIM,INT,GRAD",
-                   help="replace the loss's weights, e.g. 20,10,10 (the paper's parameter study) or 10,10,15")
+                        "source's per direction); quality: signed-grad + 10*(1 - (Qabf + VIF/2 + SCD/2)/3), the "
+                        "evaluation metrics made differentiable (docs/training.md)")
+    p.add_argument("--loss-weights", type=_loss_weights, metavar="SSIM,INT,GRAD[,QUALITY]",
+                   help="replace the loss's weights, e.g. 20,10,10 (the paper's parameter study) or 10,10,5,20")
     p.add_argument("--amp", nargs="?", const="bf16", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision (default auto: bf16 on GPU, off on CPU; --amp alone means bf16)")
     p.add_argument("--grad-clip", type=float, default=0.0, help="max gradient norm (default 0 = off)")
@@ -85,8 +86,9 @@ def _loss_weights(text: str) -> list[float]:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"--loss-weights takes three numbers SSIM,INT,GRAD, got {text!r}")
+    if len(values) not in (3, 4):
+        raise argparse.ArgumentTypeError(f"--loss-weights takes three or four numbers SSIM,INT,GRAD[,QUALITY], "
+                                         f"got {text!r}")
     return values
 
 

@@ -1,7 +1,7 @@
 """The fusion loss of the reference training script, term by term, and the paper's weighting.
 
-L = w_ssim * L_ssim + w_int * L_int + w_grad * L_grad, computed in fp32 on the clamped output (each named
-loss has its weights; ``weights`` replaces them):
+L = w_ssim * L_ssim + w_int * L_int + w_grad * L_grad + w_quality * L_quality, computed in fp32 on the
+clamped output (each named loss has its weights; ``weights`` replaces them):
 
 * L_int  = MSE(max(I_v, I_r), F)
 * L_grad = L1(max(|grad I_v|, |grad I_r|), |grad F|), |grad x| = |Sobel_x * x| + |Sobel_y * x|
@@ -14,6 +14,10 @@ just as well by an edge of the opposite sign or by texture from both sources at 
 
 * L_grad_signed = L1(sel(S_x I_v, S_x I_r), S_x F) + L1(sel(S_y I_v, S_y I_r), S_y F),
   sel(a, b) = a where |a| >= |b| else b
+
+``quality`` (ours) adds L_quality = 1 - (Qabf + VIF / 2 + SCD / 2) / 3 (``quality_loss``): the three
+evaluation metrics themselves, differentiable, on top of the signed-gradient loss, whose terms keep
+the image close to the sources where the metrics are indifferent.
 
 MS-SSIM is the reference repository's ``pytorch_msssim.msssim(normalize=True)`` with its quirks kept
 (valid convolution, window shrunk to the image, range read off the first argument at every level,
@@ -30,29 +34,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusion_edge.train.quality_loss import quality_loss
+
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # The smallest crop for which all five MS-SSIM levels keep at least one pixel.
 MIN_MSSSIM_SIZE = 16
 
-# (w_ssim, w_int, w_grad)
-LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = {
+# (w_ssim, w_int, w_grad, w_quality)
+LOSS_WEIGHTS: dict[str, tuple[float, float, float, float]] = {
     # train.py / loss.py of the reference: 10 * L_ssim + 10 * L_int + 1 * L_grad.
-    "reference": (10.0, 10.0, 1.0),
+    "reference": (10.0, 10.0, 1.0, 0.0),
     # The paper's a1 * L_int + a2 * L_text + a3 * L_ssim with (a1, a2, a3) = (100, 10, 1).
-    "paper": (1.0, 100.0, 10.0),
+    "paper": (1.0, 100.0, 10.0, 0.0),
     # Ours: the reference's terms with the signed gradient term, weighted 5.
-    "signed-grad": (10.0, 10.0, 5.0),
+    "signed-grad": (10.0, 10.0, 5.0, 0.0),
+    # Ours: signed-grad plus the differentiable evaluation metrics.
+    "quality": (10.0, 10.0, 5.0, 10.0),
 }
 # Losses whose gradient term compares signed Sobel responses instead of magnitudes.
-SIGNED_GRADIENT = frozenset({"signed-grad"})
+SIGNED_GRADIENT = frozenset({"signed-grad", "quality"})
+TERMS = ("ssim", "int", "grad", "quality")
 
 
-def check_loss_weights(weights: Sequence[float]) -> tuple[float, float, float]:
-    """(w_ssim, w_int, w_grad) that replace a loss's own weights (the paper's study varies them)."""
+def check_loss_weights(weights: Sequence[float], loss: str = "reference") -> tuple[float, float, float, float]:
+    """(w_ssim, w_int, w_grad, w_quality) replacing ``loss``'s own weights (the paper's study varies
+    them); three numbers keep that loss's quality weight."""
     values = tuple(float(w) for w in weights)
-    if len(values) != 3 or any(not math.isfinite(w) or w < 0 for w in values) or not any(values):
-        raise ValueError(f"loss weights must be three finite numbers >= 0 (SSIM, intensity, gradient), not all 0; "
-                         f"got {list(weights)}")
+    if len(values) not in (3, 4) or any(not math.isfinite(w) or w < 0 for w in values) or not any(values):
+        raise ValueError("loss weights must be three or four finite numbers >= 0 (SSIM, intensity, gradient[, "
+                         f"quality]), not all 0; got {list(weights)}")
+    if len(values) == 3:
+        values = (*values, LOSS_WEIGHTS.get(loss, LOSS_WEIGHTS["reference"])[3])
     return values
 
 
@@ -173,7 +185,7 @@ def signed_gradient_loss(gradient: SobelGradient, fused: torch.Tensor, vis: torc
 
 
 class FusionLoss(nn.Module):
-    """Weighted sum of the SSIM, intensity and gradient terms; returns (total, terms).
+    """Weighted sum of the SSIM, intensity, gradient (and quality) terms; returns (total, terms).
 
     ``fused`` is the clamped model output; all three images are (B, 1, H, W) in [0, 1]. The terms
     are computed in fp32 even under autocast (MS-SSIM's divisions are not safe in half precision).
@@ -184,8 +196,8 @@ class FusionLoss(nn.Module):
         if weighting not in LOSS_WEIGHTS:
             raise ValueError(f"unknown loss {weighting!r}; choose one of: {', '.join(LOSS_WEIGHTS)}")
         self.weighting = weighting
-        chosen = LOSS_WEIGHTS[weighting] if weights is None else check_loss_weights(weights)
-        self.w_ssim, self.w_int, self.w_grad = chosen
+        chosen = LOSS_WEIGHTS[weighting] if weights is None else check_loss_weights(weights, weighting)
+        self.w_ssim, self.w_int, self.w_grad, self.w_quality = chosen
         self.gradient = SobelGradient()
 
     def forward(
@@ -201,4 +213,9 @@ class FusionLoss(nn.Module):
                 l_grad = F.l1_loss(g_target, self.gradient(fused))
             l_ssim = 0.5 * (1 - msssim_reference(fused, vis)) + 0.5 * (1 - msssim_reference(fused, ir))
             total = self.w_ssim * l_ssim + self.w_int * l_int + self.w_grad * l_grad
-        return total, {"ssim": l_ssim.detach(), "int": l_int.detach(), "grad": l_grad.detach()}
+            terms = {"ssim": l_ssim.detach(), "int": l_int.detach(), "grad": l_grad.detach()}
+            if self.w_quality > 0:
+                l_quality = quality_loss(fused, vis, ir)
+                total = total + self.w_quality * l_quality
+                terms["quality"] = l_quality.detach()
+        return total, terms

@@ -39,8 +39,9 @@ from fusion_edge.train.checkpointing import (
     set_rng_state,
 )
 from fusion_edge.train.data import FullImagePairs, RandomCropPairs, find_pairs, split_pairs, to_unit
-from fusion_edge.train.losses import LOSS_WEIGHTS, FusionLoss, check_loss_weights, clamp_unit
+from fusion_edge.train.losses import LOSS_WEIGHTS, TERMS, FusionLoss, check_loss_weights, clamp_unit
 from fusion_edge.train.progress import Progress, log
+from fusion_edge.train.quality_loss import VIF_MIN_SIDE
 from fusion_edge.train.schedule import SCHEDULES, learning_rate
 from fusion_edge.train.validation import validate
 
@@ -67,7 +68,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     weight_decay: float = 0.0
     loss: str = "reference"
-    loss_weights: list[float] | None = None  # (w_ssim, w_int, w_grad) replacing the loss's own weights
+    loss_weights: list[float] | None = None  # (w_ssim, w_int, w_grad[, w_quality]) replacing the loss's own
     amp: str = "auto"
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     drop_path_rate: float = 0.1
@@ -99,8 +100,14 @@ class TrainConfig:
             raise ValueError(f"unknown lr schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.loss not in LOSS_WEIGHTS:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSS_WEIGHTS)}")
-        if self.loss_weights is not None:
-            check_loss_weights(self.loss_weights)
+        weights = LOSS_WEIGHTS[self.loss] if self.loss_weights is None else check_loss_weights(self.loss_weights,
+                                                                                               self.loss)
+        if weights[3] > 0:
+            small = {k: v for k, v in (("crop", self.crop), ("val_max_side", self.val_max_side))
+                     if v is not None and v < VIF_MIN_SIDE}
+            if small:
+                raise ValueError(f"the quality term (VIF) needs images of at least {VIF_MIN_SIDE} px: "
+                                 + ", ".join(f"{k}={v}" for k, v in small.items()))
         if self.amp not in AMP_MODES:
             raise ValueError(f"unknown amp mode {self.amp!r}; choose one of: {', '.join(AMP_MODES)}")
         if self.head_bias_init not in ("none", "data"):
@@ -316,6 +323,7 @@ class Trainer:
                                           capturable=on_gpu)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loss_fn = FusionLoss(cfg.loss, cfg.loss_weights).to(self.device)
+        self._no_term = torch.zeros((), device=self.device)  # the stats slot of a term the loss lacks
 
         per_rank = len(self.train_set) // self.dist.world_size
         if per_rank < cfg.batch:
@@ -460,7 +468,7 @@ class Trainer:
 
     def _step_body(self, vis: torch.Tensor, ir: torch.Tensor, graphed: bool = False) -> torch.Tensor:
         """Forward, loss, backward, clipping and the optimizer update. Gradients must be None or
-        zero on entry. Returns [loss, ssim, int, grad] as one device tensor (no host sync)."""
+        zero on entry. Returns [loss, ssim, int, grad, quality] as one device tensor (no host sync)."""
         cfg = self.config
         with self.autocast(cache_enabled=not graphed):  # autocast's weight cache cannot live in a graph
             out = self.ddp_model(vis, ir)
@@ -471,7 +479,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return torch.stack([loss.detach(), terms["ssim"], terms["int"], terms["grad"]])
+        return torch.stack([loss.detach(), *(terms.get(name, self._no_term) for name in TERMS)])
 
     def _eager_step(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         # once a graph owns the gradient buffers they are zeroed in place, never dropped
@@ -479,7 +487,7 @@ class Trainer:
         return self._step_body(vis, ir)
 
     def train_step(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on a batch already on the device; returns [loss, ssim, int, grad]."""
+        """One optimizer step on a batch already on the device; returns [loss, ssim, int, grad, quality]."""
         self._set_lr()
         if self.graph is not None:
             stats = self.graph(vis, ir)
@@ -593,7 +601,7 @@ class Trainer:
         cfg = self.config
         bar = Progress(self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.epochs}", every=cfg.log_every,
                        enabled=self.is_main)
-        total = torch.zeros(4, device=self.device)  # loss, ssim, int, grad (summed over steps)
+        total = torch.zeros(1 + len(TERMS), device=self.device)  # loss and its terms, summed over steps
         done = 0
         for vis, ir in self._batches():
             total += self.train_step(vis, ir)
@@ -604,8 +612,9 @@ class Trainer:
                 if not math.isfinite(mean[0]):
                     raise RuntimeError(f"training loss became {mean[0]} at step {self.step}; lower --lr or use "
                                        "--amp bf16 / --grad-clip")
-                bar.update(done, f"loss {mean[0]:.4f} (ssim {mean[1]:.4f} int {mean[2]:.5f} grad {mean[3]:.4f}) "
-                                 f"lr {self.lr:.2e}")
+                quality = f" quality {mean[4]:.4f}" if self.loss_fn.w_quality > 0 else ""
+                bar.update(done, f"loss {mean[0]:.4f} (ssim {mean[1]:.4f} int {mean[2]:.5f} grad {mean[3]:.4f}"
+                                 f"{quality}) lr {self.lr:.2e}")
             if self._finished(shared=report):
                 break
         bar.close()

@@ -7,7 +7,7 @@ import torch
 
 from fusion_edge import create_model, load_checkpoint
 from fusion_edge.models import PRESETS, FusionMamba
-from fusion_edge.models.fusion_mamba import RESIDUAL_KEY
+from fusion_edge.models.fusion_mamba import RESIDUAL_KEY, RESIDUAL_MAX_KEY
 from fusion_edge.models.ldc import LDC
 
 SMALL = dict(dims=[8, 16, 32, 64], depths=[1, 1, 1, 1], depths_decoder=[1, 1, 1, 1])
@@ -195,6 +195,24 @@ def test_residual_scale_travels_with_the_weights(tmp_path):
         load_checkpoint(old, preset="edge")
 
 
+def test_max_residual_is_head_plus_the_per_pixel_maximum_and_travels_with_the_weights(tmp_path):
+    model = create_model("edge", drop_path_rate=0.0, residual="max").eval()
+    state = model.state_dict()
+    assert RESIDUAL_MAX_KEY in state and RESIDUAL_KEY not in state
+    x1, x2 = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        out, head = _output_and_head(model, x1, x2)
+        assert torch.allclose(out, head + torch.maximum(x1, x2), atol=1e-6)
+        torch.save(state, tmp_path / "max.pt")
+        loaded = load_checkpoint(tmp_path / "max.pt", preset="edge").eval()
+        assert loaded.residual == "max" and loaded.preset == "edge"
+        assert torch.equal(loaded(x1, x2), model(x1, x2))
+    # the sum-residual edge model is unchanged: no "residual" entry in its config
+    assert "residual" not in create_model("edge").config and create_model("edge").residual == "sum"
+    with pytest.raises(ValueError, match="residual must be one of sum, max"):
+        create_model("edge", residual="mean")
+
+
 def _output_and_head(model, x1, x2):
     """The model's output and its head (final_conv's output) from the same forward."""
     captured = {}
@@ -210,4 +228,4 @@ def test_packaged_weights_are_the_edge_preset():
     from fusion_edge.inference import default_weights_path
 
     model = load_checkpoint(default_weights_path(), preset="edge")
-    assert model.residual_scale == 1.0
+    assert model.residual == "max"  # head + max(vis, ir): README, "Default weights"

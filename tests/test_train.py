@@ -584,6 +584,36 @@ def test_init_weights_start_fine_tuning_from_a_checkpoint(trained, tmp_path):
                             init_weights=str(reference_style)))._build()
 
 
+def test_sum_residual_weights_start_a_max_residual_model_at_the_per_pixel_maximum(trained, tmp_path):
+    root, data, _ = trained
+    from fusion_edge.models.checkpoint import load_checkpoint
+    from fusion_edge.train.trainer import Trainer
+
+    init = str(root / "run" / "last.pt")
+    source = load_checkpoint(init).state_dict()
+    trainer = Trainer(tiny_config(data, tmp_path / "max", max_steps=1, val_fraction=0.2, init_weights=init,
+                                  model_overrides={**TINY, "residual": "max"}))
+    trainer._build()
+    model = trainer.model.eval()
+    started = model.state_dict()
+    assert model.residual == "max"
+    assert all(torch.equal(started[k].cpu(), v) for k, v in source.items()
+               if not k.startswith("final_conv.") and not k.startswith("global_residual"))
+    assert not started["final_conv.weight"].any() and not started["final_conv.bias"].any()
+    vis, ir = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(vis, ir), torch.maximum(vis, ir))
+    # and back: max-residual weights do not start a sum-residual model
+    max_weights = tmp_path / "max.pth"
+    torch.save(started, max_weights)
+    with pytest.raises(ValueError, match="--residual max"):
+        Trainer(tiny_config(data, tmp_path / "bad", max_steps=1, val_fraction=0.2,
+                            init_weights=str(max_weights)))._build()
+    from fusion_edge.cli import build_parser
+
+    assert build_parser().parse_args(["train", "--data", "d", "--residual", "max"]).residual == "max"
+
+
 # ----------------------------------------------------------------------------- CUDA graph (GPU machine)
 
 
@@ -599,6 +629,30 @@ def test_cuda_graph_step_is_used_and_trains(tmp_path):
     resumed = train(tiny_config(data, tmp_path / "resumed", device="cuda", epochs=20, max_steps=16, cuda_graph=True,
                                 val_fraction=0.2), resume=str(tmp_path / "run" / "last.pt"))
     assert resumed["steps"] == 16 and math.isfinite(resumed["train_loss"])
+
+
+def test_quality_loss_trains_a_max_residual_model_on_cpu(tmp_path):
+    data = make_pairs(tmp_path / "d", count=4, size=(64, 80))
+    summary = train(tiny_config(data, tmp_path / "run", epochs=5, max_steps=2, val_fraction=0.25, crop=48,
+                                val_max_side=None,
+                                loss="quality", quality_weights=[4, 2, 0.5],
+                                model_overrides={**TINY, "residual": "max"}))
+    assert summary["steps"] == 2 and math.isfinite(summary["train_loss"])
+    assert 0 < summary["val"]["loss_quality"] < 1 and {"qabf", "vif", "scd"} <= set(summary["val"])
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["quality_weights"] == [4, 2, 0.5] and saved["loss"] == "quality"
+
+
+@pytest.mark.gpu
+def test_quality_loss_step_is_captured_as_a_cuda_graph(tmp_path):
+    # the quality term (Qabf / VIF / SCD in torch) must keep the step capturable and agree with an eager step
+    data = make_pairs(tmp_path / "d", count=5, size=(64, 80))
+    summary = train(tiny_config(data, tmp_path / "run", device="cuda", epochs=20, max_steps=8, cuda_graph=True,
+                                val_fraction=0.2, crop=48, val_max_side=None, loss="quality",
+                                model_overrides={**TINY, "residual": "max"}))
+    assert summary["cuda_graph"] == "on"
+    assert summary["steps"] == 8 and math.isfinite(summary["train_loss"])
+    assert 0 < summary["val"]["loss_quality"] < 1
 
 
 @pytest.mark.gpu

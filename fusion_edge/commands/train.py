@@ -35,6 +35,8 @@ def register(subparsers) -> None:
                         "evaluation metrics made differentiable (docs/training.md)")
     p.add_argument("--loss-weights", type=_loss_weights, metavar="SSIM,INT,GRAD[,QUALITY]",
                    help="replace the loss's weights, e.g. 20,10,10 (the paper's parameter study) or 10,10,5,20")
+    p.add_argument("--quality-weights", type=_quality_weights, metavar="QABF,VIF,SCD",
+                   help="weights of the three metrics inside the quality term (default 1,1,1)")
     p.add_argument("--amp", nargs="?", const="bf16", default="auto", choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision (default auto: bf16 on GPU, off on CPU; --amp alone means bf16)")
     p.add_argument("--grad-clip", type=float, default=0.0, help="max gradient norm (default 0 = off)")
@@ -42,6 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("--residual-scale", type=float, default=None,
                    help="global residual: output = head + S*(vis+ir) (default: the preset's; 2 for paper and "
                    "tiny as the reference, 1 for edge)")
+    p.add_argument("--residual", choices=["sum", "max"], default=None,
+                   help="global residual: sum (S*(vis+ir), the reference's form) or max (head + max(vis, ir), "
+                   "ours); default the preset's. --init weights of a sum model start a max model at max(vis, ir)")
     p.add_argument("--head-bias-init", default="none", choices=["none", "data"],
                    help="data: start the output bias at the mean gap between max(vis, ir) and the model's "
                    "residual S*(vis+ir), so few pixels start clamped (default none, as the reference)")
@@ -92,16 +97,27 @@ def _loss_weights(text: str) -> list[float]:
     return values
 
 
+def _quality_weights(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"--quality-weights takes three numbers QABF,VIF,SCD, got {text!r}")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     from fusion_edge.train import TrainConfig, export_weights, train
 
     config = TrainConfig(
         data=args.data, out=args.out, preset=args.preset, epochs=args.epochs, batch=args.batch, crop=args.crop,
         repeats=args.repeats, lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps, loss=args.loss,
-        loss_weights=args.loss_weights,
+        loss_weights=args.loss_weights, quality_weights=args.quality_weights,
         amp=args.amp, grad_clip=args.grad_clip, drop_path_rate=args.drop_path, head_bias_init=args.head_bias_init,
         init_weights=args.init, seed=args.seed,
-        model_overrides={} if args.residual_scale is None else {"residual_scale": args.residual_scale},
+        model_overrides={**({} if args.residual_scale is None else {"residual_scale": args.residual_scale}),
+                         **({} if args.residual is None else {"residual": args.residual})},
         val_fraction=args.val_fraction, val_max_side=args.val_max_side, val_every=args.val_every,
         val_interval=args.val_interval, data_on=args.data_on,
         max_steps=args.max_steps, time_limit=args.time_limit, scan_impl=args.scan_impl, cuda_graph=args.cuda_graph,

@@ -47,13 +47,18 @@ def _is_exporting() -> bool:
 # State_dict key of the global residual scale, present only when it is not the reference's 2: a
 # plain state_dict then still says how to rebuild the model, and reference weights stay unchanged.
 RESIDUAL_KEY = "global_residual_scale"
+# State_dict key present when the global residual is max(x1, x2) (``residual="max"``) instead of a sum.
+RESIDUAL_MAX_KEY = "global_residual_max"
+RESIDUALS = ("sum", "max")
 
 
 class FusionMamba(nn.Module):
     """The reference ``VSSM_Fusion``. ``model(x1, x2)``: x1 = visible (grey), x2 = infrared.
 
     Both are (B, in_chans, H, W) floats in [0, 1]; returns the raw (unclamped) fused image
-    (B, 1, H, W) = head + residual_scale * (x1 + x2).
+    (B, 1, H, W) = head + residual_scale * (x1 + x2), or head + max(x1, x2) with ``residual="max"``
+    (ours: the head then starts from the per-pixel maximum, a strong fusion on its own, and only
+    has to add what the maximum misses).
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class FusionMamba(nn.Module):
         drop_path_rate: float = 0.1,
         patch_norm: bool = True,
         residual_scale: float = 2.0,
+        residual: str = "sum",
         legacy_cross_ffn: bool = False,
         **kwargs,
     ) -> None:
@@ -83,14 +89,21 @@ class FusionMamba(nn.Module):
             raise ValueError(f"dims must double per stage and dims_decoder mirror them, got {dims} / {dims_decoder}")
         if dims[0] % 4:
             raise ValueError(f"dims[0] must be a multiple of 4 (final 4x expand), got {dims[0]}")
+        if residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {', '.join(RESIDUALS)}, got {residual!r}")
         self.config = dict(
             patch_size=patch_size, in_chans=in_chans, depths=list(depths), depths_decoder=list(depths_decoder),
             dims=dims, d_state=d_state, drop_path_rate=drop_path_rate, residual_scale=residual_scale,
             legacy_cross_ffn=legacy_cross_ffn,
         )
+        if residual != "sum":  # configs of sum-residual models stay as they were
+            self.config["residual"] = residual
+        self.residual = residual
         self.in_chans = in_chans
         self.residual_scale = float(residual_scale)
-        if self.residual_scale != 2.0:
+        if residual == "max":
+            self.register_buffer(RESIDUAL_MAX_KEY, torch.tensor(1.0))
+        elif self.residual_scale != 2.0:
             self.register_buffer(RESIDUAL_KEY, torch.tensor(self.residual_scale))
         self.check_inputs = True
         # CUDA inputs, not while a graph is traced: the cross-modal blocks run on a second stream beside the
@@ -169,6 +182,8 @@ class FusionMamba(nn.Module):
             y = self.layers_up[j](y + crossed(4 - j))
         y = self.final_up(y).permute(0, 3, 1, 2)
         y = self.final_conv(y)
+        if self.residual == "max":
+            return y + torch.maximum(x1, x2)
         if self.residual_scale == 2.0:
             return y + x1 + x2 + x1 + x2  # the reference's order of additions
         if self.residual_scale == 1.0:

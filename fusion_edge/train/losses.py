@@ -15,7 +15,8 @@ just as well by an edge of the opposite sign or by texture from both sources at 
 * L_grad_signed = L1(sel(S_x I_v, S_x I_r), S_x F) + L1(sel(S_y I_v, S_y I_r), S_y F),
   sel(a, b) = a where |a| >= |b| else b
 
-``quality`` (ours) adds L_quality = 1 - (Qabf + VIF / 2 + SCD / 2) / 3 (``quality_loss``): the three
+``quality`` (ours) adds L_quality = 1 - (Qabf + VIF / 2 + SCD / 2) / 3 (``quality_loss``, whose three
+weights ``quality_weights`` replaces): the three
 evaluation metrics themselves, differentiable, on top of the signed-gradient loss, whose terms keep
 the image close to the sources where the metrics are indifferent.
 
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_edge.train.quality_loss import quality_loss
+from fusion_edge.train.quality_loss import QUALITY_WEIGHTS, check_quality_weights, quality_loss
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # The smallest crop for which all five MS-SSIM levels keep at least one pixel.
@@ -191,13 +192,15 @@ class FusionLoss(nn.Module):
     are computed in fp32 even under autocast (MS-SSIM's divisions are not safe in half precision).
     """
 
-    def __init__(self, weighting: str = "reference", weights: Sequence[float] | None = None) -> None:
+    def __init__(self, weighting: str = "reference", weights: Sequence[float] | None = None,
+                 quality_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if weighting not in LOSS_WEIGHTS:
             raise ValueError(f"unknown loss {weighting!r}; choose one of: {', '.join(LOSS_WEIGHTS)}")
         self.weighting = weighting
         chosen = LOSS_WEIGHTS[weighting] if weights is None else check_loss_weights(weights, weighting)
         self.w_ssim, self.w_int, self.w_grad, self.w_quality = chosen
+        self.quality_weights = check_quality_weights(QUALITY_WEIGHTS if quality_weights is None else quality_weights)
         self.gradient = SobelGradient()
 
     def forward(
@@ -215,7 +218,7 @@ class FusionLoss(nn.Module):
             total = self.w_ssim * l_ssim + self.w_int * l_int + self.w_grad * l_grad
             terms = {"ssim": l_ssim.detach(), "int": l_int.detach(), "grad": l_grad.detach()}
             if self.w_quality > 0:
-                l_quality = quality_loss(fused, vis, ir)
+                l_quality = quality_loss(fused, vis, ir, self.quality_weights)
                 total = total + self.w_quality * l_quality
                 terms["quality"] = l_quality.detach()
         return total, terms

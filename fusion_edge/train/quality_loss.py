@@ -6,7 +6,9 @@ network started at the per-pixel maximum drifts away from the maximum's VIF and 
 term scores each fused crop with the same three measures ``fusion_edge.metrics`` evaluates, in
 torch, so the gradient follows them directly:
 
-    L_quality = 1 - (Qabf + VIF / 2 + SCD / 2) / 3          (per image, then the batch mean)
+    L_quality = 1 - (w_Q Qabf + w_V VIF / 2 + w_S SCD / 2) / (w_Q + w_V + w_S)   (per image, batch mean)
+
+with (w_Q, w_V, w_S) = (1, 1, 1) unless given (``--quality-weights``).
 
 Each measure follows its numpy counterpart (CDDFuse's conventions, grey 0..255; tests hold them to
 it on real pairs) with two smoothings where the exact formula has no gradient: the Sobel magnitude
@@ -18,6 +20,7 @@ elementwise or a convolution: no host synchronisation, so the term lives inside 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +35,9 @@ _SOBEL_EPS = 1e-6
 GREY_SCALE = 255.0
 # VIF's coarsest scale filters 'valid' with a 3-tap window after three 2x reductions.
 VIF_MIN_SIDE = 41
+
+# (w_Qabf, w_VIF, w_SCD) of the quality term
+QUALITY_WEIGHTS = (1.0, 1.0, 1.0)
 
 _CONSTANTS: dict[tuple, torch.Tensor] = {}
 
@@ -134,15 +140,29 @@ def scd(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tenso
     return _correlation(fused - vis, ir) + _correlation(fused - ir, vis)
 
 
-def quality_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-    """1 - (Qabf + VIF / 2 + SCD / 2) / 3, batch mean; images (B, 1, H, W) in [0, 1], at least 41x41.
+def check_quality_weights(weights: Sequence[float]) -> tuple[float, float, float]:
+    """(w_Qabf, w_VIF, w_SCD): three finite numbers >= 0, not all 0."""
+    values = tuple(float(w) for w in weights)
+    if len(values) != 3 or any(not math.isfinite(w) or w < 0 for w in values) or not any(values):
+        raise ValueError(f"quality weights must be three finite numbers >= 0 (Qabf, VIF, SCD), not all 0; "
+                         f"got {list(weights)}")
+    return values
 
-    VIF and SCD are halved so each measure spans about [0, 1] (VIF sums two sources, SCD two
-    correlations) and none dominates the sum.
+
+def quality_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor,
+                 weights: Sequence[float] = QUALITY_WEIGHTS) -> torch.Tensor:
+    """1 - (w_Q Qabf + w_V VIF / 2 + w_S SCD / 2) / sum(w), batch mean; images (B, 1, H, W) in [0, 1], at
+    least 41x41. VIF and SCD are halved so each measure spans about [0, 1] (VIF sums two sources, SCD
+    two correlations).
     """
     if fused.dim() != 4 or fused.shape[1] != 1 or min(fused.shape[-2:]) < VIF_MIN_SIDE:
         raise ValueError(f"the quality term needs (B, 1, H, W) crops of at least {VIF_MIN_SIDE}x{VIF_MIN_SIDE} "
                          f"(VIF's four scales), got {tuple(fused.shape)}")
+    w_q, w_v, w_s = check_quality_weights(weights)
     f, v, i = fused * GREY_SCALE, vis * GREY_SCALE, ir * GREY_SCALE
-    score = (qabf(f, i, v) + vif(f, i, v) / 2 + scd(f, i, v) / 2) / 3
-    return 1.0 - score.mean()
+    score = w_q * qabf(f, i, v)
+    if w_v:
+        score = score + w_v * vif(f, i, v) / 2
+    if w_s:
+        score = score + w_s * scd(f, i, v) / 2
+    return 1.0 - score.mean() / (w_q + w_v + w_s)

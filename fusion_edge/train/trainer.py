@@ -41,7 +41,7 @@ from fusion_edge.train.checkpointing import (
 from fusion_edge.train.data import FullImagePairs, RandomCropPairs, find_pairs, split_pairs, to_unit
 from fusion_edge.train.losses import LOSS_WEIGHTS, TERMS, FusionLoss, check_loss_weights, clamp_unit
 from fusion_edge.train.progress import Progress, log
-from fusion_edge.train.quality_loss import VIF_MIN_SIDE
+from fusion_edge.train.quality_loss import VIF_MIN_SIDE, check_quality_weights
 from fusion_edge.train.schedule import SCHEDULES, learning_rate
 from fusion_edge.train.validation import validate
 
@@ -69,6 +69,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "reference"
     loss_weights: list[float] | None = None  # (w_ssim, w_int, w_grad[, w_quality]) replacing the loss's own
+    quality_weights: list[float] | None = None  # (w_Qabf, w_VIF, w_SCD) inside the quality term
     amp: str = "auto"
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     drop_path_rate: float = 0.1
@@ -102,6 +103,8 @@ class TrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSS_WEIGHTS)}")
         weights = LOSS_WEIGHTS[self.loss] if self.loss_weights is None else check_loss_weights(self.loss_weights,
                                                                                                self.loss)
+        if self.quality_weights is not None:
+            check_quality_weights(self.quality_weights)
         if weights[3] > 0:
             small = {k: v for k, v in (("crop", self.crop), ("val_max_side", self.val_max_side))
                      if v is not None and v < VIF_MIN_SIDE}
@@ -122,20 +125,37 @@ class TrainConfig:
             raise ValueError(f"unknown data_on {self.data_on!r}; choose one of: {', '.join(DATA_PLACES)}")
 
 
-def load_initial_weights(model: torch.nn.Module, path: str) -> None:
-    """Copy a checkpoint's weights (any format ``load_checkpoint`` reads) into ``model``, strictly."""
+def load_initial_weights(model: torch.nn.Module, path: str) -> bool:
+    """Copy a checkpoint's weights (any format ``load_checkpoint`` reads) into ``model``, strictly.
+
+    Weights of a sum-residual model may start a max-residual one (``residual="max"``): everything but
+    the output convolution is copied, and that is zeroed, so training starts at the per-pixel maximum.
+    Returns whether the head was zeroed.
+    """
     from fusion_edge.models.checkpoint import load_checkpoint
+    from fusion_edge.models.fusion_mamba import RESIDUAL_KEY, RESIDUAL_MAX_KEY
 
     source = load_checkpoint(path)
-    wanted = getattr(model, "residual_scale", 2.0)
-    if source.residual_scale != wanted:
+    wanted = getattr(model, "residual", "sum")
+    restart_head = wanted == "max" and source.residual != "max"
+    if wanted == "sum" and source.residual == "max":
+        raise ValueError(f"--init weights {path} were trained with the global residual max(vis, ir); "
+                         "pass --residual max to fine-tune them")
+    if wanted == "sum" and source.residual_scale != model.residual_scale:
         raise ValueError(f"--init weights {path} were trained with the global residual "
-                         f"{source.residual_scale:g}*(vis+ir), the model being trained uses {wanted:g}*(vis+ir); "
-                         f"pass --residual-scale {source.residual_scale:g} to fine-tune them")
+                         f"{source.residual_scale:g}*(vis+ir), the model being trained uses "
+                         f"{model.residual_scale:g}*(vis+ir); pass --residual-scale {source.residual_scale:g} to "
+                         "fine-tune them")
+    state = source.state_dict()
+    if restart_head:
+        state.pop(RESIDUAL_KEY, None)
+        state[RESIDUAL_MAX_KEY] = model.state_dict()[RESIDUAL_MAX_KEY]
+        state = {k: torch.zeros_like(v) if k.startswith("final_conv.") else v for k, v in state.items()}
     try:
-        model.load_state_dict(source.state_dict(), strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"--init weights {path} do not fit the {type(model).__name__} being trained: {exc}") from exc
+    return restart_head
 
 
 # --------------------------------------------------------------------------- distributed
@@ -210,14 +230,16 @@ def resolved_scan_impl(device: torch.device) -> str:
     return name
 
 
-def output_bias_for(images: list, residual_scale: float) -> float:
-    """Mean of max(vis, ir) - residual_scale * (vis + ir) over the training pairs.
+def output_bias_for(images: list, residual_scale: float, residual: str = "sum") -> float:
+    """Mean of max(vis, ir) - residual_scale * (vis + ir) over the training pairs (0 for a max residual).
 
     The network adds residual_scale * (vis + ir) to its head; on bright scenes that sum starts far
     above 1, the clamp before the loss zeroes the gradient of nearly every pixel, and Adam moves
     the head's bias by about lr per step. Starting the bias at this gap puts the output in range
     from the first step (same architecture and loss; only the initial value differs).
     """
+    if residual == "max":
+        return 0.0
     gaps = []
     for vis, ir in images:
         v, i = vis.astype("float64") / 255.0, ir.astype("float64") / 255.0
@@ -298,11 +320,14 @@ class Trainer:
             if name in self.frozen:
                 p.requires_grad_(False)
         if cfg.init_weights and resume is None:
-            load_initial_weights(model, cfg.init_weights)
-            log(f"initialised from {cfg.init_weights}", self.is_main)
+            restarted = load_initial_weights(model, cfg.init_weights)
+            log(f"initialised from {cfg.init_weights}"
+                + (" (sum residual: output convolution zeroed, the model starts at max(vis, ir))" if restarted else ""),
+                self.is_main)
         self._seed(cfg.seed)
         if cfg.head_bias_init == "data" and resume is None and not cfg.init_weights:
-            bias = output_bias_for(self.train_set.images, getattr(model, "residual_scale", 2.0))
+            bias = output_bias_for(self.train_set.images, getattr(model, "residual_scale", 2.0),
+                                   getattr(model, "residual", "sum"))
             with torch.no_grad():
                 model.final_conv.bias.fill_(bias)
             log(f"output bias initialised to {bias:.4f} (mean of max(vis, ir) - residual over the training pairs)",
@@ -322,7 +347,7 @@ class Trainer:
                                           eps=1e-8, weight_decay=cfg.weight_decay, fused=on_gpu or None,
                                           capturable=on_gpu)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.loss_fn = FusionLoss(cfg.loss, cfg.loss_weights).to(self.device)
+        self.loss_fn = FusionLoss(cfg.loss, cfg.loss_weights, cfg.quality_weights).to(self.device)
         self._no_term = torch.zeros((), device=self.device)  # the stats slot of a term the loss lacks
 
         per_rank = len(self.train_set) // self.dist.world_size

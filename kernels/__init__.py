@@ -39,8 +39,9 @@ workspace=None, proj=None, delta=None, stream=None) -> out``
     The ES2D core (MODEL.md 3.2): reads x (batch, D, h, w) through the four skip-sampled
     routes, projects, scans and writes ``out`` (batch, D, h, w) float32 in place; no gather
     or scatter copies. Weights float32: x_proj_weight (4, R+2N, D), dt_projs_weight (4, D, R),
-    dt_projs_bias (4, D), A_logs (4D, N), Ds (4D). ``workspace`` holds the route projections:
-    at least ``es2d_workspace_bytes(batch, D, h, w, R, N, sm_count)`` bytes, allocated when None.
+    dt_projs_bias (4, D), A_logs (4D, N), Ds (4D). ``workspace`` holds the route projections and
+    chunk states: at least ``es2d_workspace_bytes(batch, D, h, w, R, N, sm_count, projected)`` bytes
+    (``projected``: ``proj`` is given, so only chunk states, often none), allocated when None.
     ``proj`` (batch, 4, R+2N, L') float32: projections computed elsewhere (x_proj_weight may then be
     None); ``delta`` (batch, 4, D, L') float32: the routes' delta before bias and softplus, which the
     scan then reads instead of forming it from the projections' dt rows.

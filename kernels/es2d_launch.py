@@ -21,11 +21,13 @@ def _aligned(nbytes: int) -> int:
     return (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def _layout(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int, sm_count: int):
+def _layout(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int, sm_count: int,
+            projected: bool = False):
     """Byte offsets of the projections, chunk states and chunk sums, the total, and the scan plan.
-    No delta: the scan kernels form it from the projections' dt rows or read the caller's."""
+    No delta: the scan kernels form it from the projections' dt rows or read the caller's.
+    ``projected``: the caller gives the projections, so they take no room here."""
     length = _route_length(h, w)
-    proj = batch * ROUTES * (dt_rank + 2 * d_state) * length * 4
+    proj = 0 if projected else batch * ROUTES * (dt_rank + 2 * d_state) * length * 4
     plan = launch_params.scan_plan(batch * ROUTES * dim, length, d_state, sm_count, dim, routes=True)
     n_st, n_sum = launch_params.scan_plan_state_floats(plan, batch * ROUTES * dim, d_state)
     offsets = [0, _aligned(proj)]
@@ -35,14 +37,15 @@ def _layout(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int, sm
 
 
 def es2d_workspace_bytes(batch: int, dim: int, h: int, w: int, dt_rank: int, d_state: int,
-                         sm_count: int | None = None) -> int:
+                         sm_count: int | None = None, projected: bool = False) -> int:
     """Bytes of scratch the fused ES2D op needs (route projections, chunk states), float32.
 
-    ``sm_count``: SMs of the GPU it will run on (the current device's when None).
+    ``sm_count``: SMs of the GPU it will run on (the current device's when None). ``projected``: the
+    call passes ``proj`` (the projections then need no room; chunk states alone, often nothing).
     """
     if sm_count is None:
         sm_count = launch.sm_count(launch.current_device())
-    return _layout(batch, dim, h, w, dt_rank, d_state, sm_count)[1]
+    return _layout(batch, dim, h, w, dt_rank, d_state, sm_count, projected)[1]
 
 
 def launch_es2d_scan(
@@ -117,25 +120,26 @@ def launch_es2d_scan(
     length = _route_length(h, w)
     dev = launch.current_device() if device is None else device
     sms = launch.sm_count(dev)
-    offsets, need, plan = _layout(batch, dim, h, w, rank, n_states, sms)
+    offsets, need, plan = _layout(batch, dim, h, w, rank, n_states, sms, projected=arrs["proj"] is not None)
     chunk_len, n_chunks = plan.chunk_len, plan.n_chunks
     ws = arrs["workspace"]
     keep = None
-    if ws is None:
+    if ws is None and need:
         keep = launch.alloc(need, "uint8", (need,), device=device, stream=stream)
         ws = as_device_array(keep, "workspace")
-    if ws.nbytes < need:
+    ws_ptr = 0 if ws is None else ws.ptr  # None: nothing to keep (given projections, one chunk)
+    if need and ws.nbytes < need:
         raise ValueError(f"workspace has {ws.nbytes} bytes; this shape needs {need} (es2d_workspace_bytes)")
-    if ws.ptr % 16:
+    if ws_ptr % 16:
         raise ValueError("workspace must be 16-byte aligned")
     proj_bytes = batch * ROUTES * proj_rows * length * 4
-    states, sums = ws.ptr + offsets[1], ws.ptr + offsets[2]
+    states, sums = ws_ptr + offsets[1], ws_ptr + offsets[2]
 
     p, i = launch.ptr, launch.i32
     code = TYPE_CODE[xa.dtype]
     proj = arrs["proj"]
     if proj is None:
-        proj = DeviceArray(ws.ptr, (proj_bytes // 4,), "float32", ws.device)
+        proj = DeviceArray(ws_ptr, (proj_bytes // 4,), "float32", ws.device)
         splits = launch_params.es2d_project_splits(batch, length, proj_rows, dim, sms)
         if splits > 1:
             launch.memset_async(proj.ptr, proj_bytes, device=device, stream=stream)

@@ -234,6 +234,8 @@ def test_es2d_and_ldc_check_arguments():
                                   kernels.DeviceArray(1, (1,), f32))
     # route length 3*3: projections 4*34*9 floats (4896 B -> 5120); no delta array, not chunked
     assert kernels.es2d_workspace_bytes(1, 8, 5, 6, 2, 16, sm_count=132) == 5120
+    # projections given by the caller: nothing left to hold for one chunk
+    assert kernels.es2d_workspace_bytes(1, 8, 5, 6, 2, 16, sm_count=132, projected=True) == 0
 
 
 def entry_params(family: str, macro: str) -> list[tuple[str, str]]:
@@ -275,7 +277,8 @@ def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunke
     def arr(ptr, shape, dtype="float32"):
         return kernels.DeviceArray(ptr, shape, dtype, 0)
 
-    need = kernels.es2d_workspace_bytes(batch, d, h, w, rank, n, sm_count=132)
+    need = kernels.es2d_workspace_bytes(batch, d, h, w, rank, n, sm_count=132, projected=bool(given))
+    assert (need > 0) == (chunked or not given)
     ws, dtw = arr(1 << 32, (need,), "uint8"), arr(1 << 28, (4, d, rank))
     proj = arr(1 << 30, (batch, 4, rank + 2 * n, length)) if given else None
     delta = arr(1 << 31, (batch, 4, d, length)) if given == "delta" else None
@@ -289,7 +292,7 @@ def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunke
     project = [] if given else ["fe_es2d_project_f16"]
     assert [name for name, _ in calls] == [*project, *([states] if chunked else []), scan]
     assert all(name in kernels.kernel_names("es2d") for name, _ in calls)
-    proj_end = ws.ptr + 4 * batch * 4 * (rank + 2 * n) * length
+    proj_end = ws.ptr + (0 if given else 4 * batch * 4 * (rank + 2 * n) * length)
     for name, args in calls:
         macro = "FE_ES2D_PROJECT_ENTRY" if "project" in name else (
             "FE_ES2D_LANES_ENTRY" if lanes else "FE_ES2D_SCAN_ENTRY")
@@ -305,7 +308,7 @@ def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunke
         assert (values["R"], values["N"], values["D"], values["h"], values["w"]) == (rank, n, d, h, w)
         assert values["n_chunks"] > 1 if chunked else values["n_chunks"] == 1
         assert (values["n_chunks"] - 1) * values["chunk_len"] < length <= values["n_chunks"] * values["chunk_len"]
-        if chunked:  # chunk states and sums lie in the workspace, after the projections
+        if chunked:  # chunk states and sums lie in the workspace, after the projections (when it holds them)
             assert proj_end <= values["states"] < values["dsums"] < ws.ptr + need
 
 

@@ -10,6 +10,7 @@ import torch
 
 from fusion_edge.models.checkpoint import extract_state_dict, load_checkpoint, upgrade_legacy_keys
 from fusion_edge.models.fusion_mamba import FusionMamba
+from fusion_edge.models.packaged import resolve_checkpoint
 from fusion_edge.models.presets import create_model, preset_config
 
 
@@ -49,7 +50,7 @@ def shape_mismatches(path: Path, preset: str, limit: int = 4) -> list[str]:
 
 
 def from_checkpoint(path: str | Path, preset: str | None = None) -> SourceModel:
-    path = Path(path)
+    path = resolve_checkpoint(path)  # a file, or packaged weights by name ("edge-sum")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if preset is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from importlib import resources
 from pathlib import Path
 
 import cv2
@@ -13,17 +12,17 @@ import torch
 from fusion_edge.imaging import from_unit_float, merge_luma, split_luma, to_grey, to_unit_float
 from fusion_edge.models.checkpoint import load_checkpoint
 from fusion_edge.models.fusion_mamba import FusionMamba
+from fusion_edge.models.packaged import DEFAULT_NAME, PACKAGED_WEIGHTS, packaged_weights_path
 from fusion_edge.models.presets import create_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = "edge.pt"
+DEFAULT_WEIGHTS = PACKAGED_WEIGHTS[DEFAULT_NAME]
 
 
 def default_weights_path() -> Path | None:
     """The trained weights that ship inside the package, if this build has them."""
-    path = Path(str(resources.files("fusion_edge") / "weights" / DEFAULT_WEIGHTS))
-    return path if path.is_file() else None
+    return packaged_weights_path(DEFAULT_NAME)
 
 
 def load_model(

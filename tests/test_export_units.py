@@ -3,6 +3,7 @@ directly through the TensorRT-RTX bindings), graph checks, atomic writes and use
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -313,6 +314,15 @@ def test_checkpoint_of_another_preset_lists_mismatched_shapes(tmp_path):
     assert "does not match preset 'edge'" in message
     assert "patch_embed1.proj.weight: checkpoint (8, 1, 4, 4) vs preset (16, 1, 4, 4)" in message
     assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+def test_packaged_weights_export_by_name(tmp_path):
+    options = ExportOptions(output=tmp_path / "out", height=64, width=64, checkpoint=Path("edge-sum"),
+                            parity_pairs=0)
+    run_export(options)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["model"]["checkpoint"]["file"] == "edge_sum.pt"
+    assert manifest["model"]["config"].get("residual", "sum") == "sum"
 
 
 def test_missing_packages_are_named(tmp_path, monkeypatch):

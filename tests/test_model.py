@@ -224,6 +224,19 @@ def _output_and_head(model, x1, x2):
     return out, captured["head"]
 
 
+def test_packaged_weights_load_by_name():
+    from fusion_edge.inference import default_weights_path
+    from fusion_edge.models.packaged import PACKAGED_WEIGHTS, packaged_weights_path, resolve_checkpoint
+
+    assert packaged_weights_path("edge") == default_weights_path()
+    previous = load_checkpoint("edge-sum", preset="edge")  # the previous default: head + (vis + ir)
+    assert previous.residual == "sum" and previous.residual_scale == 1.0
+    assert resolve_checkpoint("edge-sum") == packaged_weights_path("edge-sum")
+    assert resolve_checkpoint("no/such.pt").name == "such.pt" and packaged_weights_path("nope") is None
+    with pytest.raises(FileNotFoundError, match="packaged weights by name: " + ", ".join(PACKAGED_WEIGHTS)):
+        load_checkpoint("nope")
+
+
 def test_packaged_weights_are_the_edge_preset():
     from fusion_edge.inference import default_weights_path
 

@@ -36,7 +36,8 @@ def register(subparsers) -> None:
         nargs="?",
         const="",
         metavar="PATH",
-        help="fuse with this checkpoint first (without PATH: the packaged default weights); "
+        help="fuse with this checkpoint first (a file, or packaged weights by name: edge, edge-sum; without "
+        "PATH: the packaged default weights); "
         "the fused images are saved to OUT/fused/",
     )
     p.add_argument("--preset", help="model preset of the checkpoint (paper, tiny, edge)")

@@ -18,8 +18,8 @@ def register(subparsers) -> None:
     )
     source = p.add_argument_group("model")
     source.add_argument("--checkpoint", type=Path,
-                        help="checkpoint file (reference state_dict or training checkpoint); without it and without "
-                        "--preset: the packaged edge weights")
+                        help="checkpoint file (reference state_dict or training checkpoint) or packaged weights by "
+                        "name (edge, edge-sum); without it and without --preset: the packaged edge weights")
     source.add_argument("--preset", help="preset name (paper, tiny, edge); checks --checkpoint against it, or alone "
                         "exports the packaged weights of that preset")
     source.add_argument("--random-weights", action="store_true",

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--ir", required=True, help="infrared image file")
     p.add_argument("--vis", required=True, help="visible image file (grey or colour)")
     p.add_argument("-o", "--output", required=True, help="output image (PNG)")
-    p.add_argument("--checkpoint", help="model weights (default: the packaged edge weights)")
+    p.add_argument("--checkpoint",
+                   help="model weights: a file, or packaged weights by name (edge, the default; edge-sum)")
     p.add_argument("--preset", help="check the checkpoint against this preset (paper, tiny, edge)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.set_defaults(func=run)

@@ -77,7 +77,7 @@ def profile_for(options: ExportOptions) -> ShapeProfile | None:
 
 def validate(options: ExportOptions) -> ShapeProfile | None:
     """Every check that can fail fast, before minutes of tracing."""
-    from fusion_edge.models.packaged import PACKAGED_WEIGHTS, resolve_checkpoint
+    from fusion_edge.models.packaged import checkpoint_not_found, resolve_checkpoint
     from fusion_edge.models.presets import preset_config
 
     for name, value in (("height", options.height), ("width", options.width)):
@@ -90,8 +90,7 @@ def validate(options: ExportOptions) -> ShapeProfile | None:
     if options.preset is not None:
         preset_config(options.preset)
     if options.checkpoint is not None and not resolve_checkpoint(options.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {options.checkpoint} (packaged weights by name: "
-                                f"{', '.join(PACKAGED_WEIGHTS)})")
+        raise checkpoint_not_found(options.checkpoint)
     if options.scan_node not in SCAN_NODES:
         raise ValueError(f"unknown scan node {options.scan_node!r}; choose one of: {', '.join(SCAN_NODES)}")
     if options.scan_node != "es2d" and options.flavour != "plugin":

@@ -10,7 +10,7 @@ import torch
 
 from fusion_edge.models.checkpoint import extract_state_dict, load_checkpoint, upgrade_legacy_keys
 from fusion_edge.models.fusion_mamba import FusionMamba
-from fusion_edge.models.packaged import resolve_checkpoint
+from fusion_edge.models.packaged import checkpoint_not_found, resolve_checkpoint
 from fusion_edge.models.presets import create_model, preset_config
 
 
@@ -52,7 +52,7 @@ def shape_mismatches(path: Path, preset: str, limit: int = 4) -> list[str]:
 def from_checkpoint(path: str | Path, preset: str | None = None) -> SourceModel:
     path = resolve_checkpoint(path)  # a file, or packaged weights by name ("edge-sum")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise checkpoint_not_found(path)
     if preset is not None:
         preset_config(preset)  # unknown preset -> ValueError listing the known ones
     try:

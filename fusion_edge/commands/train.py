@@ -86,25 +86,23 @@ def command_line() -> str | None:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def _loss_weights(text: str) -> list[float]:
+def _numbers(text: str, lengths: tuple[int, ...], usage: str) -> list[float]:
+    """Comma-separated numbers, ``lengths`` of them (argparse type); ``usage`` names the option and its form."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) not in (3, 4):
-        raise argparse.ArgumentTypeError(f"--loss-weights takes three or four numbers SSIM,INT,GRAD[,QUALITY], "
-                                         f"got {text!r}")
+    if len(values) not in lengths:
+        raise argparse.ArgumentTypeError(f"{usage}, got {text!r}")
     return values
+
+
+def _loss_weights(text: str) -> list[float]:
+    return _numbers(text, (3, 4), "--loss-weights takes three or four numbers SSIM,INT,GRAD[,QUALITY]")
 
 
 def _quality_weights(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"--quality-weights takes three numbers QABF,VIF,SCD, got {text!r}")
-    return values
+    return _numbers(text, (3,), "--quality-weights takes three numbers QABF,VIF,SCD")
 
 
 def run(args: argparse.Namespace) -> int:

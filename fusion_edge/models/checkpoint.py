@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from fusion_edge.models.fusion_mamba import RESIDUAL_KEY, RESIDUAL_MAX_KEY, FusionMamba
-from fusion_edge.models.packaged import PACKAGED_WEIGHTS, resolve_checkpoint
+from fusion_edge.models.packaged import checkpoint_not_found, resolve_checkpoint
 from fusion_edge.models.presets import PRESETS, preset_config
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "net")
@@ -112,8 +112,7 @@ def load_checkpoint(
     else:
         path = resolve_checkpoint(source)  # a path, or a packaged name such as "edge-sum"
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path} (packaged weights by name: "
-                                    f"{', '.join(PACKAGED_WEIGHTS)})")
+            raise checkpoint_not_found(path)
         try:
             raw = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # pickle errors, truncated files, non-torch files

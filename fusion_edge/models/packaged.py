@@ -32,3 +32,9 @@ def resolve_checkpoint(source: str | Path) -> Path:
         if packaged is not None:
             return packaged
     return path
+
+
+def checkpoint_not_found(source: str | Path) -> FileNotFoundError:
+    """The error for a checkpoint argument that is neither a file nor a packaged name (it lists the names)."""
+    names = ", ".join(PACKAGED_WEIGHTS)
+    return FileNotFoundError(f"checkpoint not found: {source} (packaged weights by name: {names})")

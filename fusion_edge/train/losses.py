@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_edge.train.quality_loss import QUALITY_WEIGHTS, check_quality_weights, quality_loss
+from fusion_edge.train.quality_loss import QUALITY_WEIGHTS, check_quality_weights, checked_weights, quality_loss
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # The smallest crop for which all five MS-SSIM levels keep at least one pixel.
@@ -60,10 +60,8 @@ TERMS = ("ssim", "int", "grad", "quality")
 def check_loss_weights(weights: Sequence[float], loss: str = "reference") -> tuple[float, float, float, float]:
     """(w_ssim, w_int, w_grad, w_quality) replacing ``loss``'s own weights (the paper's study varies
     them); three numbers keep that loss's quality weight."""
-    values = tuple(float(w) for w in weights)
-    if len(values) not in (3, 4) or any(not math.isfinite(w) or w < 0 for w in values) or not any(values):
-        raise ValueError("loss weights must be three or four finite numbers >= 0 (SSIM, intensity, gradient[, "
-                         f"quality]), not all 0; got {list(weights)}")
+    values = checked_weights(weights, (3, 4), "loss weights must be three or four finite numbers >= 0 (SSIM, "
+                             "intensity, gradient[, quality])")
     if len(values) == 3:
         values = (*values, LOSS_WEIGHTS.get(loss, LOSS_WEIGHTS["reference"])[3])
     return values

@@ -140,13 +140,17 @@ def scd(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tenso
     return _correlation(fused - vis, ir) + _correlation(fused - ir, vis)
 
 
+def checked_weights(weights: Sequence[float], lengths: tuple[int, ...], what: str) -> tuple[float, ...]:
+    """Weights as floats: ``lengths`` of them, finite and >= 0, not all 0; else a ValueError naming ``what``."""
+    values = tuple(float(w) for w in weights)
+    if len(values) not in lengths or any(not math.isfinite(w) or w < 0 for w in values) or not any(values):
+        raise ValueError(f"{what}, not all 0; got {list(weights)}")
+    return values
+
+
 def check_quality_weights(weights: Sequence[float]) -> tuple[float, float, float]:
     """(w_Qabf, w_VIF, w_SCD): three finite numbers >= 0, not all 0."""
-    values = tuple(float(w) for w in weights)
-    if len(values) != 3 or any(not math.isfinite(w) or w < 0 for w in values) or not any(values):
-        raise ValueError(f"quality weights must be three finite numbers >= 0 (Qabf, VIF, SCD), not all 0; "
-                         f"got {list(weights)}")
-    return values
+    return checked_weights(weights, (3,), "quality weights must be three finite numbers >= 0 (Qabf, VIF, SCD)")
 
 
 def quality_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor,

@@ -35,7 +35,8 @@ def pad_mode_for(height: int, width: int) -> str:
 
 
 class ExportWrapper(nn.Module):
-    """pad to a multiple of 32 -> reference forward -> crop -> clamp, in fp32 or fp16."""
+    """pad to a multiple of 32 -> network head -> crop -> + global residual of the unpadded pair -> clamp,
+    in fp32 or fp16 (as ``FusionMamba.forward``)."""
 
     def __init__(self, model: FusionMamba, *, fp16: bool = False, pad_mode: str = "reflect") -> None:
         super().__init__()
@@ -50,9 +51,9 @@ class ExportWrapper(nn.Module):
         x1 = F.pad(vis, (0, pad_w, 0, pad_h), mode=self.pad_mode)
         x2 = F.pad(ir, (0, pad_w, 0, pad_h), mode=self.pad_mode)
         if self.fp16:
-            x1, x2 = x1.half(), x2.half()
-        out = self.model.forward_padded(x1, x2).float()
-        return out[:, :, :h, :w].clamp(0.0, 1.0)
+            x1, x2, vis, ir = x1.half(), x2.half(), vis.half(), ir.half()
+        head = self.model.head_padded(x1, x2)[:, :, :h, :w]
+        return self.model.add_residual(head, vis, ir).float().clamp(0.0, 1.0)
 
 
 def to_fp16(model: FusionMamba) -> FusionMamba:

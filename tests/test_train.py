@@ -584,34 +584,42 @@ def test_init_weights_start_fine_tuning_from_a_checkpoint(trained, tmp_path):
                             init_weights=str(reference_style)))._build()
 
 
-def test_sum_residual_weights_start_a_max_residual_model_at_the_per_pixel_maximum(trained, tmp_path):
+@pytest.mark.parametrize("residual", ["max", "twoscale"])
+def test_sum_residual_weights_start_a_prior_residual_model_exactly_at_its_prior(trained, tmp_path, residual):
     root, data, _ = trained
     from fusion_edge.models.checkpoint import load_checkpoint
     from fusion_edge.train.trainer import Trainer
 
     init = str(root / "run" / "last.pt")
     source = load_checkpoint(init).state_dict()
-    trainer = Trainer(tiny_config(data, tmp_path / "max", max_steps=1, val_fraction=0.2, init_weights=init,
-                                  model_overrides={**TINY, "residual": "max"}))
+    trainer = Trainer(tiny_config(data, tmp_path / residual, max_steps=1, val_fraction=0.2, init_weights=init,
+                                  model_overrides={**TINY, "residual": residual}))
     trainer._build()
     model = trainer.model.eval()
     started = model.state_dict()
-    assert model.residual == "max"
+    assert model.residual == residual
     assert all(torch.equal(started[k].cpu(), v) for k, v in source.items()
                if not k.startswith("final_conv.") and not k.startswith("global_residual"))
     assert not started["final_conv.weight"].any() and not started["final_conv.bias"].any()
     vis, ir = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    prior = torch.maximum(vis, ir) if residual == "max" else model.prior(vis, ir)
     with torch.no_grad():
-        assert torch.allclose(model(vis, ir), torch.maximum(vis, ir))
-    # and back: max-residual weights do not start a sum-residual model
-    max_weights = tmp_path / "max.pth"
-    torch.save(started, max_weights)
-    with pytest.raises(ValueError, match="--residual max"):
+        assert torch.allclose(model(vis, ir), prior)
+    # and back: prior-residual weights do not start a sum-residual model
+    prior_weights = tmp_path / f"{residual}.pth"
+    torch.save(started, prior_weights)
+    with pytest.raises(ValueError, match=f"--residual {residual}"):
         Trainer(tiny_config(data, tmp_path / "bad", max_steps=1, val_fraction=0.2,
-                            init_weights=str(max_weights)))._build()
+                            init_weights=str(prior_weights)))._build()
+    # max weights start a twoscale model at the prior too (and the other way round)
+    other = "twoscale" if residual == "max" else "max"
+    switched = Trainer(tiny_config(data, tmp_path / other, max_steps=1, val_fraction=0.2,
+                                   init_weights=str(prior_weights), model_overrides={**TINY, "residual": other}))
+    switched._build()
+    assert switched.model.residual == other and not switched.model.state_dict()["final_conv.weight"].any()
     from fusion_edge.cli import build_parser
 
-    assert build_parser().parse_args(["train", "--data", "d", "--residual", "max"]).residual == "max"
+    assert build_parser().parse_args(["train", "--data", "d", "--residual", residual]).residual == residual
 
 
 # ----------------------------------------------------------------------------- CUDA graph (GPU machine)

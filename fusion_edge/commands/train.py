@@ -44,9 +44,10 @@ def register(subparsers) -> None:
     p.add_argument("--residual-scale", type=float, default=None,
                    help="global residual: output = head + S*(vis+ir) (default: the preset's; 2 for paper and "
                    "tiny as the reference, 1 for edge)")
-    p.add_argument("--residual", choices=["sum", "max"], default=None,
-                   help="global residual: sum (S*(vis+ir), the reference's form) or max (head + max(vis, ir), "
-                   "ours); default the preset's. --init weights of a sum model start a max model at max(vis, ir)")
+    p.add_argument("--residual", choices=["sum", "max", "twoscale"], default=None,
+                   help="global residual: sum (S*(vis+ir), the reference's form), max (head + max(vis, ir)) or "
+                   "twoscale (head + a two-scale fusion prior, fusion_edge.models.two_scale); default the preset's. "
+                   "--init weights with another residual start a max or twoscale model exactly at its prior")
     p.add_argument("--head-bias-init", default="none", choices=["none", "data"],
                    help="data: start the output bias at the mean gap between max(vis, ir) and the model's "
                    "residual S*(vis+ir), so few pixels start clamped (default none, as the reference)")

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from fusion_edge.models.fusion_mamba import RESIDUAL_KEY, RESIDUAL_MAX_KEY, FusionMamba
+from fusion_edge.models.fusion_mamba import PRIOR_RESIDUAL_KEYS, RESIDUAL_KEY, FusionMamba
 from fusion_edge.models.packaged import checkpoint_not_found, resolve_checkpoint
 from fusion_edge.models.presets import PRESETS, preset_config
 
@@ -120,7 +120,7 @@ def load_checkpoint(
     state = extract_state_dict(raw)
     # the shapes cannot tell the residual scale: our models keep it as a buffer when it is not 2
     stored_scale = float(state[RESIDUAL_KEY]) if RESIDUAL_KEY in state else None
-    residual_max = RESIDUAL_MAX_KEY in state
+    prior = next((name for name, key in PRIOR_RESIDUAL_KEYS.items() if key in state), None)
     state, legacy, has_ffn = upgrade_legacy_keys(state)
     if has_ffn and not legacy_cross_ffn:
         warnings.warn(
@@ -130,11 +130,11 @@ def load_checkpoint(
         )
         state = {k: v for k, v in state.items() if not _LEGACY_FFN.search(k)}
     config = infer_config(state)
-    if residual_scale is None:  # (unused by a max residual, kept as the presets' 1 for the preset check)
-        residual_scale = stored_scale if stored_scale is not None else (1.0 if legacy or residual_max else 2.0)
+    if residual_scale is None:  # (unused by a prior residual, kept as the presets' 1 for the preset check)
+        residual_scale = stored_scale if stored_scale is not None else (1.0 if legacy or prior else 2.0)
     config["residual_scale"] = float(residual_scale)
-    if residual_max:
-        config["residual"] = "max"
+    if prior:
+        config["residual"] = prior
     if preset is not None:
         expected = preset_config(preset)
         diffs = [f"{k}: checkpoint {config[k]} vs preset {v}" for k, v in expected.items() if config.get(k) != v]

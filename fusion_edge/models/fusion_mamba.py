@@ -19,6 +19,7 @@ from fusion_edge.models.dffm import DFFMBlock
 from fusion_edge.models.dvss import DecoderStage, EncoderStage
 from fusion_edge.models.ldc import LDC
 from fusion_edge.models.patch import FinalPatchExpand2D, PatchEmbed2D
+from fusion_edge.models.two_scale import TwoScaleFusion
 
 SIZE_MULTIPLE = 32
 
@@ -49,16 +50,20 @@ def _is_exporting() -> bool:
 RESIDUAL_KEY = "global_residual_scale"
 # State_dict key present when the global residual is max(x1, x2) (``residual="max"``) instead of a sum.
 RESIDUAL_MAX_KEY = "global_residual_max"
-RESIDUALS = ("sum", "max")
+# State_dict key present when the global residual is the two-scale prior (``residual="twoscale"``).
+RESIDUAL_TWOSCALE_KEY = "global_residual_twoscale"
+RESIDUALS = ("sum", "max", "twoscale")
+# The residuals that are a fixed fusion of the inputs, by the state_dict key that marks them.
+PRIOR_RESIDUAL_KEYS = {"max": RESIDUAL_MAX_KEY, "twoscale": RESIDUAL_TWOSCALE_KEY}
 
 
 class FusionMamba(nn.Module):
     """The reference ``VSSM_Fusion``. ``model(x1, x2)``: x1 = visible (grey), x2 = infrared.
 
     Both are (B, in_chans, H, W) floats in [0, 1]; returns the raw (unclamped) fused image
-    (B, 1, H, W) = head + residual_scale * (x1 + x2), or head + max(x1, x2) with ``residual="max"``
-    (ours: the head then starts from the per-pixel maximum, a strong fusion on its own, and only
-    has to add what the maximum misses).
+    (B, 1, H, W) = head + residual_scale * (x1 + x2), or head + max(x1, x2) with ``residual="max"``,
+    or head + the two-scale prior of ``fusion_edge.models.two_scale`` with ``residual="twoscale"``
+    (ours: the head then starts from a strong fusion on its own and only has to add what it misses).
     """
 
     def __init__(
@@ -101,8 +106,9 @@ class FusionMamba(nn.Module):
         self.residual = residual
         self.in_chans = in_chans
         self.residual_scale = float(residual_scale)
-        if residual == "max":
-            self.register_buffer(RESIDUAL_MAX_KEY, torch.tensor(1.0))
+        self.prior = TwoScaleFusion() if residual == "twoscale" else None
+        if residual in PRIOR_RESIDUAL_KEYS:
+            self.register_buffer(PRIOR_RESIDUAL_KEYS[residual], torch.tensor(1.0))
         elif self.residual_scale != 2.0:
             self.register_buffer(RESIDUAL_KEY, torch.tensor(self.residual_scale))
         self.check_inputs = True
@@ -166,13 +172,18 @@ class FusionMamba(nn.Module):
             self.validate(x1, x2)
         h, w = x1.shape[-2:]
         pad_h, pad_w = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
-        if pad_h or pad_w:
-            x1, x2 = pad_to_multiple(x1, pad_h, pad_w), pad_to_multiple(x2, pad_h, pad_w)
-        out = self.forward_padded(x1, x2)
-        return out[..., :h, :w] if (pad_h or pad_w) else out
+        if not (pad_h or pad_w):
+            return self.forward_padded(x1, x2)
+        head = self.head_padded(pad_to_multiple(x1, pad_h, pad_w), pad_to_multiple(x2, pad_h, pad_w))
+        # the residual of the unpadded pair: a prior's blurs would otherwise see the padding
+        return self.add_residual(head[..., :h, :w], x1, x2)
 
     def forward_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The reference forward; H and W must be multiples of 32."""
+        return self.add_residual(self.head_padded(x1, x2), x1, x2)
+
+    def head_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """The network's output before the global residual; H and W must be multiples of 32."""
         s1, s2 = self.encode(x1, x2)
         side = self.cross_on_side_stream and x1.is_cuda and not _is_tracing()
         crossed = (cross_on_side_stream(self.Cross_block, s1, s2, stages=(3, 2, 1)) if side
@@ -181,9 +192,14 @@ class FusionMamba(nn.Module):
         for j in range(1, 4):
             y = self.layers_up[j](y + crossed(4 - j))
         y = self.final_up(y).permute(0, 3, 1, 2)
-        y = self.final_conv(y)
+        return self.final_conv(y)
+
+    def add_residual(self, y: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """The head ``y`` plus the global residual: residual_scale * (x1 + x2), max(x1, x2) or the prior."""
         if self.residual == "max":
             return y + torch.maximum(x1, x2)
+        if self.prior is not None:
+            return y + self.prior(x1, x2)
         if self.residual_scale == 2.0:
             return y + x1 + x2 + x1 + x2  # the reference's order of additions
         if self.residual_scale == 1.0:

@@ -128,19 +128,19 @@ class TrainConfig:
 def load_initial_weights(model: torch.nn.Module, path: str) -> bool:
     """Copy a checkpoint's weights (any format ``load_checkpoint`` reads) into ``model``, strictly.
 
-    Weights of a sum-residual model may start a max-residual one (``residual="max"``): everything but
-    the output convolution is copied, and that is zeroed, so training starts at the per-pixel maximum.
-    Returns whether the head was zeroed.
+    Weights of a model with another global residual may start one with a prior residual
+    (``residual="max"`` or ``"twoscale"``): everything but the output convolution is copied, and that
+    is zeroed, so training starts exactly at the prior. Returns whether the head was zeroed.
     """
     from fusion_edge.models.checkpoint import load_checkpoint
-    from fusion_edge.models.fusion_mamba import RESIDUAL_KEY, RESIDUAL_MAX_KEY
+    from fusion_edge.models.fusion_mamba import PRIOR_RESIDUAL_KEYS, RESIDUAL_KEY
 
     source = load_checkpoint(path)
     wanted = getattr(model, "residual", "sum")
-    restart_head = wanted == "max" and source.residual != "max"
-    if wanted == "sum" and source.residual == "max":
-        raise ValueError(f"--init weights {path} were trained with the global residual max(vis, ir); "
-                         "pass --residual max to fine-tune them")
+    restart_head = wanted in PRIOR_RESIDUAL_KEYS and source.residual != wanted
+    if wanted == "sum" and source.residual != "sum":
+        raise ValueError(f"--init weights {path} were trained with the global residual {source.residual!r}; "
+                         f"pass --residual {source.residual} to fine-tune them")
     if wanted == "sum" and source.residual_scale != model.residual_scale:
         raise ValueError(f"--init weights {path} were trained with the global residual "
                          f"{source.residual_scale:g}*(vis+ir), the model being trained uses "
@@ -148,8 +148,10 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> bool:
                          "fine-tune them")
     state = source.state_dict()
     if restart_head:
-        state.pop(RESIDUAL_KEY, None)
-        state[RESIDUAL_MAX_KEY] = model.state_dict()[RESIDUAL_MAX_KEY]
+        for key in (RESIDUAL_KEY, *PRIOR_RESIDUAL_KEYS.values()):
+            state.pop(key, None)
+        key = PRIOR_RESIDUAL_KEYS[wanted]
+        state[key] = model.state_dict()[key]
         state = {k: torch.zeros_like(v) if k.startswith("final_conv.") else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)
@@ -231,14 +233,14 @@ def resolved_scan_impl(device: torch.device) -> str:
 
 
 def output_bias_for(images: list, residual_scale: float, residual: str = "sum") -> float:
-    """Mean of max(vis, ir) - residual_scale * (vis + ir) over the training pairs (0 for a max residual).
+    """Mean of max(vis, ir) - residual_scale * (vis + ir) over the training pairs (0 for a prior residual).
 
     The network adds residual_scale * (vis + ir) to its head; on bright scenes that sum starts far
     above 1, the clamp before the loss zeroes the gradient of nearly every pixel, and Adam moves
     the head's bias by about lr per step. Starting the bias at this gap puts the output in range
     from the first step (same architecture and loss; only the initial value differs).
     """
-    if residual == "max":
+    if residual != "sum":
         return 0.0
     gaps = []
     for vis, ir in images:
@@ -322,7 +324,8 @@ class Trainer:
         if cfg.init_weights and resume is None:
             restarted = load_initial_weights(model, cfg.init_weights)
             log(f"initialised from {cfg.init_weights}"
-                + (" (sum residual: output convolution zeroed, the model starts at max(vis, ir))" if restarted else ""),
+                + (f" (another residual: output convolution zeroed, the model starts at its {model.residual} prior)"
+                   if restarted else ""),
                 self.is_main)
         self._seed(cfg.seed)
         if cfg.head_bias_init == "data" and resume is None and not cfg.init_weights:

@@ -10,22 +10,15 @@ import argparse
 
 import torch
 
+from fusion_edge.bench.timing import CudaEventTimer
 from fusion_edge.models.two_scale import TwoScaleFusion
 
 
 def p50_ms(fn, iters: int) -> float:
     for _ in range(10):
         fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+    times = sorted(CudaEventTimer().time_calls(fn, iters))
+    return times[len(times) // 2]
 
 
 def graphed(fn):

@@ -241,4 +241,4 @@ def test_packaged_weights_are_the_edge_preset():
     from fusion_edge.inference import default_weights_path
 
     model = load_checkpoint(default_weights_path(), preset="edge")
-    assert model.residual == "max"  # head + max(vis, ir): README, "Default weights"
+    assert model.residual == "twoscale"  # head + the two-scale prior: README, "Default weights"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 # name -> file in fusion_edge/weights/ (each with a .json record beside it)
 PACKAGED_WEIGHTS = {
-    # the default: edge preset, head + max(vis, ir), trained with --loss quality (README, "Default weights")
+    # the default: edge preset, head + the two-scale prior, trained with --loss quality (README, "Default weights")
     "edge": "edge.pt",
     # the previous default: edge preset, head + (vis + ir); shows warm targets through bright smoke better
     "edge-sum": "edge_sum.pt",

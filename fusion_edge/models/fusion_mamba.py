@@ -17,6 +17,7 @@ from torch import nn
 from fusion_edge.models.cross_stream import cross_in_order, cross_on_side_stream
 from fusion_edge.models.dffm import DFFMBlock
 from fusion_edge.models.dvss import DecoderStage, EncoderStage
+from fusion_edge.models.graph_state import is_exporting, is_tracing
 from fusion_edge.models.ldc import LDC
 from fusion_edge.models.patch import FinalPatchExpand2D, PatchEmbed2D
 from fusion_edge.models.two_scale import TwoScaleFusion
@@ -33,16 +34,6 @@ def _widths(dims: int | Sequence[int]) -> list[int]:
 def _linspace(end: float, count: int) -> list[float]:
     """torch.linspace(0, end, count) as floats (works while building on the meta device)."""
     return [end * i / (count - 1) if count > 1 else 0.0 for i in range(count)]
-
-
-def _is_tracing() -> bool:
-    """True while a graph is being traced (TorchScript, ONNX export, torch.compile): one stream only."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-
-
-def _is_exporting() -> bool:
-    """True while tracing, exporting, compiling or capturing a CUDA graph: no host syncs allowed."""
-    return _is_tracing() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
 # State_dict key of the global residual scale, present only when it is not the reference's 2: a
@@ -168,7 +159,7 @@ class FusionMamba(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        if self.check_inputs and not _is_exporting():
+        if self.check_inputs and not is_exporting():
             self.validate(x1, x2)
         h, w = x1.shape[-2:]
         pad_h, pad_w = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
@@ -185,7 +176,7 @@ class FusionMamba(nn.Module):
     def head_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The network's output before the global residual; H and W must be multiples of 32."""
         s1, s2 = self.encode(x1, x2)
-        side = self.cross_on_side_stream and x1.is_cuda and not _is_tracing()
+        side = self.cross_on_side_stream and x1.is_cuda and not is_tracing()
         crossed = (cross_on_side_stream(self.Cross_block, s1, s2, stages=(3, 2, 1)) if side
                    else cross_in_order(self.Cross_block, s1, s2))
         y = self.layers_up[0](s1[4] + s2[4])

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusion_edge.models.graph_state import is_capturing, is_tracing
+
 # Blur widths in pixels and the detail gain, picked by a small sweep scored on the 221 RoadScene
 # training pairs (docs/training.md); fixed, so the prior is the same for every model and input.
 BASE_SIGMA = 16.0
@@ -85,11 +87,11 @@ class TwoScaleFusion(nn.Module):
         code builds it in its graph; a CUDA-graph capture uses a kept one (made by the warm-up calls) or
         builds one inside the graph without keeping it (it would live in the graph's private memory)."""
         key = (which, n, device)
-        traced = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+        traced = is_tracing()
         if not traced and key in self._matrices:
             return self._matrices[key]
         matrix = blur_matrix(n, gaussian_taps(self.sigmas[which], device))
-        if not traced and not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()):
+        if not traced and not is_capturing():
             if len(self._matrices) > 48:  # a stream of ever new sizes: keep memory bounded
                 self._matrices.clear()
             self._matrices[key] = matrix
@@ -121,4 +123,3 @@ class TwoScaleFusion(nn.Module):
             fused_detail = detail_ir + w * (detail[:batch] - detail_ir)
             prior = base_vis + base_ir - level + self.detail_gain * fused_detail
         return prior.to(dtype)
-

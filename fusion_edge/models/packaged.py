@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGED_WEIGHTS = {
     # the default: edge preset, head + the two-scale prior, trained with --loss quality (README, "Default weights")
     "edge": "edge.pt",
-    # the previous default: edge preset, head + (vis + ir); shows warm targets through bright smoke better
+    # stage 4 of the default's training: edge preset, head + (vis + ir); the highest MS-SSIM of ours
     "edge-sum": "edge_sum.pt",
 }
 DEFAULT_NAME = "edge"

@@ -2,7 +2,7 @@
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
         [--variants library,elementwise,combo,scan-delta,gemm,lib-delta,stream,aggressive,coordinate,
-        autotune] [--jobs N] [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE]
+        autotune,pdl,mm64,mm128,pdl-mm128] [--jobs N] [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE]
         [--barrier DIR [--barrier-count N]] [--compile-timeout S]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
@@ -16,7 +16,12 @@ delta from the dt rows), ``lib-delta`` the deltas of every projected layer;
 compilation traces one stream); ``aggressive`` and ``coordinate`` add inductor's ``aggressive_fusion``
 (fusing kernels that share no input) or ``coordinate_descent_tuning`` to that; ``autotune`` lets inductor
 time Triton matmul templates against cuBLAS for every GEMM (``max_autotune_gemm``: a chosen template can
-take its neighbouring elementwise ops into its epilogue), at the cost of a much longer compilation.
+take its neighbouring elementwise ops into its epilogue), at the cost of a much longer compilation;
+``pdl`` is ``stream`` with Programmatic Dependent Launch in inductor's Triton kernels (Hopper and newer:
+a kernel may start while the one before it drains, and waits for its results in the GPU); ``mm64`` and
+``mm128`` are ``stream`` with inductor's decomposition of memory-bound matrix products (at least 4096
+rows, a weight of at most 64 or 128 rows and columns) into elementwise math that fuses with the
+LayerNorm before and the activation or residual after; ``pdl-mm128`` both.
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -59,6 +64,11 @@ VARIANTS = {
     "aggressive": ("auto", "auto", "auto", {"combo_kernels": True, "aggressive_fusion": True}, False),
     "coordinate": ("auto", "auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}, False),
     "autotune": ("auto", "auto", "auto", {"combo_kernels": True, "max_autotune_gemm": True}, False),
+    "pdl": ("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True}, True),
+    "mm64": ("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 64}, True),
+    "mm128": ("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 128}, True),
+    "pdl-mm128": ("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True, "decompose_mm": 128},
+                  True),
 }
 REPLAYS, PROFILED_REPLAYS = 200, 10
 
@@ -93,8 +103,7 @@ def _compiled(args, variant: str):
     es2d.set_projection(projection)
     es2d.set_delta(delta)
     inductor_config.freezing = True
-    for key, value in options.items():
-        setattr(inductor_config, key, value)
+    _apply_inductor_options(options)
     torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
@@ -112,6 +121,26 @@ def _compiled(args, variant: str):
     compiled = torch.compile(model, **compile_options) if args.scope == "model" else compile_blocks(
         model, **compile_options)
     return model, compiled, frames
+
+
+def _apply_inductor_options(options: dict) -> None:
+    """Set a variant's inductor options: plain and dotted names (``triton.enable_pdl``), and
+    ``decompose_mm: D``, inductor's pass that rewrites a matrix product of at least 4096 rows whose
+    weight has at most D rows and columns as elementwise multiply-adds, which then fuse with their
+    neighbours (its size limits are read when the pass is first imported, so they are set on it too)."""
+    import torch._inductor.config as inductor_config
+
+    for key, value in options.items():
+        if key == "decompose_mm":
+            limits = {"min_first_dimension_decomposition": 4096, "max_other_dimension_decomposition": value + 1}
+            inductor_config.post_grad_fusion_options = {"decompose_mm_pass": limits}
+            from torch._inductor.fx_passes import decompose_mem_bound_mm
+
+            for name, limit in limits.items():
+                setattr(decompose_mem_bound_mm, name, limit)
+            continue
+        owner, _, name = key.rpartition(".")
+        setattr(getattr(inductor_config, owner) if owner else inductor_config, name, value)
 
 
 def _synced_times(graph, count: int) -> list[float]:

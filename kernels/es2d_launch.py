@@ -140,11 +140,13 @@ def launch_es2d_scan(
     proj = arrs["proj"]
     if proj is None:
         proj = DeviceArray(ws_ptr, (proj_bytes // 4,), "float32", ws.device)
-        splits = launch_params.es2d_project_splits(batch, length, proj_rows, dim, sms)
+        rows = launch_params.es2d_project_rows(batch, length, proj_rows, dim, sms)
+        splits = launch_params.es2d_project_splits(batch, length, proj_rows, dim, sms, rows)
         if splits > 1:
             launch.memset_async(proj.ptr, proj_bytes, device=device, stream=stream)
-        grid, block = launch_params.es2d_project_grid(batch, length, proj_rows, splits)
-        launch.run("es2d", f"fe_es2d_project_{code}", grid, block,
+        grid, block = launch_params.es2d_project_grid(batch, length, proj_rows, splits, rows)
+        wide = "wide_" if rows == launch_params.ES2D_PROJ_WIDE_C else ""
+        launch.run("es2d", f"fe_es2d_project_{wide}{code}", grid, block,
                    (p(xa), p(arrs["x_proj_weight"]), p(proj), i(batch), i(dim), i(h), i(w), i(proj_rows),
                     i(splits)), device=device, stream=stream)
     # Both scan cores take the same arguments; vec_bc: the projection rows (dt, B, C) and delta's rows

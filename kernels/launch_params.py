@@ -14,7 +14,16 @@ SCAN_CHUNK_ALIGN = 64            # chunks are whole tiles (TL <= 32) of both pas
 SCAN_SPLIT = True                # False: never chunk (benchmarks compare both)
 
 ES2D_PROJ_L = 128                # es2d_fwd.cu: kProjL (threads per block)
-ES2D_PROJ_C = 16                 # kProjC
+ES2D_PROJ_C = 16                 # kProjC (fe_es2d_project_*)
+ES2D_PROJ_WIDE_C = 48            # kProjWideC (fe_es2d_project_wide_*)
+# The wide projection blocks (all R + 2N rows of a layer in one block, so the map is read once instead of
+# once per 16 rows) win where the layer has all its rows in one wide block and either its grid still has
+# ES2D_PROJ_WIDE_MIN_BLOCKS_PER_SM blocks an SM, or it has ES2D_PROJ_WIDE_MIN_CHANNELS channels over at
+# least two blocks of positions (the map's re-reads then dominate); elsewhere more and shorter blocks win
+# (H100 sweep over the presets' layers,
+# benchmarks/results/es2d_project_h100.md).
+ES2D_PROJ_WIDE_MIN_BLOCKS_PER_SM = 0.6
+ES2D_PROJ_WIDE_MIN_CHANNELS = 192
 ES2D_PROJ_D = 32                 # kProjD
 
 LDC_TILE_W, LDC_TILE_H, LDC_OUT, LDC_THREADS = 32, 16, 8, 128  # ldc_conv2d.cu
@@ -213,15 +222,27 @@ def scan_workspace_floats(channels: int, length: int, n_states: int, sm_count: i
         need = max(need, sum(scan_plan_state_floats(plan, channels, n_states)))
     return need
 
-def es2d_project_splits(batch: int, length: int, proj_rows: int, dim: int, sm_count: int) -> int:
+def es2d_project_splits(batch: int, length: int, proj_rows: int, dim: int, sm_count: int,
+                        rows_per_block: int = ES2D_PROJ_C) -> int:
     """Split the channel sum of the projection over blocks when the map is too small to fill the GPU."""
-    blocks = math.ceil(length / ES2D_PROJ_L) * math.ceil(proj_rows / ES2D_PROJ_C) * batch * 4
+    blocks = math.ceil(length / ES2D_PROJ_L) * math.ceil(proj_rows / rows_per_block) * batch * 4
     want = math.ceil(2 * sm_count / blocks)
     return max(1, min(want, dim // (2 * ES2D_PROJ_D)))
 
 
-def es2d_project_grid(batch: int, length: int, proj_rows: int, splits: int):
-    grid = (math.ceil(length / ES2D_PROJ_L), math.ceil(proj_rows / ES2D_PROJ_C), batch * 4 * splits)
+def es2d_project_rows(batch: int, length: int, proj_rows: int, dim: int, sm_count: int) -> int:
+    """Rows a projection block computes: ES2D_PROJ_WIDE_C or ES2D_PROJ_C (see the constants above)."""
+    if proj_rows > ES2D_PROJ_WIDE_C:
+        return ES2D_PROJ_C
+    blocks = math.ceil(length / ES2D_PROJ_L) * batch * 4
+    wide_map = dim >= ES2D_PROJ_WIDE_MIN_CHANNELS and length >= 2 * ES2D_PROJ_L
+    if wide_map or blocks >= ES2D_PROJ_WIDE_MIN_BLOCKS_PER_SM * sm_count:
+        return ES2D_PROJ_WIDE_C
+    return ES2D_PROJ_C
+
+
+def es2d_project_grid(batch: int, length: int, proj_rows: int, splits: int, rows_per_block: int = ES2D_PROJ_C):
+    grid = (math.ceil(length / ES2D_PROJ_L), math.ceil(proj_rows / rows_per_block), batch * 4 * splits)
     return grid, (ES2D_PROJ_L, 1, 1)
 
 

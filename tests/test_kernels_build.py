@@ -120,7 +120,8 @@ def test_sources_are_self_contained_and_list_their_entry_points():
             assert 'extern "C" __global__' in source and name in source
     # 5 type pairs x 2 passes x (4 state counts of the split core + 4 layouts of the lane-major core)
     assert len(kernels.kernel_names("selective_scan")) == 80
-    assert len(kernels.kernel_names("es2d")) == 3 + 3 * 2 * (4 + 4)  # 3 projections, scans (delta formed inside)
+    # 3 dtypes x 2 projection widths, scans (delta formed inside)
+    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4)
     assert "fe_es2d_delta" not in kernels.kernel_names("es2d")
     assert len(kernels.kernel_names("selective_scan_bwd")) == 30  # 5 type pairs x 3 state counts x 2 passes
 
@@ -431,3 +432,20 @@ def test_scan_plans_stay_sensible_off_the_sweep():
     small = lp.scan_plan(768, 5120, 16, sm_count=16, per_group=192)
     big = lp.scan_plan(768, 5120, 16, sm_count=132, per_group=192)
     assert small.n_chunks <= big.n_chunks
+
+
+def test_projection_width_follows_the_layer():
+    """Wide projection blocks where a layer's rows fit one and the grid or the channels are large (edge
+    stage 1 at 512x640, paper stages 1-2); 16-row blocks for small maps and for more than 48 rows."""
+    from fusion_edge.kernels import launch_params as lp
+
+    wide, narrow = lp.ES2D_PROJ_WIDE_C, lp.ES2D_PROJ_C
+    assert lp.es2d_project_rows(1, 5120, 33, 32, 132) == wide      # edge stage 1, 512x640
+    assert lp.es2d_project_rows(1, 1024, 33, 32, 132) == narrow    # edge stage 1, 256x256
+    assert lp.es2d_project_rows(1, 80, 40, 256, 132) == narrow     # edge stage 4
+    assert lp.es2d_project_rows(1, 1280, 44, 384, 132) == wide     # paper stage 2
+    assert lp.es2d_project_rows(8, 5120, 80, 1536, 132) == narrow  # more rows than a wide block holds
+    for rows in (narrow, wide):
+        splits = lp.es2d_project_splits(1, 80, 40, 256, 132, rows)
+        grid, block = lp.es2d_project_grid(1, 80, 40, splits, rows)
+        assert grid == (1, -(-40 // rows), 4 * splits) and block == (lp.ES2D_PROJ_L, 1, 1)

@@ -373,6 +373,26 @@ def test_fused_es2d_on_the_split_core(kernels, monkeypatch, case, dtype):
     assert fused_es2d_error(kernels, batch, d, h, w, rank, n, dtype, seed(case, dtype)) <= 1e-5
 
 
+ES2D_PROJECTION_CASES = [
+    # batch, D, h, w, R, N: rows R + 2N within one wide block or not, split channel sums or not
+    (1, 16, 37, 50, 1, 16),
+    (2, 192, 24, 40, 6, 16),
+    (1, 1536, 4, 6, 48, 16),   # 80 rows: two wide blocks; channel sums split
+    (1, 24, 10, 12, 2, 64),    # 130 rows
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("rows", [16, 48])
+@pytest.mark.parametrize("case", ES2D_PROJECTION_CASES)
+def test_fused_es2d_with_either_projection_width(kernels, monkeypatch, case, rows, dtype):
+    """fe_es2d_project_* (16 rows a block) and fe_es2d_project_wide_* (48), forced on the same shapes."""
+    from fusion_edge.kernels import launch_params
+
+    monkeypatch.setattr(launch_params, "es2d_project_rows", lambda *args: rows)
+    assert fused_es2d_error(kernels, *case, dtype, seed(case, dtype) + rows) <= 1e-5
+
+
 def test_es2d_dispatch_uses_the_fused_op_and_falls_back_for_training(kernels):
     from fusion_edge.ops import es2d_scan
 

@@ -3,7 +3,9 @@
 //
 //   fe_es2d_project_<x>  route projections  proj[b, k, c, l] = sum_d x_proj_weight[k, c, d] * x_k[d, l]
 //                        (x_k read through the route indexing; padding pixels read as 0); rows
-//                        c < R are the dt rows, then B (N rows) and C (N rows)
+//                        c < R are the dt rows, then B (N rows) and C (N rows); 16 rows a block
+//   fe_es2d_project_wide_<x>  the same, 48 rows a block: R + 2N of most layers (33-48) in one block,
+//                        so x is read once for all rows; fewer, longer blocks (the launcher picks)
 //   fe_es2d_scan_<x>_n<N>  the selective scan of kernels/selective_scan/scan_core.cuh with u read
 //                        from the map and the output written to the map, A = -exp(A_logs),
 //                        softplus(delta + dt_projs_bias), skip Ds (fe_es2d_states_*: its first
@@ -22,7 +24,8 @@ namespace fe {
 namespace es2d {
 
 constexpr int kProjL = 128;    // sequence positions per projection block (one per thread)
-constexpr int kProjC = 16;     // projection rows per block
+constexpr int kProjC = 16;     // projection rows per block (fe_es2d_project_*)
+constexpr int kProjWideC = 48; // projection rows per block (fe_es2d_project_wide_*)
 constexpr int kProjD = 32;     // channels per shared-memory stage
 
 // Offset row * w + col of the pixel at sequence index l of route k, or -1 for a padding pixel.
@@ -33,11 +36,11 @@ __device__ __forceinline__ int route_pixel(int k, int l, int h, int w, int h2, i
     return (row < h && col < w) ? row * w + col : -1;
 }
 
-// grid (ceil(L/kProjL), ceil(CP/kProjC), batch * 4 * splits), block kProjL threads.
+// grid (ceil(L/kProjL), ceil(CP/kProjC), batch * 4 * splits), block kProjL threads; kProjC rows a block.
 // With splits > 1 each block sums a slice of the channels and adds into a zeroed proj.
 // The next channel stage of x and of the weights is loaded into registers (raw bits) while
 // the current one is multiplied, so the loads' latency overlaps the arithmetic.
-template <typename TX>
+template <typename TX, int kProjC>
 __device__ __forceinline__ void project(const TX* x, const float* xw, float* proj, int batch, int D,
                                         int h, int w, int CP, int splits) {
     constexpr int kWPer = kProjD * kProjC / kProjL;  // weights each thread stages
@@ -70,10 +73,12 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         }
     };
 
-    // Thread tid computes rows c0 + 4 * (tid / 32) .. + 3 at positions l0 + 4 * (tid % 32) .. + 3: a 4 x 4
-    // tile, so each pair of 16-byte shared reads feeds 16 multiply-adds (the weights are a broadcast).
-    constexpr int kRows = 4, kCols = 4;
-    static_assert(kProjC == kRows * (kProjL / 32) && kProjL == 32 * kCols, "4 x 4 tiles of a 16 x 128 block");
+    // Thread tid computes rows c0 + kRows * (tid / 32) .. + kRows - 1 at positions l0 + 4 * (tid % 32) .. + 3:
+    // a kRows x 4 tile, so each 16-byte shared read of x feeds 4 * kRows multiply-adds (the weights are a
+    // broadcast).
+    constexpr int kCols = 4, kRows = kProjC / (kProjL / 32);
+    static_assert(kProjC == kRows * (kProjL / 32) && kProjL == 32 * kCols && kRows % 4 == 0,
+                  "kRows x 4 tiles of a kProjC x 128 block, kRows a multiple of 4 (16-byte weight reads)");
     const int rg = tid >> 5, pg = tid & 31;
     float acc[kRows][kCols];
 #pragma unroll
@@ -95,9 +100,13 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
 #pragma unroll 8
         for (int dd = 0; dd < kProjD; ++dd) {
             const float4 xv = *reinterpret_cast<const float4*>(&xs[dd][kCols * pg]);
-            const float4 wv = *reinterpret_cast<const float4*>(&ws[dd][kRows * rg]);
             const float xa[kCols] = {xv.x, xv.y, xv.z, xv.w};
-            const float wa[kRows] = {wv.x, wv.y, wv.z, wv.w};
+            float wa[kRows];
+#pragma unroll
+            for (int i = 0; i < kRows; i += 4) {
+                const float4 wv = *reinterpret_cast<const float4*>(&ws[dd][kRows * rg + i]);
+                wa[i] = wv.x; wa[i + 1] = wv.y; wa[i + 2] = wv.z; wa[i + 3] = wv.w;
+            }
 #pragma unroll
             for (int i = 0; i < kRows; ++i)
 #pragma unroll
@@ -127,11 +136,11 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
 }  // namespace es2d
 }  // namespace fe
 
-#define FE_ES2D_PROJECT_ENTRY(NAME, TX)                                                              \
+#define FE_ES2D_PROJECT_ENTRY(NAME, TX, ROWS)                                                        \
     extern "C" __global__ void __launch_bounds__(fe::es2d::kProjL) NAME(                              \
         const TX* x, const float* x_proj_weight, float* proj, int batch, int D, int h, int w, int CP, \
         int splits) {                                                                                 \
-        fe::es2d::project<TX>(x, x_proj_weight, proj, batch, D, h, w, CP, splits);                   \
+        fe::es2d::project<TX, ROWS>(x, x_proj_weight, proj, batch, D, h, w, CP, splits);             \
     }
 
 // x: map (batch, D, h, w); dt_projs_weight: (4, D, R); proj: (batch, 4, R+2N, L); delta: null or
@@ -180,13 +189,22 @@ using fe::half_t;
 using fe::bf16_t;
 
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_f32)
-FE_ES2D_PROJECT_ENTRY(fe_es2d_project_f32, float)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_f32, float, fe::es2d::kProjC)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_wide_f32)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_wide_f32, float, fe::es2d::kProjWideC)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_f16)
-FE_ES2D_PROJECT_ENTRY(fe_es2d_project_f16, half_t)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_f16, half_t, fe::es2d::kProjC)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_wide_f16)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_wide_f16, half_t, fe::es2d::kProjWideC)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_bf16)
-FE_ES2D_PROJECT_ENTRY(fe_es2d_project_bf16, bf16_t)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_bf16, bf16_t, fe::es2d::kProjC)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_project_wide_bf16)
+FE_ES2D_PROJECT_ENTRY(fe_es2d_project_wide_bf16, bf16_t, fe::es2d::kProjWideC)
 #endif
 
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_scan_f32_n16)

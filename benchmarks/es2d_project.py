@@ -5,10 +5,11 @@
 For every stage of the `paper` and `edge` presets: the projection kernel (proj[b, k, c, l] = sum_d
 W[k, c, d] x_k[d, l], x read through the route indexing) timed alone (the scan kernels not launched)
 with 16 and with 48 rows a block (``fe_es2d_project_*`` / ``fe_es2d_project_wide_*``), the width
-``kernels/launch_params.es2d_project_rows`` chooses, the whole fused op for scale, and the largest
-relative difference of either width's projections to a float64 reference of the route gather and
-product. Bytes: the float16 map read once and the float32 projections written once, the least the
-kernel must move. Batch 2 is the shared encoder's.
+``kernels/launch_params.es2d_project_rows`` chooses, and the whole fused op, on the map's planes and
+on its channels-last buffer. Error: the largest relative difference of either width's projections to
+a float64 reference of the route gather and product, and of the channels-last output to the planes'.
+Bytes: the float16 map read once and the float32 projections written once, the least the kernel must
+move. Batch 2 is the shared encoder's.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fusion_edge.kernels import launch_params  # noqa: E402
-from scan_variants import es2d_call, only_projection  # noqa: E402
+from scan_variants import es2d_call, only_projection, rel  # noqa: E402
 
 import kernels as kbench  # noqa: E402  (benchmarks/kernels.py: timing helpers and shapes)
+from fusion_edge import kernels  # noqa: E402
 from fusion_edge.ops.es2d import es2d_gather  # noqa: E402
 
 
@@ -50,7 +52,7 @@ def main() -> None:
     gen = torch.Generator(device="cuda").manual_seed(0)
     lines = [f"# ES2D route projections alone: {torch.cuda.get_device_name()}, torch {torch.__version__}", "",
              "| preset | HxW | stage | batch | D | R+2N | L' | 16 rows ms | 48 rows ms | chosen | GB/s (chosen) | "
-             "fused op ms | max rel err |", "|---" * 13 + "|"]
+             "fused op ms | fused op, channels-last ms | max rel err |", "|---" * 14 + "|"]
     chosen_rows = launch_params.es2d_project_rows
     for preset, res, stage, d_inner, h, w in kbench.stage_shapes():
         if tuple(res) not in sizes:
@@ -76,11 +78,18 @@ def main() -> None:
                 finally:
                     launch_params.es2d_project_rows = chosen_rows
             t_op = kbench.bench(run, rounds=5, reps=20)
+            # the same op on the map's channels-last buffer (as the model's depthwise conv writes it)
+            x_cl, out_cl = x.permute(0, 2, 3, 1).contiguous(), torch.empty((batch, h, w, d_inner), device="cuda")
+            run_cl = functools.partial(kernels.launch_es2d_scan, x_cl, xw, dtw, dtb, A_logs, Ds, out_cl,
+                                       workspace=ws[0], channels_last=True, stream=stream)
+            run_cl()
+            cl_err = rel(out_cl.permute(0, 3, 1, 2), out)
+            t_cl = kbench.bench(run_cl, rounds=5, reps=20)
             chosen = chosen_rows(batch, length, rows, d_inner, sms)
             moved = batch * d_inner * h * w * 2 + batch * 4 * rows * length * 4
             lines.append(f"| {preset} | {res[0]}x{res[1]} | {stage + 1} | {batch} | {d_inner} | {rows} | {length} | "
                          f"{times[16]:.4f} | {times[48]:.4f} | {chosen} | {moved / times[chosen] / 1e6:.0f} | "
-                         f"{t_op:.4f} | {err:.1e} |")
+                         f"{t_op:.4f} | {t_cl:.4f} | {max(err, cl_err):.1e} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -35,7 +35,7 @@ workspace=None, stream=None) -> None``
     (state checkpoints: 4 bytes per channel, state slot and 16 steps; allocated when None).
 
 ``launch_es2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, out, *,
-workspace=None, proj=None, delta=None, stream=None) -> out``
+workspace=None, proj=None, delta=None, channels_last=False, stream=None) -> out``
     The ES2D core (MODEL.md 3.2): reads x (batch, D, h, w) through the four skip-sampled
     routes, projects, scans and writes ``out`` (batch, D, h, w) float32 in place; no gather
     or scatter copies. Weights float32: x_proj_weight (4, R+2N, D), dt_projs_weight (4, D, R),
@@ -44,7 +44,9 @@ workspace=None, proj=None, delta=None, stream=None) -> out``
     (``projected``: ``proj`` is given, so only chunk states, often none), allocated when None.
     ``proj`` (batch, 4, R+2N, L') float32: projections computed elsewhere (x_proj_weight may then be
     None); ``delta`` (batch, 4, D, L') float32: the routes' delta before bias and softplus, which the
-    scan then reads instead of forming it from the projections' dt rows.
+    scan then reads instead of forming it from the projections' dt rows. ``channels_last``: x and
+    out are the (batch, h, w, D) buffers of channels-last maps instead (no transposing copy on
+    either side of the op).
 
 ``launch_ldc_conv2d(x, weight, base_mask, learnable_mask, theta, out, *, stream=None) -> out``
     3x3 convolution, stride 1, padding 1, no bias, with the LDC weight transform

@@ -60,9 +60,13 @@ def launch_es2d_scan(
     workspace: Any = None,
     proj: Any = None,
     delta: Any = None,
+    channels_last: bool = False,
     stream: Any = None,
 ) -> Any:
     """out (batch, D, h, w) float32 = the ES2D core of x (batch, D, h, w); see the package docstring.
+
+    ``channels_last``: x and out are the (batch, h, w, D) buffers of channels-last maps instead (what a
+    channels-last producer writes and a LayerNorm over channels reads, with no transposing copy).
 
     ``proj``: the route projections (batch, 4, R+2N, L) float32 computed elsewhere (a library GEMM on
     tensor cores, say); the projection kernel is then skipped and ``x_proj_weight`` may be None.
@@ -85,9 +89,13 @@ def launch_es2d_scan(
         "workspace": None if workspace is None else as_device_array(workspace, "workspace"),
     }
     xa = arrs["x"]
+    layout = "(batch, h, w, D)" if channels_last else "(batch, D, h, w)"
     if len(xa.shape) != 4 or xa.dtype not in FLOAT_TYPES:
-        raise ValueError(f"x must be (batch, D, h, w) float32/float16/bfloat16, got {xa.shape} {xa.dtype}")
-    batch, dim, h, w = xa.shape
+        raise ValueError(f"x must be {layout} float32/float16/bfloat16, got {xa.shape} {xa.dtype}")
+    if channels_last:
+        batch, h, w, dim = xa.shape
+    else:
+        batch, dim, h, w = xa.shape
     dtw = arrs["dt_projs_weight"]
     if len(dtw.shape) != 3:
         raise ValueError(f"dt_projs_weight must be (4, D, R), got shape {dtw.shape}")
@@ -114,7 +122,7 @@ def launch_es2d_scan(
     if arrs["out"] is None:
         result = launch.alloc(0, "float32", xa.shape, device=device, stream=stream)
         arrs["out"] = as_device_array(result, "out")
-    check(arrs["out"], "out", xa.shape, ("float32",))
+    check(arrs["out"], "out", xa.shape, ("float32",))  # the layout of x
     if batch * dim * h * w == 0:
         return result
     length = _route_length(h, w)
@@ -148,14 +156,14 @@ def launch_es2d_scan(
         wide = "wide_" if rows == launch_params.ES2D_PROJ_WIDE_C else ""
         launch.run("es2d", f"fe_es2d_project_{wide}{code}", grid, block,
                    (p(xa), p(arrs["x_proj_weight"]), p(proj), i(batch), i(dim), i(h), i(w), i(proj_rows),
-                    i(splits)), device=device, stream=stream)
+                    i(splits), i(int(channels_last))), device=device, stream=stream)
     # Both scan cores take the same arguments; vec_bc: the projection rows (dt, B, C) and delta's rows
     # allow 16-byte loads.
     given = arrs["delta"]
     vec_bc = int(proj.ptr % 16 == 0 and length % 4 == 0 and (given is None or given.ptr % 16 == 0))
     args = (p(xa), p(dtw), p(al), p(proj), p(given), p(arrs["Ds"]), p(arrs["dt_projs_bias"]), p(arrs["out"]),
             launch.addr(states), launch.addr(sums), i(batch), i(dim), i(h), i(w), i(n_states), i(rank),
-            i(vec_bc), i(chunk_len), i(n_chunks))
+            i(vec_bc), i(chunk_len), i(n_chunks), i(int(channels_last)))
     channels = batch * ROUTES * dim
     if plan.lanes:
         scan_name = f"fe_es2d_lanes_scan_{code}_l{plan.lanes}"

@@ -13,13 +13,15 @@ from fusion_edge.ops.fusable import channel_conv1d, depthwise_conv2d, linear
 
 @pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_depthwise_conv2d_forms_agree_on_a_strided_view(k, with_bias):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_depthwise_conv2d_forms_agree_on_a_strided_view(k, with_bias, channels_last):
     torch.manual_seed(0)
-    x = torch.randn(2, 9, 11, 6).permute(0, 3, 1, 2)  # BHWC storage read as BCHW, as SS2D does
+    x = torch.randn(2, 9, 11, 12)[..., :6].permute(0, 3, 1, 2)  # half a BHWC in_proj output read as BCHW (SS2D)
     weight, bias = torch.randn(6, 1, k, k), torch.randn(6) if with_bias else None
-    library = depthwise_conv2d(x, weight, bias, impl="library")
-    elementwise = depthwise_conv2d(x, weight, bias, impl="elementwise")
-    assert elementwise.is_contiguous() and library.is_contiguous()
+    library = depthwise_conv2d(x, weight, bias, impl="library", channels_last=channels_last)
+    elementwise = depthwise_conv2d(x, weight, bias, impl="elementwise", channels_last=channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert elementwise.is_contiguous(memory_format=layout) and library.is_contiguous(memory_format=layout)
     assert torch.allclose(library, elementwise, atol=1e-5)
     assert torch.allclose(library, F.conv2d(x, weight, bias, padding=k // 2, groups=6), atol=1e-6)
 

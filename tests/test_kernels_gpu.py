@@ -393,6 +393,32 @@ def test_fused_es2d_with_either_projection_width(kernels, monkeypatch, case, row
     assert fused_es2d_error(kernels, *case, dtype, seed(case, dtype) + rows) <= 1e-5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("rows", [16, 48])
+@pytest.mark.parametrize("case", ES2D_CASES[1:])  # [3]: N = 64, the split core
+def test_fused_es2d_reads_and_writes_channels_last_maps(kernels, monkeypatch, case, rows, dtype):
+    """channels_last=True: x and out are (B, h, w, D) buffers; the result equals the planes' result, on both
+    projection widths, chunked or not; the torch op keeps a channels-last map's layout."""
+    from fusion_edge.kernels import launch_params
+
+    from fusion_edge.ops.selective_scan_cuda import es2d_scan_fused
+
+    monkeypatch.setattr(launch_params, "es2d_project_rows", lambda *args: rows)
+    batch, d, h, w, rank, n = case
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype) + 7)
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    params = es2d_params(d, rank, n, gen)
+    out = torch.full((batch, h, w, d), float("nan"), device="cuda")
+    kernels.launch_es2d_scan(x.permute(0, 2, 3, 1).contiguous(), *params, out, channels_last=True,
+                             stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    truth = es2d_truth(x, *params)
+    assert rel_err(out.permute(0, 3, 1, 2), truth) <= 1e-5
+    through_op = es2d_scan_fused(x.contiguous(memory_format=torch.channels_last), *params)
+    assert through_op.is_contiguous(memory_format=torch.channels_last)
+    assert rel_err(through_op, truth) <= 1e-5
+
+
 def test_es2d_dispatch_uses_the_fused_op_and_falls_back_for_training(kernels):
     from fusion_edge.ops import es2d_scan
 

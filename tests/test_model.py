@@ -69,24 +69,34 @@ def test_bad_inputs_raise_value_error(small_model, x1, x2, message):
         small_model(x1, x2)
 
 
-def test_depthwise_convs_before_the_scan_get_dense_channels_first_maps(small_model, monkeypatch):
-    """The scan reads BCHW: the conv in front of it must see (and so write) a dense BCHW map, not a
-    strided channels-last view of the in_proj output, which costs two copies per scan on the GPU."""
+def test_depthwise_convs_before_the_scan_get_dense_channels_last_maps(small_model, monkeypatch):
+    """The scan reads a channels-last map as it is: the conv in front of it must see (and so write) a dense
+    channels-last map, not a strided view of the in_proj output (cuDNN would copy it first), and the
+    scan's output keeps that layout, so the LayerNorm after it reads rows."""
     import torch.nn.functional as F
 
-    seen = []
+    from fusion_edge.ops import es2d
+
+    seen, scanned = [], []
     library_conv = F.conv2d
+    library_scan = es2d.es2d_scan_unfused
 
     def recording_conv(x, weight, *args, **kwargs):
         if weight.shape[1] == 1 and weight.shape[0] > 1:  # the depthwise convs
-            seen.append(x.is_contiguous())
+            seen.append(x.is_contiguous(memory_format=torch.channels_last))
         return library_conv(x, weight, *args, **kwargs)
 
+    def recording_scan(x, *args, **kwargs):
+        scanned.append(x.is_contiguous(memory_format=torch.channels_last))
+        return library_scan(x, *args, **kwargs)
+
     monkeypatch.setattr(F, "conv2d", recording_conv)
+    monkeypatch.setattr(es2d, "es2d_scan_unfused", recording_scan)
     with torch.no_grad():
         small_model(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
     blocks = sum(len(stage.blocks) for stage in [*small_model.layers, *small_model.layers_up])
     assert len(seen) == blocks + 2 * (len(small_model.Cross_block)) and all(seen)
+    assert len(scanned) >= blocks and all(scanned)
 
 
 def test_ldc_fold_is_exact():

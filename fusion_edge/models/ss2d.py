@@ -53,8 +53,11 @@ class _ES2DParams(nn.Module):
         _trunc_normal_linear(self.out_proj)
 
     def conv_silu(self, x: torch.Tensor) -> torch.Tensor:
-        """SiLU(depthwise conv) of a BHWC half of an in_proj output, as the dense BCHW map the scan reads."""
-        return F.silu(depthwise_conv2d(x.permute(0, 3, 1, 2), self.conv2d.weight, self.conv2d.bias))
+        """SiLU(depthwise conv) of a BHWC half of an in_proj output, as the map the scan reads: a (B, D, h, w)
+        view of a dense channels-last buffer, so neither the conv nor the LayerNorm after the scan (the scan
+        keeps the layout) has to transpose."""
+        return F.silu(depthwise_conv2d(x.permute(0, 3, 1, 2), self.conv2d.weight, self.conv2d.bias,
+                                       channels_last=True))
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) activations -> LN'd scan output, BHWC (B, h, w, D)."""

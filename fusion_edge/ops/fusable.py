@@ -43,19 +43,37 @@ def _elementwise(impl: str | None) -> bool:
     return impl == "elementwise" or (impl == "auto" and torch.compiler.is_compiling())
 
 
-def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, impl: str | None = None
-                     ) -> torch.Tensor:
-    """Depthwise 'same' conv, stride 1, odd square kernel: (B, C, H, W) of any strides -> dense (B, C, H, W).
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, impl: str | None = None,
+                     channels_last: bool = False) -> torch.Tensor:
+    """Depthwise 'same' conv, stride 1, odd square kernel: (B, C, H, W) of any strides -> dense (B, C, H, W),
+    stored channels-last with ``channels_last`` (the ES2D scan reads either layout), else contiguous.
 
-    The library form makes ``x`` contiguous first, so cuDNN writes the dense map the ES2D scan reads
-    (a strided channels-last view would cost cuDNN its own copy).
+    The library form makes ``x`` dense in that layout first, so cuDNN writes the dense map directly (a
+    strided view would cost cuDNN its own copy). The elementwise form computes along the layout it
+    writes: channels-last, each output pixel's channels are one run of the channels-last input that a
+    linear layer wrote, so the compiled kernel reads and writes rows instead of transposing.
     """
     channels, _, k, k2 = weight.shape
     if weight.shape[1] != 1 or k != k2 or k % 2 == 0 or x.shape[1] != channels:
         raise ValueError(f"depthwise_conv2d needs a (C, 1, k, k) weight, k odd, C = x's channels; "
                          f"got weight {tuple(weight.shape)} for x {tuple(x.shape)}")
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     if not _elementwise(impl):
-        return F.conv2d(x.contiguous(), weight, bias, padding=k // 2, groups=channels)
+        out = F.conv2d(x.contiguous(memory_format=layout), weight, bias, padding=k // 2, groups=channels)
+        return out.contiguous(memory_format=layout)
+    if channels_last:  # (B, H, W, C) arithmetic, returned as a channels-last (B, C, H, W) view
+        rows = x.permute(0, 2, 3, 1)
+        h, w = rows.shape[1:3]
+        padded = F.pad(rows, (0, 0, k // 2, k // 2, k // 2, k // 2))
+        taps = weight.reshape(channels, k * k).t()
+        out = None
+        for i in range(k):
+            for j in range(k):
+                term = padded[:, i : i + h, j : j + w, :] * taps[i * k + j]
+                out = term if out is None else out + term
+        if bias is not None:
+            out = out + bias
+        return out.contiguous().permute(0, 3, 1, 2)
     h, w = x.shape[-2:]
     padded = F.pad(x, (k // 2,) * 4)
     taps = weight.reshape(channels, k * k, 1, 1)

@@ -244,7 +244,10 @@ def _launch_es2d(x, params, x_proj_weight=None, proj=None, delta=None) -> torch.
     from fusion_edge import kernels
 
     b, d, h, w = x.shape
-    x = x.contiguous()
+    # a channels-last map (as the depthwise conv before the scan writes it) is read as its (b, h, w, d)
+    # buffer and gets a channels-last output; anything else is read as channel planes
+    channels_last = is_channels_last(x)
+    x = x.permute(0, 2, 3, 1) if channels_last else x.contiguous()
     dtw, dtb, al, ds = (t.detach().float().contiguous() for t in params)
     if x_proj_weight is not None:
         x_proj_weight = x_proj_weight.detach().float().contiguous()
@@ -252,13 +255,19 @@ def _launch_es2d(x, params, x_proj_weight=None, proj=None, delta=None) -> torch.
         proj = proj.detach().float().contiguous()
     if delta is not None:
         delta = delta.detach().float().contiguous()
-    out = torch.empty((b, d, h, w), device=x.device, dtype=torch.float32)
+    out = torch.empty(x.shape, device=x.device, dtype=torch.float32)
     need = kernels.es2d_workspace_bytes(b, d, h, w, dtw.shape[2], al.shape[1], sm_count=_sm_count(x.device))
     workspace = torch.empty(need, device=x.device, dtype=torch.uint8)
     with torch.cuda.device(x.device):
         kernels.launch_es2d_scan(x, x_proj_weight, dtw, dtb, al, ds, out, workspace=workspace, proj=proj,
-                                 delta=delta, stream=_stream(x))
-    return out
+                                 delta=delta, channels_last=channels_last, stream=_stream(x))
+    return out.permute(0, 3, 1, 2) if channels_last else out
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """A (B, C, H, W) map stored channels-last, and not also plainly contiguous (a 1x1 map, or C == 1)."""
+    return (x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last))
 
 
 def ldc_conv2d_cuda(x, weight, base_mask, learnable_mask, theta) -> torch.Tensor:

@@ -52,35 +52,47 @@ def _computed(fn, *args, **kwargs) -> torch.Tensor:
     return out.contiguous()
 
 
+def _computed_map(fn, x, *args, **kwargs) -> torch.Tensor:
+    """:func:`_computed` for the ES2D ops, whose output map keeps the layout of their input map ``x``
+    (channels-last or contiguous)."""
+    with torch.no_grad():
+        out = fn(x, *args, **kwargs)
+    return out.contiguous(memory_format=_map_layout(x))
+
+
+def _map_layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if selective_scan_cuda.is_channels_last(x) else torch.contiguous_format
+
+
 def _es2d_cuda(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    return _computed(selective_scan_cuda.es2d_scan_fused, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
-                     Ds)
+    return _computed_map(selective_scan_cuda.es2d_scan_fused, x, x_proj_weight, dt_projs_weight, dt_projs_bias,
+                         A_logs, Ds)
 
 
 def _es2d_cpu(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    return _computed(_es2d_unfused, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
-                     scan=selective_scan_chunked)
+    return _computed_map(_es2d_unfused, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                         scan=selective_scan_chunked)
 
 
 def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
     if x.dim() != 4:
         raise ValueError(f"es2d_scan: x must be (B, D, h, w), got shape {tuple(x.shape)}")
-    return x.new_empty(x.shape, dtype=torch.float32)
+    return torch.empty_like(x, dtype=torch.float32, memory_format=_map_layout(x))
 
 
 def _es2d_projected_cuda(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):
-    return _computed(selective_scan_cuda.es2d_scan_projected_fused, x, proj, dt_projs_weight, dt_projs_bias, A_logs,
-                     Ds, delta)
+    return _computed_map(selective_scan_cuda.es2d_scan_projected_fused, x, proj, dt_projs_weight, dt_projs_bias,
+                         A_logs, Ds, delta)
 
 
 def _es2d_projected_cpu(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):
-    return _computed(_es2d_projected_unfused, x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=delta,
-                     scan=selective_scan_chunked)
+    return _computed_map(_es2d_projected_unfused, x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                         delta=delta, scan=selective_scan_chunked)
 
 
 def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):
     es2d._check_projections(x, proj, dt_projs_weight, A_logs, delta)
-    return x.new_empty(x.shape, dtype=torch.float32)
+    return torch.empty_like(x, dtype=torch.float32, memory_format=_map_layout(x))
 
 
 def _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
@@ -121,6 +133,9 @@ _OPS = {
 }
 
 
+_EXACT_STRIDES = tuple(getattr(torch.Tag, tag) for tag in ("needs_exact_strides",) if hasattr(torch.Tag, tag))
+
+
 def _registered(name: str) -> bool:
     try:
         getattr(getattr(torch.ops, NAMESPACE), name)
@@ -136,8 +151,12 @@ def register_ops() -> bool:
     for name, (schema, cuda_fn, cpu_fn, fake_fn) in _OPS.items():
         if _registered(name):
             continue
+        # The ES2D ops return their map in the input map's layout (channels-last or not), so a compiler
+        # must hand them inputs with exactly the traced strides, or its idea of the output's layout
+        # would be wrong.
+        tags = _EXACT_STRIDES if name.startswith("es2d") else ()
         op = torch.library.custom_op(f"{NAMESPACE}::{name}", cuda_fn, mutates_args=(), device_types="cuda",
-                                     schema=schema)
+                                     schema=schema, tags=tags)
         op.register_kernel("cpu", cpu_fn)
         op.register_fake(fake_fn)
     return True

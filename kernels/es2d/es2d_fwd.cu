@@ -17,6 +17,9 @@
 //                        N <= 16; the launcher picks the core (kernels/launch_params.py: scan_plan).
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
 // row-major over the h2 x w2 sub-grid, routes 1 and 3 column-major (see route_pixel).
+// Every kernel takes `channels_last`: 0 for a map of channel planes (batch, D, h, w), 1 for its
+// channels-last buffer (batch, h, w, D), which a channels-last producer (the depthwise conv before the
+// scan) writes without a transpose and a LayerNorm over channels after it reads as rows; out follows x.
 #include "../selective_scan/scan_core.cuh"
 #include "../selective_scan/scan_lanes.cuh"
 
@@ -42,7 +45,7 @@ __device__ __forceinline__ int route_pixel(int k, int l, int h, int w, int h2, i
 // the current one is multiplied, so the loads' latency overlaps the arithmetic.
 template <typename TX, int kProjC>
 __device__ __forceinline__ void project(const TX* x, const float* xw, float* proj, int batch, int D,
-                                        int h, int w, int CP, int splits) {
+                                        int h, int w, int CP, int splits, int channels_last) {
     constexpr int kWPer = kProjD * kProjC / kProjL;  // weights each thread stages
     __shared__ __align__(16) float xs[kProjD][kProjL];
     __shared__ __align__(16) float ws[kProjD][kProjC];
@@ -54,16 +57,39 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
     const int d_per = ((D + splits - 1) / splits + kProjD - 1) / kProjD * kProjD;
     const int d_begin = split * d_per, d_end = min(D, d_begin + d_per);
     const int px = (l0 + tid) < L ? route_pixel(k, l0 + tid, h, w, h2, w2) : -1;
-    const long plane = (long)h * w;
-    const TX* xcol = x + (long)b * D * plane + (px >= 0 ? px : 0);
+    // element strides of a channel and of a pixel: planes (h * w, 1) or channels-last (1, D)
+    const long chan_stride = channels_last ? 1 : (long)h * w;
+    const TX* xcol = x + (long)b * D * h * w + (px >= 0 ? (long)px * (channels_last ? D : 1) : 0);
 
+    // Channels-last: a pixel's kProjD channels of a stage are one run of memory, read with 16-byte loads
+    // where the runs are aligned (one warp request then touches as many sectors as on channel planes).
+    constexpr int kVecLoads = kProjD * (int)sizeof(TX) / 16;
+    const bool vec = channels_last && reinterpret_cast<unsigned long long>(x) % 16 == 0 &&
+                     (D * (int)sizeof(TX)) % 16 == 0;
     unsigned xr[kProjD];
     float wr[kWPer];
     auto stage = [&](int d0) {
+        if (vec && d0 + kProjD <= d_end) {
 #pragma unroll
-        for (int dd = 0; dd < kProjD; ++dd) {
-            const int d = d0 + dd;
-            xr[dd] = (d < d_end && px >= 0) ? scan::load_bits(xcol, (long)d * plane) : 0u;
+            for (int v = 0; v < kVecLoads; ++v) {
+                const uint4 q = px >= 0 ? __ldg(reinterpret_cast<const uint4*>(xcol + d0) + v) : make_uint4(0, 0, 0, 0);
+                const unsigned words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    if constexpr (Word<TX>::kPerWord == 2) {  // one 16-bit value a register, low half
+                        xr[v * 8 + 2 * i] = words[i] & 0xffffu;
+                        xr[v * 8 + 2 * i + 1] = words[i] >> 16;
+                    } else {
+                        xr[v * 4 + i] = words[i];
+                    }
+                }
+            }
+        } else {
+#pragma unroll
+            for (int dd = 0; dd < kProjD; ++dd) {
+                const int d = d0 + dd;
+                xr[dd] = (d < d_end && px >= 0) ? scan::load_bits(xcol, (long)d * chan_stride) : 0u;
+            }
         }
 #pragma unroll
         for (int r = 0; r < kWPer; ++r) {
@@ -139,11 +165,12 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
 #define FE_ES2D_PROJECT_ENTRY(NAME, TX, ROWS)                                                        \
     extern "C" __global__ void __launch_bounds__(fe::es2d::kProjL) NAME(                              \
         const TX* x, const float* x_proj_weight, float* proj, int batch, int D, int h, int w, int CP, \
-        int splits) {                                                                                 \
-        fe::es2d::project<TX, ROWS>(x, x_proj_weight, proj, batch, D, h, w, CP, splits);             \
+        int splits, int channels_last) {                                                              \
+        fe::es2d::project<TX, ROWS>(x, x_proj_weight, proj, batch, D, h, w, CP, splits, channels_last); \
     }
 
-// x: map (batch, D, h, w); dt_projs_weight: (4, D, R); proj: (batch, 4, R+2N, L); delta: null or
+// x: map (batch, D, h, w), or with channels_last its (batch, h, w, D) buffer; out: the same layout as x.
+// dt_projs_weight: (4, D, R); proj: (batch, 4, R+2N, L); delta: null or
 // (batch, 4D, L) float32; out: map, float32.
 // STATES: first pass of a chunked scan (grid.y = chunks), as in selective_scan_fwd.cu.
 #define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \
@@ -151,7 +178,8 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         const TX* x, const float* dt_projs_weight, const float* A_logs, const float* proj,           \
         const float* delta, const float* Ds, const float* dt_bias, float* out, float* states,        \
         float* dsums, int batch,                                                                     \
-        int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks) {                \
+        int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks,                  \
+        int channels_last) {                                                                         \
         __shared__ fe::scan::WarpSmem<LPC, fe::scan::Tiling<LPC, SPL, float>::TL> smem[fe::scan::kMaxWarps]; \
         fe::scan::Params p;                                                                          \
         const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
@@ -161,6 +189,7 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
         p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                              \
         p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
+        p.map_cs = channels_last ? 1 : h * w; p.map_ps = channels_last ? D : 1;                      \
         p.dt_rank = R; p.dt_w = dt_projs_weight;                                                     \
         fe::scan::scan_warp<TX, float, float, LPC, SPL, true, STATES>(p, reinterpret_cast<char*>(smem)); \
     }
@@ -171,7 +200,8 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         const TX* x, const float* dt_projs_weight, const float* A_logs, const float* proj,           \
         const float* delta, const float* Ds, const float* dt_bias, float* out, float* states,        \
         float* dsums, int batch,                                                                     \
-        int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks) {                \
+        int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks,                  \
+        int channels_last) {                                                                         \
         __shared__ fe::lanes::Smem<LPC> smem[fe::lanes::kMaxWarps];                                  \
         fe::scan::Params p;                                                                          \
         const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
@@ -181,6 +211,7 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
         p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                              \
         p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
+        p.map_cs = channels_last ? 1 : h * w; p.map_ps = channels_last ? D : 1;                      \
         p.dt_rank = R; p.dt_w = dt_projs_weight; p.per_group = D; p.vec_u = 0;                       \
         fe::lanes::scan_lanes<TX, float, float, LPC, true, STATES>(p, smem);                        \
     }

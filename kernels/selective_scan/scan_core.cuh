@@ -69,6 +69,8 @@ struct Params {
     int softplus, vec_bc, a_is_log;
     int chunk_len, n_chunks;
     int dim_route, h, w, h2, w2;  // routes only: map (batch, dim_route, h, w), sub-grid h2 x w2
+    int map_cs = 0, map_ps = 1;   // routes only: element strides of a channel and of a pixel in the map
+                                  // (planes: h * w and 1; channels-last: 1 and dim_route)
     int proj_rows, dt_rank;       // routes only: rows R+2N of the projections, and R
     const float* dt_w = nullptr;  // routes only: dt_projs_weight (4 * dim_route, R), row q per channel q
     int per_group = 1;            // lane-major core: consecutive channels that share one B/C group
@@ -225,7 +227,7 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
         cur.extent = row_major ? p.w2 : p.h2;
         cur.major = (l_begin + s) / cur.extent;
         cur.minor = (l_begin + s) % cur.extent;
-        map_base = ((long)b * p.dim_route + d_route) * p.h * p.w;
+        map_base = (long)b * p.dim_route * p.h * p.w + (long)d_route * p.map_cs;
     }
 
     // Row pointers of this channel (loads then take one address computation each).
@@ -245,7 +247,7 @@ __device__ __forceinline__ void scan_warp(const Params& p, char* smem_raw) {
                 const int i = row_major ? cur.major : cur.minor;
                 const int j = row_major ? cur.minor : cur.major;
                 const int row = 2 * i + rp, col = 2 * j + cp;
-                if (tv && row < p.h && col < p.w) off = row * p.w + col;
+                if (tv && row < p.h && col < p.w) off = (row * p.w + col) * p.map_ps;
                 cur.advance(kSub);
             } else if (tv) {
                 off = tt;

@@ -190,7 +190,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
         cur.extent = row_major ? p.w2 : p.h2;
         cur.major = (l_begin + s * K) / cur.extent;
         cur.minor = (l_begin + s * K) % cur.extent;
-        map_base = ((long)b * p.dim_route + d_route) * p.h * p.w;
+        map_base = (long)b * p.dim_route * p.h * p.w + (long)d_route * p.map_cs;
     }
     const TU* u_ptr = static_cast<const TU*>(p.u) + (ROUTES ? map_base : seq);
     // delta row; ES2D: rank 0 of the route's dt rows, which the channel's weights combine, or the
@@ -236,7 +236,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
                     const int k = i * Word<TU>::kPerWord + e;
                     const int ii = row_major ? cur.major : cur.minor, jj = row_major ? cur.minor : cur.major;
                     const int row = 2 * ii + rp, col = 2 * jj + cp;
-                    const int off = (k < valid && row < p.h && col < p.w) ? row * p.w + col : -1;
+                    const int off = (k < valid && row < p.h && col < p.w) ? (row * p.w + col) * p.map_ps : -1;
                     r.off[k] = off;
                     acc |= (off >= 0 ? scan::load_bits(u_ptr, off) : 0u) << (16 * e);
                     cur.advance(1);

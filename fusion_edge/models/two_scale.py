@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusion_edge.models.graph_state import is_capturing, is_tracing
+from fusion_edge.ops.sobel import sobel_kernels
 
 # Blur widths in pixels and the detail gain, picked by a small sweep scored on the 221 RoadScene
 # training pairs (docs/training.md); fixed, so the prior is the same for every model and input.
@@ -82,8 +83,7 @@ class TwoScaleFusion(nn.Module):
         # Widths, not tap buffers: a model cast to half precision must not round the taps.
         self.sigmas = {"base": float(base_sigma), "activity": float(activity_sigma), "mask": float(mask_sigma)}
         # Not a state_dict entry (checkpoints stay plain); small integers, exact in any float dtype.
-        sobel = torch.tensor([[[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]])
-        self.register_buffer("sobel", torch.stack([sobel, sobel.transpose(1, 2)]), persistent=False)
+        self.register_buffer("sobel", sobel_kernels(), persistent=False)
         self._matrices: dict[tuple, torch.Tensor] = {}
 
     def _matrix(self, n: int, which: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

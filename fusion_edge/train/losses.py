@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusion_edge.ops.sobel import sobel_kernels
 from fusion_edge.train.quality_loss import QUALITY_WEIGHTS, check_quality_weights, checked_weights, quality_loss
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -161,9 +162,7 @@ class SobelGradient(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-        ky = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
-        self.register_buffer("kernel", torch.stack([kx, ky])[:, None], persistent=False)
+        self.register_buffer("kernel", sobel_kernels(), persistent=False)
 
     def responses(self, x: torch.Tensor) -> torch.Tensor:
         """The signed Sobel_x and Sobel_y responses, (B * C, 2, H, W)."""

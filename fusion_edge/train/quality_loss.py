@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from fusion_edge.ops.sobel import sobel_kernels
+
 # Qabf sigmoid constants (Xydeas and Petrovic), as fusion_edge.metrics.gradient.
 _TG, _KG, _DG = 0.9994, 15.0, 0.5
 _TA, _KA, _DA = 0.9879, 22.0, 0.8
@@ -45,9 +47,7 @@ _CONSTANTS: dict[tuple, torch.Tensor] = {}
 def _sobel_kernel(device, dtype) -> torch.Tensor:
     key = ("sobel", str(device), dtype)
     if key not in _CONSTANTS:
-        kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-        ky = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
-        _CONSTANTS[key] = torch.stack([kx, ky])[:, None].to(device=device, dtype=dtype)
+        _CONSTANTS[key] = sobel_kernels().to(device=device, dtype=dtype)
     return _CONSTANTS[key]
 
 

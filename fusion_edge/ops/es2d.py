@@ -246,7 +246,8 @@ def es2d_scan(
     *,
     impl: str | None = None,
 ) -> torch.Tensor:
-    """The ES2D core of MODEL.md section 3.2 (steps 1-6, before ``out_norm``); returns BCHW fp32."""
+    """The ES2D core of MODEL.md section 3.2 (steps 1-6, before ``out_norm``); returns (B, D, h, w) fp32,
+    stored channels-last when x is and the fused op serves the call (it keeps its map's layout)."""
     if _FUSED is not None and x.is_cuda and impl in (None, "auto", "cuda"):
         return _FUSED(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     return es2d_scan_unfused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, impl=impl)

@@ -229,6 +229,17 @@ def test_es2d_and_ldc_check_arguments():
     with pytest.raises(ValueError, match=r"delta must have shape \(1, 4, 8, 9\)"):
         kernels.launch_es2d_scan(x, None, *rest, proj=kernels.DeviceArray(1, (1, 4, 34, 9), f32),
                                  delta=kernels.DeviceArray(1, (1, 4, 8, 8), f32))
+    # channels-last: x (1, 5, 6, 8) is the buffer of an 8-channel 5x6 map, so the same weights fit it ...
+    x_last = kernels.DeviceArray(1, (1, 5, 6, 8), "float16")
+    with pytest.raises(ValueError, match=r"delta must have shape \(1, 4, 8, 9\)"):
+        kernels.launch_es2d_scan(x_last, None, *rest, proj=kernels.DeviceArray(1, (1, 4, 34, 9), f32),
+                                 delta=kernels.DeviceArray(1, (1, 4, 8, 8), f32), channels_last=True)
+    # ... and out must be that buffer's shape too; read as planes, the same x has 5 channels
+    with pytest.raises(ValueError, match=r"out must have shape \(1, 5, 6, 8\)"):
+        kernels.launch_es2d_scan(x_last, None, *rest, out=kernels.DeviceArray(1, (1, 8, 5, 6), f32),
+                                 proj=kernels.DeviceArray(1, (1, 4, 34, 9), f32), channels_last=True)
+    with pytest.raises(ValueError, match=r"dt_projs_weight must have shape \(4, 5, 2\)"):
+        kernels.launch_es2d_scan(x_last, None, *rest, proj=kernels.DeviceArray(1, (1, 4, 34, 9), f32))
     with pytest.raises(ValueError, match=r"weight must be \(Cout, Cin=8, 3, 3\)"):
         kernels.launch_ldc_conv2d(x, kernels.DeviceArray(1, (4, 8, 5, 5), f32),
                                   kernels.DeviceArray(1, (4, 8, 3, 3), f32), kernels.DeviceArray(1, (4, 8), f32),
@@ -252,15 +263,16 @@ def entry_params(family: str, macro: str) -> list[tuple[str, str]]:
     return params
 
 
-@pytest.mark.parametrize("override, chunked, given", [((4, 3), True, ""), ((2, 1), False, ""),
-                                                      ((0, 2), True, ""), ((0, 1), False, ""),
-                                                      ((4, 3), True, "proj"), ((0, 1), False, "proj"),
-                                                      ((4, 3), True, "delta"), ((0, 2), True, "delta")])
-def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunked, given):
+@pytest.mark.parametrize("override, chunked, given, channels_last", [
+    ((4, 3), True, "", False), ((2, 1), False, "", False), ((0, 2), True, "", False), ((0, 1), False, "", False),
+    ((4, 3), True, "proj", False), ((0, 1), False, "proj", False), ((4, 3), True, "delta", False),
+    ((0, 2), True, "delta", False), ((4, 3), True, "", True), ((0, 1), False, "proj", True)])
+def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunked, given, channels_last):
     """Without a GPU: the fused ES2D op launches the projection and the scan passes (no delta kernel) with
     arguments that match the kernels' C parameters, on both cores, chunked or not; with the projections
     given (``proj=``) the projection kernel is skipped and the scan reads them, and with delta given as
-    well the scan gets its pointer (null otherwise: the scan forms delta itself)."""
+    well the scan gets its pointer (null otherwise: the scan forms delta itself). ``channels_last``: x and
+    out are (batch, h, w, D) buffers, the sizes passed on are the same and every kernel is told so."""
     import numpy as np
     from fusion_edge.kernels import launch
     from fusion_edge.kernels import launch_params as lp
@@ -283,10 +295,11 @@ def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunke
     ws, dtw = arr(1 << 32, (need,), "uint8"), arr(1 << 28, (4, d, rank))
     proj = arr(1 << 30, (batch, 4, rank + 2 * n, length)) if given else None
     delta = arr(1 << 31, (batch, 4, d, length)) if given == "delta" else None
-    kernels.launch_es2d_scan(arr(1 << 20, (batch, d, h, w), "float16"),
+    layout = (batch, h, w, d) if channels_last else (batch, d, h, w)
+    kernels.launch_es2d_scan(arr(1 << 20, layout, "float16"),
                              None if given else arr(1 << 24, (4, rank + 2 * n, d)), dtw,
                              arr(1 << 25, (4, d)), arr(1 << 26, (4 * d, n)), arr(1 << 27, (4 * d,)),
-                             arr(1 << 29, (batch, d, h, w)), workspace=ws, proj=proj, delta=delta)
+                             arr(1 << 29, layout), workspace=ws, proj=proj, delta=delta, channels_last=channels_last)
     lanes = override[0]
     scan, states = (f"fe_es2d_lanes_scan_f16_l{lanes}", f"fe_es2d_lanes_states_f16_l{lanes}") if lanes else (
         "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16")
@@ -301,9 +314,10 @@ def test_es2d_launches_match_the_kernel_signatures(monkeypatch, override, chunke
         assert len(args) == len(params), (name, len(args), params)
         for (kind, pname), value in zip(params, args):
             assert isinstance(value, np.uint64 if kind == "ptr" else np.int32), (name, pname, type(value))
+        values = {pname: int(value) for (_, pname), value in zip(params, args)}
+        assert values["channels_last"] == int(channels_last) and (values["D"], values["h"], values["w"]) == (d, h, w)
         if "project" in name:
             continue
-        values = {pname: int(value) for (_, pname), value in zip(params, args)}
         assert values["dt_projs_weight"] == dtw.ptr and values["proj"] == (proj.ptr if given else ws.ptr)
         assert values["delta"] == (delta.ptr if delta is not None else 0)
         assert (values["R"], values["N"], values["D"], values["h"], values["w"]) == (rank, n, d, h, w)

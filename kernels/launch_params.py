@@ -20,8 +20,7 @@ ES2D_PROJ_WIDE_C = 48            # kProjWideC (fe_es2d_project_wide_*)
 # once per 16 rows) win where the layer has all its rows in one wide block and either its grid still has
 # ES2D_PROJ_WIDE_MIN_BLOCKS_PER_SM blocks an SM, or it has ES2D_PROJ_WIDE_MIN_CHANNELS channels over at
 # least two blocks of positions (the map's re-reads then dominate); elsewhere more and shorter blocks win
-# (H100 sweep over the presets' layers,
-# benchmarks/results/es2d_project_h100.md).
+# (H100 sweep over the presets' layers, benchmarks/results/es2d_project_h100.md).
 ES2D_PROJ_WIDE_MIN_BLOCKS_PER_SM = 0.6
 ES2D_PROJ_WIDE_MIN_CHANNELS = 192
 ES2D_PROJ_D = 32                 # kProjD
@@ -223,7 +222,7 @@ def scan_workspace_floats(channels: int, length: int, n_states: int, sm_count: i
     return need
 
 def es2d_project_splits(batch: int, length: int, proj_rows: int, dim: int, sm_count: int,
-                        rows_per_block: int = ES2D_PROJ_C) -> int:
+                        rows_per_block: int) -> int:
     """Split the channel sum of the projection over blocks when the map is too small to fill the GPU."""
     blocks = math.ceil(length / ES2D_PROJ_L) * math.ceil(proj_rows / rows_per_block) * batch * 4
     want = math.ceil(2 * sm_count / blocks)
@@ -241,7 +240,7 @@ def es2d_project_rows(batch: int, length: int, proj_rows: int, dim: int, sm_coun
     return ES2D_PROJ_C
 
 
-def es2d_project_grid(batch: int, length: int, proj_rows: int, splits: int, rows_per_block: int = ES2D_PROJ_C):
+def es2d_project_grid(batch: int, length: int, proj_rows: int, splits: int, rows_per_block: int):
     grid = (math.ceil(length / ES2D_PROJ_L), math.ceil(proj_rows / rows_per_block), batch * 4 * splits)
     return grid, (ES2D_PROJ_L, 1, 1)
 

@@ -49,9 +49,9 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     stored channels-last with ``channels_last`` (the ES2D scan reads either layout), else contiguous.
 
     The library form makes ``x`` dense in that layout first, so cuDNN writes the dense map directly (a
-    strided view would cost cuDNN its own copy). The elementwise form computes along the layout it
-    writes: channels-last, each output pixel's channels are one run of the channels-last input that a
-    linear layer wrote, so the compiled kernel reads and writes rows instead of transposing.
+    strided view would cost cuDNN its own copy). The elementwise form computes in (B, H, W, C) order, each
+    output pixel's channels one run of the channels-last input a linear layer wrote, so with
+    ``channels_last`` the compiled kernel reads and writes rows instead of transposing.
     """
     channels, _, k, k2 = weight.shape
     if weight.shape[1] != 1 or k != k2 or k % 2 == 0 or x.shape[1] != channels:
@@ -61,30 +61,18 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     if not _elementwise(impl):
         out = F.conv2d(x.contiguous(memory_format=layout), weight, bias, padding=k // 2, groups=channels)
         return out.contiguous(memory_format=layout)
-    if channels_last:  # (B, H, W, C) arithmetic, returned as a channels-last (B, C, H, W) view
-        rows = x.permute(0, 2, 3, 1)
-        h, w = rows.shape[1:3]
-        padded = F.pad(rows, (0, 0, k // 2, k // 2, k // 2, k // 2))
-        taps = weight.reshape(channels, k * k).t()
-        out = None
-        for i in range(k):
-            for j in range(k):
-                term = padded[:, i : i + h, j : j + w, :] * taps[i * k + j]
-                out = term if out is None else out + term
-        if bias is not None:
-            out = out + bias
-        return out.contiguous().permute(0, 3, 1, 2)
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (k // 2,) * 4)
-    taps = weight.reshape(channels, k * k, 1, 1)
+    rows = x.permute(0, 2, 3, 1)
+    h, w = rows.shape[1:3]
+    padded = F.pad(rows, (0, 0, k // 2, k // 2, k // 2, k // 2))
+    taps = weight.reshape(channels, k * k).t()
     out = None
     for i in range(k):
         for j in range(k):
-            term = padded[:, :, i : i + h, j : j + w] * taps[:, i * k + j]
+            term = padded[:, i : i + h, j : j + w, :] * taps[i * k + j]
             out = term if out is None else out + term
     if bias is not None:
-        out = out + bias[:, None, None]
-    return out.contiguous()
+        out = out + bias
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=layout)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, impl: str | None = None) -> torch.Tensor:

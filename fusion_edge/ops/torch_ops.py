@@ -45,19 +45,12 @@ _es2d_projected_unfused = es2d.es2d_scan_projected_unfused
 
 
 # ----------------------------------------------------------------------------- kernels of the ops
-def _computed(fn, *args, **kwargs) -> torch.Tensor:
-    """``fn``'s output as a fresh contiguous tensor, computed without autograd (the ops are inference-only)."""
+def _computed(fn, *args, memory_format: torch.memory_format = torch.contiguous_format, **kwargs) -> torch.Tensor:
+    """``fn``'s output as a fresh dense tensor in ``memory_format`` (the ES2D ops keep their input map's
+    layout), computed without autograd (the ops are inference-only)."""
     with torch.no_grad():
         out = fn(*args, **kwargs)
-    return out.contiguous()
-
-
-def _computed_map(fn, x, *args, **kwargs) -> torch.Tensor:
-    """:func:`_computed` for the ES2D ops, whose output map keeps the layout of their input map ``x``
-    (channels-last or contiguous)."""
-    with torch.no_grad():
-        out = fn(x, *args, **kwargs)
-    return out.contiguous(memory_format=_map_layout(x))
+    return out.contiguous(memory_format=memory_format)
 
 
 def _map_layout(x: torch.Tensor) -> torch.memory_format:
@@ -65,13 +58,13 @@ def _map_layout(x: torch.Tensor) -> torch.memory_format:
 
 
 def _es2d_cuda(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    return _computed_map(selective_scan_cuda.es2d_scan_fused, x, x_proj_weight, dt_projs_weight, dt_projs_bias,
-                         A_logs, Ds)
+    return _computed(selective_scan_cuda.es2d_scan_fused, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
+                     Ds, memory_format=_map_layout(x))
 
 
 def _es2d_cpu(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    return _computed_map(_es2d_unfused, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
-                         scan=selective_scan_chunked)
+    return _computed(_es2d_unfused, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                     scan=selective_scan_chunked, memory_format=_map_layout(x))
 
 
 def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
@@ -81,13 +74,13 @@ def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
 
 
 def _es2d_projected_cuda(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):
-    return _computed_map(selective_scan_cuda.es2d_scan_projected_fused, x, proj, dt_projs_weight, dt_projs_bias,
-                         A_logs, Ds, delta)
+    return _computed(selective_scan_cuda.es2d_scan_projected_fused, x, proj, dt_projs_weight, dt_projs_bias, A_logs,
+                     Ds, delta, memory_format=_map_layout(x))
 
 
 def _es2d_projected_cpu(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):
-    return _computed_map(_es2d_projected_unfused, x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds,
-                         delta=delta, scan=selective_scan_chunked)
+    return _computed(_es2d_projected_unfused, x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=delta,
+                     scan=selective_scan_chunked, memory_format=_map_layout(x))
 
 
 def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, delta=None):

@@ -1,6 +1,6 @@
 """torch.compile variants of one preset side by side: the small ops' two forms and inductor options.
 
-    python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks]
+    python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks|stages]
         [--variants library,elementwise,combo,scan-delta,gemm,lib-delta,stream,aggressive,coordinate,
         autotune,pdl,mm64,mm128,pdl-mm128] [--jobs N] [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE]
         [--barrier DIR [--barrier-count N]] [--compile-timeout S]
@@ -12,7 +12,7 @@ kernel; ``elementwise`` has those ops as fusable elementwise math; ``combo`` add
 also takes the route projections of wide layers, and the deltas of those with a large dt rank, from
 library GEMMs (``fusion_edge.ops.es2d``); ``scan-delta`` takes the projections only (the scan forms every
 delta from the dt rows), ``lib-delta`` the deltas of every projected layer;
-``stream`` runs the cross-modal blocks on a second CUDA stream (``--scope blocks`` only: a whole-model
+``stream`` runs the cross-modal blocks on a second CUDA stream (``--scope blocks`` or ``stages``: a whole-model
 compilation traces one stream); ``aggressive`` and ``coordinate`` add inductor's ``aggressive_fusion``
 (fusing kernels that share no input) or ``coordinate_descent_tuning`` to that; ``autotune`` lets inductor
 time Triton matmul templates against cuBLAS for every GEMM (``max_autotune_gemm``: a chosen template can
@@ -119,7 +119,7 @@ def _compiled(args, variant: str):
               for _ in range(2)]
     compile_options = dict(fullgraph=True, dynamic=False)
     compiled = torch.compile(model, **compile_options) if args.scope == "model" else compile_blocks(
-        model, **compile_options)
+        model, args.scope, **compile_options)
     return model, compiled, frames
 
 
@@ -181,7 +181,7 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
     plain = BenchContext(source=None, device="cuda", batch=1, fp16=False)
     graph, _ = capture_graph(plain, lambda: compiled(*frames))
     single = None  # stream variant: the same compiled blocks captured with the cross-modal blocks in line
-    if getattr(compiled, "cross_on_side_stream", False) and args.scope == "blocks":
+    if getattr(compiled, "cross_on_side_stream", False) and args.scope != "model":
         compiled.cross_on_side_stream = False
         single, _ = capture_graph(plain, lambda: compiled(*frames))
     _arrive_and_wait(args)  # compiling autotunes on the GPU: time only once every variant has compiled
@@ -348,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="edge")
     parser.add_argument("--size", type=_size, default=(512, 640))
-    parser.add_argument("--scope", choices=("model", "blocks"), default="model")
+    parser.add_argument("--scope", choices=("model", "blocks", "stages"), default="model",
+                        help="compile the whole model, each block, or each encoder/decoder stage "
+                        "(fusion_edge.bench.backends_compile.compile_units)")
     parser.add_argument("--variants", type=_variant_list, default=list(VARIANTS))
     parser.add_argument("--jobs", type=int, default=max(1, min(len(VARIANTS), (os.cpu_count() or 1) // 4)))
     parser.add_argument("--out", help="also write the table to this markdown file")

@@ -375,6 +375,32 @@ def test_block_scope_compiles_blocks_and_patch_layers_and_keeps_the_output():
         torch._dynamo.reset()
 
 
+def test_stage_scope_compiles_whole_stages_and_keeps_the_output():
+    """``stages``: each encoder/decoder stage is one compiled graph (its blocks are not compiled on their own,
+    they are traced into it), the DFFM blocks and the outer patch layers are compiled as with ``blocks``."""
+    import torch
+
+    from fusion_edge.bench.backends_compile import compile_blocks, compile_units
+    from fusion_edge.models.dffm import DFFMBlock
+    from fusion_edge.models.dvss import DecoderStage, DVSSBlock, EncoderStage
+    from fusion_edge.models.patch import FinalPatchExpand2D, PatchEmbed2D, PatchMerging2D
+
+    model = _TinySource().model
+    compiled = compile_blocks(model, "stages", backend="eager", fullgraph=True, dynamic=False)
+    on_their_own = {type(m) for m in compiled.modules() if getattr(m, "_compiled_call_impl", None) is not None}
+    assert on_their_own == {EncoderStage, DecoderStage, DFFMBlock, PatchEmbed2D, FinalPatchExpand2D}
+    assert not any(isinstance(m, (DVSSBlock, PatchMerging2D)) for m in compiled.modules()
+                   if getattr(m, "_compiled_call_impl", None) is not None)
+    with pytest.raises(ValueError, match="compile unit must be blocks or stages"):
+        compile_units("layers")
+    vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    try:
+        with torch.inference_mode():
+            assert torch.allclose(compiled(vis, ir), model(vis, ir), atol=1e-4, rtol=0)
+    finally:
+        torch._dynamo.reset()
+
+
 def test_half_model_keeps_the_scan_parameters_in_float32():
     import torch
 

@@ -117,19 +117,35 @@ def _inductor_options(ctx: BenchContext):
     return torch._inductor.config.patch(**options)
 
 
-def compile_blocks(model, **options):
-    """A copy of ``model`` whose DVSS and DFFM blocks and patch layers (embedding, merging, expanding)
-    are compiled one by one (identical ones share one compilation); only the glue between them runs
-    eagerly. The patch layers matter: eager LayerNorm over few channels is a slow kernel."""
+def compile_units(unit: str) -> tuple[type, ...]:
+    """The module types compiled on their own: ``blocks``, every DVSS and DFFM block and patch layer
+    (embedding, merging, expanding); ``stages``, each encoder and decoder stage whole (its blocks and its
+    merging or expanding layer in one graph, so a block's closing residual add fuses with the next
+    block's LayerNorm), the DFFM blocks and the patch layers outside the stages."""
     from fusion_edge.models.dffm import DFFMBlock
-    from fusion_edge.models.dvss import DVSSBlock
+    from fusion_edge.models.dvss import DecoderStage, DVSSBlock, EncoderStage
     from fusion_edge.models.patch import FinalPatchExpand2D, PatchEmbed2D, PatchExpand2D, PatchMerging2D
 
+    outside = (DFFMBlock, PatchEmbed2D, FinalPatchExpand2D)
+    if unit == "blocks":
+        return (DVSSBlock, PatchMerging2D, PatchExpand2D, *outside)
+    if unit == "stages":
+        return (EncoderStage, DecoderStage, *outside)
+    raise ValueError(f"compile unit must be blocks or stages, got {unit!r}")
+
+
+def compile_blocks(model, unit: str = "blocks", **options):
+    """A copy of ``model`` whose ``unit``s (:func:`compile_units`) are compiled one by one (identical
+    ones share one compilation); only the glue between them runs eagerly. The patch layers matter:
+    eager LayerNorm over few channels is a slow kernel."""
+    kinds = compile_units(unit)
     model = copy.deepcopy(model)
+    inside: set[int] = set()  # modules within one already compiled: traced as part of it
     for module in model.modules():
-        if isinstance(module, (DVSSBlock, DFFMBlock, PatchEmbed2D, PatchMerging2D, PatchExpand2D,
-                               FinalPatchExpand2D)):
-            module.compile(**options)
+        if id(module) in inside or not isinstance(module, kinds):
+            continue
+        module.compile(**options)
+        inside.update(id(sub) for sub in module.modules())
     return model
 
 

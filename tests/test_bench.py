@@ -393,6 +393,9 @@ def test_stage_scope_compiles_whole_stages_and_keeps_the_output():
                    if getattr(m, "_compiled_call_impl", None) is not None)
     with pytest.raises(ValueError, match="compile unit must be blocks or stages"):
         compile_units("layers")
+    BenchConfig(preset="edge", compile_scope="stages").validate()  # the bench takes it too
+    with pytest.raises(ValueError, match="--compile-scope must be one of model, blocks, stages, got 'layers'"):
+        BenchConfig(preset="edge", compile_scope="layers").validate()
     vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
     try:
         with torch.inference_mode():

@@ -160,7 +160,7 @@ def _build(ctx: BenchContext, height: int, width: int, scan_impl: str) -> Compil
     else:
         options = _compile_options(ctx)
         scope = ctx.compile_scope
-        compiled = torch.compile(model, **options) if scope == "model" else compile_blocks(model, **options)
+        compiled = torch.compile(model, **options) if scope == "model" else compile_blocks(model, scope, **options)
 
     def forward():
         return compiled(vis, ir)
@@ -181,7 +181,7 @@ def _build(ctx: BenchContext, height: int, width: int, scan_impl: str) -> Compil
     frozen = ", weights frozen" if _freezes(ctx) else ""
     frozen += ", combo kernels" if _combines(ctx) else ""
     notes = [f"torch.compile {ctx.compile_backend}, scope {scope}, mode {ctx.compile_mode}{frozen}"]
-    if scope == "blocks":
+    if scope != "model":
         notes += cross_stream_note(ctx)
     elif ctx.cross_stream and ctx.on_gpu:
         notes.append("cross-modal blocks on the one stream: a whole-model compilation traces one stream")

@@ -26,7 +26,7 @@ TORCH_FP16_MODES = ("autocast", "half")
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 # What torch-cuda-compile compiles: the whole model as one graph, or each DVSS / DFFM block on its
 # own (identical blocks share one compilation: far less compile time, no fusion across blocks).
-COMPILE_SCOPES = ("model", "blocks")
+COMPILE_SCOPES = ("model", "blocks", "stages")
 # inductor generates the kernels; aot_eager and eager only trace (for checking graphs quickly).
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 

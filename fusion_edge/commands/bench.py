@@ -55,7 +55,8 @@ def register(subparsers) -> None:
                    help="torch.compile mode of torch-cuda-compile(-graph) (default: default)")
     p.add_argument("--compile-scope", choices=COMPILE_SCOPES, default="blocks",
                    help="torch-cuda-compile(-graph): compile each block on its own (default: a fraction of the "
-                   "compile time, and the cross-modal blocks can run on their own stream) or the whole model")
+                   "compile time, and the cross-modal blocks can run on their own stream), each encoder/decoder "
+                   "stage whole (stages: the blocks of a stage fuse at their seams) or the whole model")
     p.add_argument("--compile-backend", choices=COMPILE_BACKENDS, default="inductor",
                    help="torch.compile backend of the compiled backends (default inductor; aot_eager and eager only "
                    "trace, to check for graph breaks quickly)")
@@ -64,8 +65,8 @@ def register(subparsers) -> None:
                    "(freezing, on by default: the benchmark only runs inference)")
     p.add_argument("--cross-stream", action=argparse.BooleanOptionalAction, default=True,
                    help="PyTorch backends on a GPU: run the cross-modal fusion blocks on a second CUDA stream beside "
-                   "the decoder (on by default; the compiled backends with --compile-scope blocks only, since a "
-                   "whole-model compilation traces one stream)")
+                   "the decoder (on by default; the compiled backends with --compile-scope blocks or stages only, "
+                   "since a whole-model compilation traces one stream)")
     p.add_argument("--no-combo", action="store_true",
                    help="compiled backends on a GPU: do not let inductor launch independent small kernels as one "
                    "(combo kernels, on by default)")

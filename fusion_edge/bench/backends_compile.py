@@ -120,8 +120,8 @@ def _inductor_options(ctx: BenchContext):
 def compile_units(unit: str) -> tuple[type, ...]:
     """The module types compiled on their own: ``blocks``, every DVSS and DFFM block and patch layer
     (embedding, merging, expanding); ``stages``, each encoder and decoder stage whole (its blocks and its
-    merging or expanding layer in one graph, so a block's closing residual add fuses with the next
-    block's LayerNorm), the DFFM blocks and the patch layers outside the stages."""
+    merging or expanding layer in one graph, so kernels can fuse across the seams between them), the
+    DFFM blocks and the patch layers outside the stages."""
     from fusion_edge.models.dffm import DFFMBlock
     from fusion_edge.models.dvss import DecoderStage, DVSSBlock, EncoderStage
     from fusion_edge.models.patch import FinalPatchExpand2D, PatchEmbed2D, PatchExpand2D, PatchMerging2D

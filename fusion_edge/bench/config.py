@@ -24,8 +24,9 @@ PRESET_NAMES = ("edge", "tiny", "paper")
 TORCH_FP16_MODES = ("autocast", "half")
 # torch.compile modes of the torch-cuda-compile backends (CUDA graphs are the -graph backend's job).
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
-# What torch-cuda-compile compiles: the whole model as one graph, or each DVSS / DFFM block on its
-# own (identical blocks share one compilation: far less compile time, no fusion across blocks).
+# What torch-cuda-compile compiles: the whole model as one graph, each DVSS / DFFM block on its own
+# (identical blocks share one compilation: far less compile time, no fusion across blocks), or each
+# encoder / decoder stage whole (fusion across the blocks of a stage; DFFM blocks on their own).
 COMPILE_SCOPES = ("model", "blocks", "stages")
 # inductor generates the kernels; aot_eager and eager only trace (for checking graphs quickly).
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")

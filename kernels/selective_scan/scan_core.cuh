@@ -130,6 +130,12 @@ struct RouteCursor {
         minor += n;
         while (minor >= extent) { minor -= extent; ++major; }
     }
+    // A fixed stride of d_major * extent + d_minor steps (d_minor < extent): no loop.
+    __device__ __forceinline__ void step(int d_major, int d_minor) {
+        minor += d_minor;
+        major += d_major;
+        if (minor >= extent) { minor -= extent; ++major; }
+    }
 };
 
 // ES2D: delta at step l of rows[0..R) (stride L) with weights w[0..R), rank 0's value given

@@ -153,7 +153,8 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
     using TD = typename Pick<ROUTES, float, TU>::type;  // delta; ES2D: the float32 dt rank-0 row
     constexpr int SPL = S::SPL, CPW = S::CPW, T = S::T, K = S::K;
     constexpr int KU = K / Word<TU>::kPerWord, KD = K / Word<TD>::kPerWord;
-    constexpr int TB = T / Word<TW>::kPerWord;  // words of one staged B/C row tile
+    constexpr int TS = STATES ? T / 2 : T;          // timesteps of B/C a lane stages per tile
+    constexpr int TBS = TS / Word<TW>::kPerWord;    // their words
     Smem<LPC>& sm = smem[threadIdx.x >> 5];
 
     const int lane = threadIdx.x & 31, slot = lane / LPC, s = lane % LPC;
@@ -182,6 +183,8 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
     scan::RouteCursor cur{0, 0, 1};
     int rp = 0, cp = 0;
     bool row_major = true;
+    int tile_major = 0, tile_minor = 0;  // the cursor's move from one tile to the next (T steps)
+    int run_step = 0;                    // map elements from one step of a route row to the next
     if (ROUTES) {
         const int k_route = q / p.dim_route, d_route = q % p.dim_route;
         rp = k_route & 1;
@@ -190,6 +193,9 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
         cur.extent = row_major ? p.w2 : p.h2;
         cur.major = (l_begin + s * K) / cur.extent;
         cur.minor = (l_begin + s * K) % cur.extent;
+        tile_major = T / cur.extent;
+        tile_minor = T % cur.extent;
+        run_step = (row_major ? 2 : 2 * p.w) * p.map_ps;
         map_base = (long)b * p.dim_route * p.h * p.w + (long)d_route * p.map_cs;
     }
     const TU* u_ptr = static_cast<const TU*>(p.u) + (ROUTES ? map_base : seq);
@@ -204,20 +210,24 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
     const TU* z_ptr = static_cast<const TU*>(p.z) + (has_z ? seq : 0);
     TO* o_ptr = static_cast<TO*>(p.out) + (ROUTES ? map_base : seq);
 
-    // B/C staging: lane i loads row i & 15 of B (i < 16) or of C.
+    // B/C staging: lane i loads row i & 15 of B (i < 16) or of C. The first pass needs no C: there
+    // lane i loads the first (i < 16) or second half of the tile of B row i & 15, so no lane idles.
     const int st_n = lane & 15, st_which = lane >> 4;
-    const bool st_on = st_n < N && !(STATES && st_which);
+    const bool st_on = st_n < N;
+    const int st_c = STATES ? 0 : st_which;   // 1: a C row
+    const int st_t0 = STATES ? st_which * TS : 0;  // first timestep of the lane's run in the tile
     auto bc_row = [&](int g) -> const TW* {
-        const long row = ROUTES ? (long)g * p.proj_rows + p.dt_rank + st_which * N + st_n : (long)g * N + st_n;
-        return static_cast<const TW*>(st_which && !ROUTES ? p.C : p.B) + row * L;
+        const long row = ROUTES ? (long)g * p.proj_rows + p.dt_rank + st_c * N + st_n : (long)g * N + st_n;
+        return static_cast<const TW*>(st_c && !ROUTES ? p.C : p.B) + row * L;
     };
     const TW* st_row0 = bc_row(g0);
-    auto fetch_bc = [&](const TW* row, int l0, unsigned (&w)[TB]) {
-        load_run<TW, T>(row + l0, st_on ? l_end - l0 : 0, vec_bc, w);
+    auto fetch_bc = [&](const TW* row, int l0, unsigned (&w)[TBS]) {
+        load_run<TW, TS>(row + l0 + st_t0, st_on ? l_end - l0 - st_t0 : 0, vec_bc, w);
     };
-    auto stage_bc = [&](float* dst, const unsigned (&w)[TB]) {
+    auto stage_bc = [&](float* dst, const unsigned (&w)[TBS]) {
 #pragma unroll
-        for (int t = 0; t < T; ++t) dst[t * S::kRow + st_which * kStates + st_n] = Word<TW>::get(w[t / Word<TW>::kPerWord], t % Word<TW>::kPerWord);
+        for (int t = 0; t < TS; ++t)
+            dst[(st_t0 + t) * S::kRow + st_c * kStates + st_n] = Word<TW>::get(w[t / Word<TW>::kPerWord], t % Word<TW>::kPerWord);
     };
 
     struct Raw {
@@ -228,22 +238,44 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
     auto fetch = [&](int l0, Raw& r) {
         const int t0 = l0 + s * K, valid = l_end - t0;
         if (ROUTES) {
+            // The lane's K steps usually lie on one route row inside the map: then their map offsets
+            // are off0 + k * run_step and load without a test each; otherwise step by step.
+            const int ii = row_major ? cur.major : cur.minor, jj = row_major ? cur.minor : cur.major;
+            const int row0 = 2 * ii + rp, col0 = 2 * jj + cp;
+            const int row_last = row_major ? row0 : row0 + 2 * (K - 1);
+            const int col_last = row_major ? col0 + 2 * (K - 1) : col0;
+            if (valid >= K && cur.minor + K <= cur.extent && row_last < p.h && col_last < p.w) {
+                const int off0 = (row0 * p.w + col0) * p.map_ps;
 #pragma unroll
-            for (int i = 0; i < KU; ++i) {
-                unsigned acc = 0;
+                for (int i = 0; i < KU; ++i) {
+                    unsigned acc = 0;
 #pragma unroll
-                for (int e = 0; e < Word<TU>::kPerWord; ++e) {
-                    const int k = i * Word<TU>::kPerWord + e;
-                    const int ii = row_major ? cur.major : cur.minor, jj = row_major ? cur.minor : cur.major;
-                    const int row = 2 * ii + rp, col = 2 * jj + cp;
-                    const int off = (k < valid && row < p.h && col < p.w) ? (row * p.w + col) * p.map_ps : -1;
-                    r.off[k] = off;
-                    acc |= (off >= 0 ? scan::load_bits(u_ptr, off) : 0u) << (16 * e);
-                    cur.advance(1);
+                    for (int e = 0; e < Word<TU>::kPerWord; ++e) {
+                        const int k = i * Word<TU>::kPerWord + e;
+                        r.off[k] = off0 + k * run_step;
+                        acc |= scan::load_bits(u_ptr, r.off[k]) << (16 * e);
+                    }
+                    r.u[i] = acc;
                 }
-                r.u[i] = acc;
+            } else {
+                scan::RouteCursor c = cur;
+#pragma unroll
+                for (int i = 0; i < KU; ++i) {
+                    unsigned acc = 0;
+#pragma unroll
+                    for (int e = 0; e < Word<TU>::kPerWord; ++e) {
+                        const int k = i * Word<TU>::kPerWord + e;
+                        const int ci = row_major ? c.major : c.minor, cj = row_major ? c.minor : c.major;
+                        const int row = 2 * ci + rp, col = 2 * cj + cp;
+                        const int off = (k < valid && row < p.h && col < p.w) ? (row * p.w + col) * p.map_ps : -1;
+                        r.off[k] = off;
+                        acc |= (off >= 0 ? scan::load_bits(u_ptr, off) : 0u) << (16 * e);
+                        c.advance(1);
+                    }
+                    r.u[i] = acc;
+                }
             }
-            cur.advance(T - K);
+            cur.step(tile_major, tile_minor);
             // dt ranks 1..R-1 of this tile into L1 for prepare(): rows split over the warp's channels.
             if (valid > 0) {
                 for (int rank = 1 + slot; rank < ranks; rank += CPW)
@@ -282,9 +314,12 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
                 float wv[kRB];
 #pragma unroll
                 for (int j = 0; j < kRB; ++j) {
+                    // Past the last rank: the last row again with weight 0 (adds an exact 0), so every
+                    // load of the batch takes the same path.
                     const bool on = r0 + j < ranks;
-                    load_run<float, K>(rows + (long)(r0 + j) * L, on ? valid : 0, vec_d, v[j]);
-                    wv[j] = on ? __ldg(dt_w + r0 + j) : 0.f;
+                    const int rank = on ? r0 + j : ranks - 1;
+                    load_run<float, K>(rows + (long)rank * L, valid, vec_d, v[j]);
+                    wv[j] = on ? __ldg(dt_w + rank) : 0.f;
                 }
 #pragma unroll
                 for (int j = 0; j < kRB; ++j)
@@ -322,7 +357,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
 
     // The first two tiles' inputs are requested before anything waits on memory.
     Raw ra, rb;
-    unsigned wa[TB], wb[TB];
+    unsigned wa[TBS], wb[TBS];
     fetch(l_begin, ra);
     fetch_bc(st_row0, l_begin, wa);
     fetch(l_begin + T, rb);
@@ -387,7 +422,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
     // One tile at l0 with the next tile's raw inputs in (rn, wn); the tile after next is requested
     // into (rf, wf) first, so each request has two tiles of work to arrive. The loop below
     // alternates the two register sets (no copies, which would wait on the requests).
-    auto tile = [&](int l0, Raw& rn, unsigned (&wn)[TB], Raw& rf, unsigned (&wf)[TB]) {
+    auto tile = [&](int l0, Raw& rn, unsigned (&wn)[TBS], Raw& rf, unsigned (&wf)[TBS]) {
         fetch(l0 + 2 * T, rf);
         fetch_bc(st_row0, l0 + 2 * T, wf);
 

@@ -89,6 +89,26 @@ __device__ __forceinline__ void load_run(const T* p, int valid, bool vec, unsign
     }
 }
 
+// ES2D: K map values at offsets offset_of(0), offset_of(1), ... (called in that order) packed into words
+// (two 16-bit values a word), the offsets kept in off. GUARDED: a negative offset (padding, past the
+// chunk) reads as 0; otherwise every offset is known to be in the map and loads without a test.
+template <bool GUARDED, typename T, int K, typename OffsetOf>
+__device__ __forceinline__ void gather_run(const T* p, OffsetOf offset_of, unsigned (&w)[K / Word<T>::kPerWord],
+                                           int (&off)[K]) {
+    constexpr int kPW = Word<T>::kPerWord;
+#pragma unroll
+    for (int i = 0; i < K / kPW; ++i) {
+        unsigned acc = 0;
+#pragma unroll
+        for (int e = 0; e < kPW; ++e) {
+            const int k = i * kPW + e;
+            off[k] = offset_of(k);
+            acc |= (!GUARDED || off[k] >= 0 ? scan::load_bits(p, off[k]) : 0u) << (16 * e);
+        }
+        w[i] = acc;
+    }
+}
+
 // K values to p[0..valid); one vector store when `vec` and the run is whole.
 template <typename T, int K>
 __device__ __forceinline__ void store_run(T* p, int valid, bool vec, const float (&v)[K]) {
@@ -237,7 +257,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
     // Raw inputs of this lane's K timesteps of the tile at l0 (tiles are fetched in order).
     auto fetch = [&](int l0, Raw& r) {
         const int t0 = l0 + s * K, valid = l_end - t0;
-        if (ROUTES) {
+        if constexpr (ROUTES) {
             // The lane's K steps usually lie on one route row inside the map: then their map offsets
             // are off0 + k * run_step and load without a test each; otherwise step by step.
             const int ii = row_major ? cur.major : cur.minor, jj = row_major ? cur.minor : cur.major;
@@ -246,34 +266,15 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
             const int col_last = row_major ? col0 + 2 * (K - 1) : col0;
             if (valid >= K && cur.minor + K <= cur.extent && row_last < p.h && col_last < p.w) {
                 const int off0 = (row0 * p.w + col0) * p.map_ps;
-#pragma unroll
-                for (int i = 0; i < KU; ++i) {
-                    unsigned acc = 0;
-#pragma unroll
-                    for (int e = 0; e < Word<TU>::kPerWord; ++e) {
-                        const int k = i * Word<TU>::kPerWord + e;
-                        r.off[k] = off0 + k * run_step;
-                        acc |= scan::load_bits(u_ptr, r.off[k]) << (16 * e);
-                    }
-                    r.u[i] = acc;
-                }
+                gather_run<false>(u_ptr, [&](int k) { return off0 + k * run_step; }, r.u, r.off);
             } else {
                 scan::RouteCursor c = cur;
-#pragma unroll
-                for (int i = 0; i < KU; ++i) {
-                    unsigned acc = 0;
-#pragma unroll
-                    for (int e = 0; e < Word<TU>::kPerWord; ++e) {
-                        const int k = i * Word<TU>::kPerWord + e;
-                        const int ci = row_major ? c.major : c.minor, cj = row_major ? c.minor : c.major;
-                        const int row = 2 * ci + rp, col = 2 * cj + cp;
-                        const int off = (k < valid && row < p.h && col < p.w) ? (row * p.w + col) * p.map_ps : -1;
-                        r.off[k] = off;
-                        acc |= (off >= 0 ? scan::load_bits(u_ptr, off) : 0u) << (16 * e);
-                        c.advance(1);
-                    }
-                    r.u[i] = acc;
-                }
+                gather_run<true>(u_ptr, [&](int k) {
+                    const int ci = row_major ? c.major : c.minor, cj = row_major ? c.minor : c.major;
+                    const int row = 2 * ci + rp, col = 2 * cj + cp;
+                    c.advance(1);
+                    return (k < valid && row < p.h && col < p.w) ? (row * p.w + col) * p.map_ps : -1;
+                }, r.u, r.off);
             }
             cur.step(tile_major, tile_minor);
             // dt ranks 1..R-1 of this tile into L1 for prepare(): rows split over the warp's channels.

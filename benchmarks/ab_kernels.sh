@@ -62,9 +62,11 @@ if [[ " $STEPS " == *" compiled "* ]]; then
   BAR=$(mktemp -d)
   count=0
   for p in $PRESETS; do count=$((count + 2)); done
+  limit=$(( BUDGET - $(elapsed) - 20 ))
+  (( limit < 60 )) && limit=60
   for t in base new; do
     for p in $PRESETS; do
-      (cd "${TREE[$t]}" && PYTHONPATH=${PKG[$t]} timeout $(( BUDGET - $(elapsed) - 20 )) python3 \
+      (cd "${TREE[$t]}" && PYTHONPATH=${PKG[$t]} timeout "$limit" python3 \
          benchmarks/compile_variants.py --preset "$p" --scope blocks --variants stream --jobs 1 --top 14 \
          --lock "$BAR/gpu.lock" --barrier "$BAR" --barrier-count "$count" --compile-timeout 400 \
          --out "$OUT/compiled_${p}_$t.md" > "$OUT/compiled_${p}_$t.log" 2>&1

@@ -580,3 +580,23 @@ def test_profile_groups_generated_kernels_and_explains_overlap():
     overlapping = Profile("cuda", 5, 2.5, 1.85, 455, [OpShare("k", 17, 0.31, 0.17)]).summary(1.73)
     assert "GPU busy 1.85 ms of a 1.73 ms p50 (more than the p50: kernels on several streams overlap)" in overlapping
     assert "overlap" not in Profile("cuda", 5, 2.5, 1.5, 455, []).summary(1.73)
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-cudnn-benchmark"], False)])
+def test_cudnn_benchmark_flag_reaches_cudnn_and_the_report(monkeypatch, flag, expected):
+    """--no-cudnn-benchmark leaves cuDNN's convolution choice to its heuristic on a GPU and says so in the
+    report's config (a run on a machine without a GPU: the backends fail, the setting is still applied)."""
+    import torch
+
+    from fusion_edge.bench import runner
+    from fusion_edge.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--preset", "edge", *flag])
+    assert args.cudnn_benchmark is expected
+    monkeypatch.setattr(runner, "resolve_device", lambda requested: "cuda")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not expected)
+    config = BenchConfig(preset="edge", sizes=[(32, 32)], backends=["torch-cuda"], device="cuda", count_cost=False,
+                         cudnn_benchmark=args.cudnn_benchmark)
+    report = runner.run_bench(config, progress=lambda line: None)
+    assert torch.backends.cudnn.benchmark is expected
+    assert report.config["cudnn_benchmark"] is expected

@@ -104,7 +104,7 @@ def run_bench(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark  # fixed shapes: cuDNN may time its algorithms
     deadline = time.monotonic() + config.time_budget if config.time_budget else None
     ctx = BenchContext(
         source=source, device=device, batch=config.batch, fp16=config.fp16, threads=config.threads,
@@ -124,7 +124,7 @@ def run_bench(
         "threads": config.threads, "torch_fp16": config.torch_fp16, "compile_mode": config.compile_mode,
         "compile_scope": config.compile_scope, "compile_backend": config.compile_backend,
         "compile_freeze": config.compile_freeze, "compile_combo": config.compile_combo,
-        "cross_stream": config.cross_stream,
+        "cross_stream": config.cross_stream, "cudnn_benchmark": config.cudnn_benchmark,
         "compile_timeout": config.compile_timeout,
         "time_budget": config.time_budget, "min_iters": config.min_iters,
         "backend_sizes": {b: [format_size(s) for s in v] for b, v in config.backend_sizes.items()},
@@ -240,6 +240,8 @@ def _run_one(ctx: BenchContext, config: BenchConfig, backend: str, row: ResultRo
         if row.peak_memory_mb is not None:
             row.peak_memory_mb = round(row.peak_memory_mb, 1)
         row.timer, row.warmup, row.iters, row.notes = prepared.timer.name, config.warmup, stats.samples, prepared.notes
+        if not config.cudnn_benchmark and ctx.on_gpu and row.backend in backends_torch.SCAN_IMPL:
+            row.notes = [*row.notes, "cuDNN's heuristic convolution algorithms (--no-cudnn-benchmark)"]
         if stats.samples < config.iters:
             row.notes = [*row.notes, f"{stats.samples} timed calls (fewer than --iters {config.iters}) to fit "
                          f"{max_seconds:.0f} s"]

@@ -352,7 +352,6 @@ def test_inductor_compilation_freezes_the_weights_and_combines_kernels_unless_as
 
 
 def test_block_scope_compiles_blocks_and_patch_layers_and_keeps_the_output():
-    import torch
 
     from fusion_edge.bench.backends_compile import compile_blocks
     from fusion_edge.models.dffm import DFFMBlock
@@ -366,10 +365,17 @@ def test_block_scope_compiles_blocks_and_patch_layers_and_keeps_the_output():
     assert found == set(kinds)
     assert all(m._compiled_call_impl is not None for m in compiled.modules() if isinstance(m, kinds))
     assert all(getattr(m, "_compiled_call_impl", None) is None for m in model.modules())  # the original is untouched
+    _assert_compiled_matches(compiled, model)
+
+
+def _assert_compiled_matches(compiled, model) -> None:
+    """The compiled copy gives the eager model's output on a small pair (the compiled units run the
+    elementwise forms of the small ops, fusion_edge.ops.fusable); dynamo's caches are cleared after."""
+    import torch
+
     vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
     try:
         with torch.inference_mode():
-            # the compiled blocks run the elementwise forms of the small ops (fusion_edge.ops.fusable)
             assert torch.allclose(compiled(vis, ir), model(vis, ir), atol=1e-4, rtol=0)
     finally:
         torch._dynamo.reset()
@@ -378,7 +384,6 @@ def test_block_scope_compiles_blocks_and_patch_layers_and_keeps_the_output():
 def test_stage_scope_compiles_whole_stages_and_keeps_the_output():
     """``stages``: each encoder/decoder stage is one compiled graph (its blocks are not compiled on their own,
     they are traced into it), the DFFM blocks and the outer patch layers are compiled as with ``blocks``."""
-    import torch
 
     from fusion_edge.bench.backends_compile import compile_blocks, compile_units
     from fusion_edge.models.dffm import DFFMBlock
@@ -396,12 +401,7 @@ def test_stage_scope_compiles_whole_stages_and_keeps_the_output():
     BenchConfig(preset="edge", compile_scope="stages").validate()  # the bench takes it too
     with pytest.raises(ValueError, match="--compile-scope must be one of model, blocks, stages, got 'layers'"):
         BenchConfig(preset="edge", compile_scope="layers").validate()
-    vis, ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
-    try:
-        with torch.inference_mode():
-            assert torch.allclose(compiled(vis, ir), model(vis, ir), atol=1e-4, rtol=0)
-    finally:
-        torch._dynamo.reset()
+    _assert_compiled_matches(compiled, model)
 
 
 def test_half_model_keeps_the_scan_parameters_in_float32():

@@ -6,17 +6,23 @@
 Each positional argument is a plan, LANES,CHUNKS (lanes a channel x chunks of L, as
 ``kernels.launch_params.SCAN_OVERRIDE`` takes it); the default shape is the paper preset's stage-1 scan at
 512x640 (u (1, 768, 5120), float16, N=16, 4 B/C groups, softplus, D and delta_bias), the shape of issue 5's
-anchor. Timing belongs to benchmarks/kernels.py and scan_variants.py; this is for counters.
+anchor, with the other benchmarks' inputs (``kernels.scan_inputs``). Timing belongs to benchmarks/kernels.py
+and scan_variants.py; this is for counters.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import torch
 from fusion_edge.kernels import launch_params
 
 from fusion_edge import kernels
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kernels as kbench  # noqa: E402  (benchmarks/kernels.py: the scans' inputs)
 
 
 def _plan(text: str) -> tuple[int, int]:
@@ -33,19 +39,6 @@ def _shape(text: str) -> tuple[int, int, int]:
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
-def scan_inputs(batch: int, dim: int, length: int, groups: int = 4, n_states: int = 16):
-    """float16 u, delta, B, C and float32 A, D, delta_bias of the model's scans (softplus deltas near 0.1)."""
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    u = torch.randn(batch, dim, length, device="cuda", generator=gen).half()
-    delta = (torch.randn(batch, dim, length, device="cuda", generator=gen) * 0.5).half()
-    A = -torch.rand(dim, n_states, device="cuda", generator=gen) - 0.5
-    B = torch.randn(batch, groups, n_states, length, device="cuda", generator=gen).half()
-    C = torch.randn(batch, groups, n_states, length, device="cuda", generator=gen).half()
-    D = torch.randn(dim, device="cuda", generator=gen)
-    bias = torch.randn(dim, device="cuda", generator=gen) * 0.5 - 2
-    return u, delta, A, B, C, D, bias
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("plans", nargs="+", type=_plan, help="LANES,CHUNKS of each call")
@@ -53,7 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("scan_plan_probe needs a CUDA GPU (it launches the scan kernels)")
-    u, delta, A, B, C, D, bias = scan_inputs(*args.shape)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    u, delta, A, B, C, D, bias = kbench.scan_inputs(*args.shape, gen)
     stream = torch.cuda.current_stream().cuda_stream
     saved = launch_params.SCAN_OVERRIDE
     try:

@@ -202,11 +202,12 @@ def prepare_cuda_graph(ctx: BenchContext, height: int, width: int, backend: str 
                     notes=cross_stream_note(ctx))
 
 
-def capture_graph(ctx: BenchContext, forward, warmup: int = 3):
+def capture_graph(ctx: BenchContext, forward, warmup: int = 3, priority: int = 0):
     """(graph, static output) of ``forward()`` captured into a CUDA graph after ``warmup`` calls on a
     side stream (lazy kernel loading, autotuning and allocator pools happen there, not in the capture).
 
-    Our kernels launch on torch's current stream, which inside the capture is the capture stream.
+    Our kernels launch on torch's current stream, which inside the capture is the capture stream; its
+    CUDA ``priority`` (lower is more urgent) becomes that of the kernels queued on it.
     """
     import torch
 
@@ -218,7 +219,8 @@ def capture_graph(ctx: BenchContext, forward, warmup: int = 3):
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     try:
-        with torch.inference_mode(), autocast(ctx, cache_enabled=False), torch.cuda.graph(graph):
+        stream = torch.cuda.Stream(priority=priority) if priority else None  # None: torch's own stream
+        with torch.inference_mode(), autocast(ctx, cache_enabled=False), torch.cuda.graph(graph, stream=stream):
             static_out = forward()
     except RuntimeError as exc:
         raise RuntimeError(f"CUDA graph capture failed: {exc}") from exc

@@ -1,57 +1,86 @@
-"""The cross-modal fusion blocks on a second CUDA stream, beside the decoder.
+"""Work that runs on side CUDA streams beside the encoder and decoder: the cross-modal blocks and the prior.
 
-The three DFFM blocks that feed decoder stages 1-3 depend only on encoder features, so they can run
-while the decoder works on the deeper stages. On a GPU a small model's kernels each fill a fraction of
-the device (a frame of the ``edge`` preset is some 440 kernels averaging a few microseconds), so two
-streams of them overlap instead of queueing. Captured in a CUDA graph, the side stream becomes a
-parallel branch of the graph. The maths and its order within each block are unchanged.
+The three DFFM blocks that feed decoder stages 1-3 depend only on encoder features, and a two-scale
+prior only on the input pair, so they can run while the main stream works on something else. On a GPU
+a small model's kernels each fill a fraction of the device (a frame of the ``edge`` preset is some 440
+kernels averaging a few microseconds), so several streams of them overlap instead of queueing.
+Captured in a CUDA graph, each side stream becomes a parallel branch of the graph. The maths and its
+order within each block are unchanged, so every schedule gives the same output.
+
+Schedules (``FusionMamba.cross_schedule``):
+
+- ``inline``: one stream, each block computed when the decoder asks for it (the reference's order);
+- ``after-encoder`` (the default side schedule): once the whole encoder is done, the blocks of stages
+  3, 2, 1 on one side stream, beside the decoder;
+- ``early``: each block on its own side stream as soon as its encoder stage is done (block 1 then runs
+  beside encoder stages 2-4).
+
+Under both side schedules a two-scale prior runs on a stream of its own from the start. Measured on an
+H200 with the same compiled blocks (benchmarks/results/cross_schedules_h200.md), ``early`` was 0.02-0.03
+ms slower than ``after-encoder`` for both presets at 512x640: the encoder is the critical path, and
+blocks beside it slow it down; the prior beside the network saved 0.025 ms of the default weights.
+
+Memory: a side stream's work is queued behind everything queued on the main stream so far, and every
+result is waited for by the main stream before the forward returns, so the caching allocator never
+hands a block still read by one stream to another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
-from torch import nn
 
-_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
+SCHEDULES = ("inline", "after-encoder", "early")
+SIDE_SCHEDULE = "after-encoder"  # what ``cross_on_side_stream = True`` selects
+PRIOR_STREAM = 3  # the two-scale prior's side stream (the cross-modal blocks take streams 0-2)
 
-
-def side_stream(device: torch.device) -> torch.cuda.Stream:
-    """One side stream per GPU, reused by every call (streams are cheap to keep, not to create)."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _SIDE_STREAMS:
-        _SIDE_STREAMS[index] = torch.cuda.Stream(device=index)
-    return _SIDE_STREAMS[index]
+_SIDE_STREAMS: dict[tuple[int, int, int], torch.cuda.Stream] = {}
 
 
-def cross_in_order(blocks: nn.ModuleList, s1: Sequence[torch.Tensor],
-                   s2: Sequence[torch.Tensor]) -> Callable[[int], torch.Tensor]:
-    """Stage -> fused features, each computed when the decoder asks for it (the reference's order)."""
-    return lambda stage: blocks[stage](s1[stage], s2[stage])
+def side_stream(device: torch.device, index: int = 0, priority: int = 0) -> torch.cuda.Stream:
+    """Side stream ``index`` of a GPU at ``priority`` (lower is more urgent, as in CUDA), reused by every
+    call (streams are cheap to keep, not to create). Captured into a CUDA graph, a kernel keeps the
+    priority of the stream it was queued on."""
+    gpu = device.index if device.index is not None else torch.cuda.current_device()
+    key = (gpu, index, priority)
+    if key not in _SIDE_STREAMS:
+        _SIDE_STREAMS[key] = torch.cuda.Stream(device=gpu, priority=priority)
+    return _SIDE_STREAMS[key]
 
 
-def cross_on_side_stream(blocks: nn.ModuleList, s1: Sequence[torch.Tensor], s2: Sequence[torch.Tensor],
-                         stages: Sequence[int]) -> Callable[[int], torch.Tensor]:
-    """Queue ``blocks[stage](s1[stage], s2[stage])`` for each stage on the side stream now, in the given
-    order; the returned function makes the current stream wait for a stage's result before handing it
-    over. Memory: every side-stream allocation is made before the current stream consumes any result,
-    and the next call's side work starts behind everything queued on the current stream so far, so the
-    caching allocator never hands a block still being read to the other stream."""
-    main = torch.cuda.current_stream(s1[0].device)
-    side = side_stream(s1[0].device)
-    side.wait_stream(main)  # the encoder's features are ready
-    results = {}
-    with torch.cuda.stream(side):
-        for stage in stages:
-            out = blocks[stage](s1[stage], s2[stage])
+def check_schedule(schedule: str) -> str:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown cross-block schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    return schedule
+
+
+class SideWork:
+    """Results computed on side streams; the main stream waits for one only when it takes it."""
+
+    def __init__(self, device: torch.device, priority: int = 0) -> None:
+        self.device = device
+        self.priority = priority
+        self.main = torch.cuda.current_stream(device)
+        self._results: dict[object, tuple[torch.Tensor, torch.cuda.Event]] = {}
+
+    def launch(self, key: object, stream: int, fn: Callable[..., torch.Tensor], *args: torch.Tensor) -> None:
+        """Queue ``fn(*args)`` on side stream ``stream`` behind everything queued on the main stream."""
+        side = side_stream(self.device, stream, self.priority)
+        side.wait_stream(self.main)
+        with torch.cuda.stream(side):
+            out = fn(*args)
             done = torch.cuda.Event()
             done.record(side)
-            results[stage] = (out, done)
+        self._results[key] = (out, done)
 
-    def crossed(stage: int) -> torch.Tensor:
-        out, done = results.pop(stage)
-        main.wait_event(done)
+    def take(self, key: object) -> torch.Tensor:
+        out, done = self._results.pop(key)
+        self.main.wait_event(done)
         return out
 
-    return crossed
+    def __contains__(self, key: object) -> bool:
+        return key in self._results
+
+    def pending(self) -> list[object]:
+        return list(self._results)

@@ -8,13 +8,13 @@ checkpoints load with ``strict=True`` and give its outputs. Inputs of any size a
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_edge.models.cross_stream import cross_in_order, cross_on_side_stream
+from fusion_edge.models.cross_stream import PRIOR_STREAM, SIDE_SCHEDULE, SideWork, check_schedule
 from fusion_edge.models.dffm import DFFMBlock
 from fusion_edge.models.dvss import DecoderStage, EncoderStage
 from fusion_edge.models.graph_state import is_exporting, is_tracing
@@ -103,9 +103,11 @@ class FusionMamba(nn.Module):
         elif self.residual_scale != 2.0:
             self.register_buffer(RESIDUAL_KEY, torch.tensor(self.residual_scale))
         self.check_inputs = True
-        # CUDA inputs, not while a graph is traced: the cross-modal blocks run on a second stream beside the
-        # decoder (fusion_edge/models/cross_stream.py). Off by default; the output is the same.
-        self.cross_on_side_stream = False
+        # CUDA inputs, not while a graph is traced: the cross-modal blocks (and a prior) run on side streams
+        # (fusion_edge/models/cross_stream.py). Off ("inline") by default; the output is the same.
+        self.cross_schedule = "inline"
+        self.side_priority = 0  # CUDA priority of the side streams (lower is more urgent)
+        self.prior_on_side_stream = True  # under a side schedule, a two-scale prior on a stream of its own
 
         self.patch_embed1 = PatchEmbed2D(patch_size, in_chans, dims[0], norm=patch_norm)
         self.patch_embed2 = PatchEmbed2D(patch_size, in_chans, dims[0], norm=patch_norm)
@@ -158,47 +160,88 @@ class FusionMamba(nn.Module):
                 raise ValueError(f"{name} contains NaN or Inf values")
 
     # ----------------------------------------------------------------- forward
+    @property
+    def cross_on_side_stream(self) -> bool:
+        """True when the cross-modal blocks run on side streams (the schedule ``SIDE_SCHEDULE``)."""
+        return self.cross_schedule != "inline"
+
+    @cross_on_side_stream.setter
+    def cross_on_side_stream(self, on: bool) -> None:
+        self.cross_schedule = SIDE_SCHEDULE if on else "inline"
+
+    def side_work(self, x: torch.Tensor) -> SideWork | None:
+        """Side streams for one forward: CUDA inputs, a side schedule, and no graph being traced."""
+        if check_schedule(self.cross_schedule) == "inline" or not x.is_cuda or is_tracing():
+            return None
+        return SideWork(x.device, self.side_priority)
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         if self.check_inputs and not is_exporting():
             self.validate(x1, x2)
+        work = self.side_work(x1)
+        if work is not None and self.prior is not None and self.prior_on_side_stream:
+            work.launch("prior", PRIOR_STREAM, self.prior, x1, x2)  # needs nothing but the pair
         h, w = x1.shape[-2:]
         pad_h, pad_w = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
         if not (pad_h or pad_w):
-            return self.forward_padded(x1, x2)
-        head = self.head_padded(pad_to_multiple(x1, pad_h, pad_w), pad_to_multiple(x2, pad_h, pad_w))
+            return self.add_residual(self.head_padded(x1, x2, work), x1, x2, work)
+        head = self.head_padded(pad_to_multiple(x1, pad_h, pad_w), pad_to_multiple(x2, pad_h, pad_w), work)
         # the residual of the unpadded pair: a prior's blurs would otherwise see the padding
-        return self.add_residual(head[..., :h, :w], x1, x2)
+        return self.add_residual(head[..., :h, :w], x1, x2, work)
 
     def forward_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The reference forward; H and W must be multiples of 32."""
         return self.add_residual(self.head_padded(x1, x2), x1, x2)
 
-    def head_padded(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        """The network's output before the global residual; H and W must be multiples of 32."""
-        s1, s2 = self.encode(x1, x2)
-        side = self.cross_on_side_stream and x1.is_cuda and not is_tracing()
-        crossed = (cross_on_side_stream(self.Cross_block, s1, s2, stages=(3, 2, 1)) if side
-                   else cross_in_order(self.Cross_block, s1, s2))
+    def head_padded(self, x1: torch.Tensor, x2: torch.Tensor, work: SideWork | None = None) -> torch.Tensor:
+        """The network's output before the global residual; H and W must be multiples of 32. ``work``:
+        the side streams of this forward (default: :meth:`side_work`'s)."""
+        work = work if work is not None else self.side_work(x1)
+        crossed = self._cross_blocks(x1, x2, work)
+        s1, s2 = crossed.s1, crossed.s2
         y = self.layers_up[0](s1[4] + s2[4])
         for j in range(1, 4):
             y = self.layers_up[j](y + crossed(4 - j))
         y = self.final_up(y).permute(0, 3, 1, 2)
         return self.final_conv(y)
 
-    def add_residual(self, y: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        """The head ``y`` plus the global residual: residual_scale * (x1 + x2), max(x1, x2) or the prior."""
+    def _cross_blocks(self, x1: torch.Tensor, x2: torch.Tensor, work: SideWork | None) -> _Crossed:
+        """Encode the pair and schedule the cross-modal blocks of stages 1-3 (fusion_edge/models/cross_stream.py)."""
+        if work is None:
+            s1, s2 = self.encode(x1, x2)
+            return _Crossed(s1, s2, lambda stage: self.Cross_block[stage](s1[stage], s2[stage]))
+        if self.cross_schedule == "after-encoder":
+            s1, s2 = self.encode(x1, x2)
+            for stage in (3, 2, 1):
+                work.launch(("cross", stage), 0, self.Cross_block[stage], s1[stage], s2[stage])
+        else:  # early: each block on its own stream once its encoder stage is done
+
+            def ready(stage: int, f1: torch.Tensor, f2: torch.Tensor) -> None:
+                if 1 <= stage <= 3:
+                    work.launch(("cross", stage), stage - 1, self.Cross_block[stage], f1, f2)
+
+            s1, s2 = self.encode(x1, x2, on_stage=ready)
+        return _Crossed(s1, s2, lambda stage: work.take(("cross", stage)))
+
+    def add_residual(self, y: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor,
+                     work: SideWork | None = None) -> torch.Tensor:
+        """The head ``y`` plus the global residual: residual_scale * (x1 + x2), max(x1, x2) or the prior
+        (taken from ``work`` when a side stream computed it)."""
         if self.residual == "max":
             return y + torch.maximum(x1, x2)
         if self.prior is not None:
-            return y + self.prior(x1, x2)
+            return y + (work.take("prior") if work is not None and "prior" in work else self.prior(x1, x2))
         if self.residual_scale == 2.0:
             return y + x1 + x2 + x1 + x2  # the reference's order of additions
         if self.residual_scale == 1.0:
             return y + x1 + x2
         return y + self.residual_scale * (x1 + x2)
 
-    def encode(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Features of each modality after the patch embedding and after every encoder stage (5 each)."""
+    def encode(self, x1: torch.Tensor, x2: torch.Tensor,
+               on_stage: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Features of each modality after the patch embedding and after every encoder stage (5 each);
+        ``on_stage(i, s1[i], s2[i])`` is called as soon as stage i's features are queued."""
         batch = x1.shape[0]
         # One encoder is shared by both modalities: run it once on both, stacked on the batch axis
         # (every encoder op is per sample), which halves the kernel launches of the encoder.
@@ -208,6 +251,8 @@ class FusionMamba(nn.Module):
             x = layer(x)
             s1.append(x[:batch])
             s2.append(x[batch:])
+            if on_stage is not None:
+                on_stage(len(s1) - 1, s1[-1], s2[-1])
         return s1, s2
 
     # --------------------------------------------------------------- inference
@@ -235,6 +280,17 @@ class FusionMamba(nn.Module):
 
     inference_ready = False
     preset: str | None = None
+
+
+class _Crossed:
+    """The encoder's features of both modalities, and stage -> the cross-modal block's output."""
+
+    def __init__(self, s1: list[torch.Tensor], s2: list[torch.Tensor],
+                 take: Callable[[int], torch.Tensor]) -> None:
+        self.s1, self.s2, self._take = s1, s2, take
+
+    def __call__(self, stage: int) -> torch.Tensor:
+        return self._take(stage)
 
 
 def pad_to_multiple(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:

@@ -3,7 +3,8 @@
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks|stages]
         [--variants library,elementwise,combo,scan-delta,gemm,lib-delta,stream,aggressive,coordinate,
         autotune,pdl,mm64,mm128,pdl-mm128] [--jobs N] [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE]
-        [--barrier DIR [--barrier-count N]] [--compile-timeout S]
+        [--barrier DIR [--barrier-count N]] [--compile-timeout S] [--schedules early,after-encoder]
+        [--priorities 0:0,-1:0] [--prior-inline] [--model CKPT]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
 calls (the model before ``fusion_edge.ops.fusable``) and the ES2D route projections with the op's own
@@ -28,7 +29,9 @@ then the variants are timed one at a time: float16 model copy, our kernels, indu
 compiled model captured as one CUDA graph; p50/p10/p90 of 200 replays (CUDA events, each replay waited
 for), the p50 of 200 replays queued back to back (as ``fusion-edge bench`` times them) and the host time
 to launch one replay (``stream``: also the p50 of the same compiled blocks captured with the cross-modal
-blocks on the one stream, timed in alternating rounds), GPU kernels per call
+blocks on the one stream, and under each other ``--schedules`` entry and ``--priorities`` pair of
+stream priorities, timed in alternating rounds), GPU
+kernels per call
 and GPU busy time (torch.profiler over 10 replays), compile seconds, and the largest difference to the
 eager float16 model. Without a GPU it prints the census of what inductor generated for one forward on
 the CPU instead (our ops routed as on the GPU): library calls by kind and fused kernels. That counts
@@ -51,6 +54,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fusion_edge.bench.config import format_size, parse_size
+from fusion_edge.models.cross_stream import SCHEDULES, SIDE_SCHEDULE
 
 # name: (fusable forms, ES2D projection, ES2D delta, inductor options, cross-modal blocks on a second stream)
 VARIANTS = {
@@ -88,6 +92,31 @@ def _variant_list(text: str) -> list[str]:
     return names
 
 
+def _schedule_list(text: str) -> list[str]:
+    names = [v for v in text.split(",") if v]
+    unknown = [v for v in names if v not in SCHEDULES or v == "inline"]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown side schedules {unknown}; choose from "
+                                         f"{', '.join(s for s in SCHEDULES if s != 'inline')}")
+    return names
+
+
+def _priority_pairs(text: str) -> list[tuple[int, int]]:
+    """'0:0,-1:0' -> [(0, 0), (-1, 0)]: CUDA priorities (lower is more urgent) of the main and side streams."""
+    try:
+        pairs = [tuple(int(v) for v in pair.split(":")) for pair in text.split(",") if pair]
+    except ValueError:
+        pairs = []
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"priorities must be MAIN:SIDE pairs such as 0:0,-1:0, got {text!r}")
+    return pairs
+
+
+def _schedule_label(args, schedule: str, main_priority: int, side_priority: int) -> str:
+    """A schedule's column name, with its stream priorities when more than one pair is timed."""
+    return schedule if len(args.priorities) == 1 else f"{schedule} {main_priority}:{side_priority}"
+
+
 def _compiled(args, variant: str):
     """The eager model, its compiled copy and the inputs, with the variant's forms and inductor options."""
     import torch
@@ -107,9 +136,10 @@ def _compiled(args, variant: str):
     torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    model = load_model(None, args.preset, device, random_init=True)
+    model = (load_model(args.model, None, device) if args.model
+             else load_model(None, args.preset, device, random_init=True))
     model.check_inputs = False
-    model.cross_on_side_stream = cross_stream
+    model.cross_schedule = args.schedules[0] if cross_stream else "inline"
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
         model = half_model(model)
@@ -179,22 +209,38 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
         diff = (out.float() - eager).abs().max().item()
     # the benchmark's own capture; fp16=False: the model is already float16, so no autocast around it
     plain = BenchContext(source=None, device="cuda", batch=1, fp16=False)
-    graph, _ = capture_graph(plain, lambda: compiled(*frames))
-    single = None  # stream variant: the same compiled blocks captured with the cross-modal blocks in line
-    if getattr(compiled, "cross_on_side_stream", False) and args.scope != "model":
-        compiled.cross_on_side_stream = False
-        single, _ = capture_graph(plain, lambda: compiled(*frames))
+    main_priority, compiled.side_priority = args.priorities[0]
+    graph, _ = capture_graph(plain, lambda: compiled(*frames), priority=main_priority)
+    # side-stream variants: the same compiled blocks captured under each other schedule and pair of stream
+    # priorities, and on one stream ("inline")
+    first = _schedule_label(args, compiled.cross_schedule, *args.priorities[0])
+    others = {}
+    if compiled.cross_schedule != "inline" and args.scope != "model":
+        for schedule in args.schedules:
+            for main_priority, side_priority in args.priorities:
+                label = _schedule_label(args, schedule, main_priority, side_priority)
+                if label != first:
+                    compiled.cross_schedule, compiled.side_priority = schedule, side_priority
+                    others[label], _ = capture_graph(plain, lambda: compiled(*frames), priority=main_priority)
+        if args.prior_inline and compiled.prior is not None:
+            compiled.side_priority, compiled.prior_on_side_stream = args.priorities[0][1], False
+            for schedule in args.schedules:
+                compiled.cross_schedule = schedule
+                label = _schedule_label(args, schedule, *args.priorities[0]) + ", prior inline"
+                others[label], _ = capture_graph(plain, lambda: compiled(*frames), priority=args.priorities[0][0])
+        compiled.cross_schedule = "inline"
+        others["inline"], _ = capture_graph(plain, lambda: compiled(*frames))
     _arrive_and_wait(args)  # compiling autotunes on the GPU: time only once every variant has compiled
     with open(lock_path, "w") as lock:  # one variant on the GPU at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         for _ in range(50):
             graph.replay()
         torch.cuda.synchronize()
-        times, single_times = [], []
-        for _ in range(4):  # with a second graph, alternate in rounds so that drift hits both alike
+        times, other_times = [], {schedule: [] for schedule in others}
+        for _ in range(4):  # with other graphs, alternate in rounds so that drift hits them all alike
             times += _synced_times(graph, REPLAYS // 4)
-            if single is not None:
-                single_times += _synced_times(single, REPLAYS // 4)
+            for schedule, other in others.items():
+                other_times[schedule] += _synced_times(other, REPLAYS // 4)
         # as `fusion-edge bench` times: replays queued back to back, events around each, one sync at the end
         queued = sorted(CudaEventTimer().time_calls(graph.replay, REPLAYS))
         start = time.perf_counter()
@@ -214,8 +260,12 @@ def _cuda_worker(args, variant: str, lock_path: str) -> dict:
         group[1] += ev.time_range.elapsed_us()
     top = sorted(groups.items(), key=lambda item: -item[1][1])[: args.top]
     times.sort()
-    single_times.sort()
-    return dict(one_stream_p50_ms=single_times[len(single_times) // 2] if single_times else None,
+    schedules = {schedule: sorted(t)[len(t) // 2] for schedule, t in other_times.items()}
+    if others:
+        schedules = {first: times[len(times) // 2], **schedules}
+    requested = sorted({p for pair in args.priorities for p in pair})
+    applied = {p: torch.cuda.Stream(priority=p).priority for p in requested}
+    return dict(one_stream_p50_ms=schedules.get("inline"), schedule_p50_ms=schedules, priorities_applied=applied,
                 variant=variant, p50_ms=times[len(times) // 2], p10_ms=times[len(times) // 10],
                 p90_ms=times[9 * len(times) // 10], queued_p50_ms=queued[len(queued) // 2], launch_us=launch_us,
                 kernels=len(kernels) / PROFILED_REPLAYS,
@@ -295,7 +345,12 @@ def _spawn(args, variant: str, folder: str) -> dict:
            "--size", format_size(args.size), "--scope", args.scope, "--top", str(args.top),
            "--barrier", args.barrier or os.path.join(folder, "barrier"),
            "--barrier-count", str(args.barrier_count or len(args.variants)),
-           "--compile-timeout", str(args.compile_timeout)]
+           "--compile-timeout", str(args.compile_timeout), "--schedules", ",".join(args.schedules),
+           "--priorities", ",".join(f"{m}:{s}" for m, s in args.priorities)]
+    if args.prior_inline:
+        cmd.append("--prior-inline")
+    if args.model:
+        cmd += ["--model", args.model]
     cache = os.path.join(args.cache_dir or folder, f"inductor_{variant}")
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -337,6 +392,13 @@ def _table(args, results: list[dict]) -> str:
             f"{r['compile_s']:.1f} | {r['max_diff']:.2g} |" for r in results]
     text = title + "float16 model copy, compiled model replayed as one CUDA graph.\n\n" + head + "\n".join(rows) + "\n"
     for r in results:
+        if len(r.get("schedule_p50_ms") or {}) > 2:
+            text += (f"\nThe compiled blocks of `{r['variant']}` captured under each cross-block schedule "
+                     "(`fusion_edge/models/cross_stream.py`; MAIN:SIDE are the CUDA priorities of the two "
+                     f"streams, as applied: {r.get('priorities_applied')}), timed in alternating rounds:\n\n"
+                     "| schedule | p50 ms |\n|---|---|\n"
+                     + "".join(f"| {name} | {_ms(p50)} |\n" for name, p50 in r["schedule_p50_ms"].items()))
+    for r in results:
         if r.get("top"):
             text += (f"\nKernels of `{r['variant']}` by GPU time (a call):\n\n"
                      "| kernel | launches | us |\n|---|---|---|\n"
@@ -366,6 +428,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", help="keep each variant's inductor cache in DIR/inductor_<variant> (a later "
                         "compilation of the same configuration, e.g. by `fusion-edge bench`, can reuse it); by "
                         "default the caches are temporary")
+    parser.add_argument("--schedules", type=_schedule_list, default=[SIDE_SCHEDULE],
+                        help="side-stream variants: the cross-block schedules to capture (the first is the "
+                        "variant's own; the one-stream schedule 'inline' is always timed beside them), from "
+                        f"{', '.join(s for s in SCHEDULES if s != 'inline')}")
+    parser.add_argument("--priorities", type=_priority_pairs, default=[(0, 0)],
+                        help="side-stream variants: MAIN:SIDE pairs of CUDA stream priorities (lower is more "
+                        "urgent) to capture each schedule under, e.g. 0:0,-1:0,0:-1 (default 0:0)")
+    parser.add_argument("--prior-inline", action="store_true",
+                        help="models with a two-scale prior: also capture each schedule with the prior on the "
+                        "main stream (by default it runs on a side stream of its own)")
+    parser.add_argument("--model", help="a checkpoint to time instead of --preset with random weights")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

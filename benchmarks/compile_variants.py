@@ -2,9 +2,9 @@
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks|stages]
         [--variants library,elementwise,combo,scan-delta,gemm,lib-delta,stream,aggressive,coordinate,
-        autotune,pdl,mm64,mm128,pdl-mm128] [--jobs N] [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE]
-        [--barrier DIR [--barrier-count N]] [--compile-timeout S] [--schedules early,after-encoder]
-        [--priorities 0:0,-1:0] [--prior-inline] [--model CKPT]
+        autotune,pdl,mm64,mm128,pdl-mm128,fixed-pointwise] [--jobs N] [--out FILE.md] [--top N]
+        [--cache-dir DIR] [--lock FILE] [--barrier DIR [--barrier-count N]] [--compile-timeout S]
+        [--schedules early,after-encoder] [--priorities 0:0,-1:0] [--prior-inline] [--model CKPT]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
 calls (the model before ``fusion_edge.ops.fusable``) and the ES2D route projections with the op's own
@@ -22,7 +22,10 @@ take its neighbouring elementwise ops into its epilogue), at the cost of a much 
 a kernel may start while the one before it drains, and waits for its results in the GPU); ``mm64`` and
 ``mm128`` are ``stream`` with inductor's decomposition of memory-bound matrix products (at least 4096
 rows, a weight of at most 64 or 128 rows and columns) into elementwise math that fuses with the
-LayerNorm before and the activation or residual after; ``pdl-mm128`` both.
+LayerNorm before and the activation or residual after; ``pdl-mm128`` both; ``fixed-pointwise`` is
+``stream`` with inductor's heuristic configuration for every elementwise Triton kernel instead of the
+fastest of several timed on the first call (``triton.autotune_pointwise`` off: the same choice in every
+compilation).
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -69,6 +72,7 @@ VARIANTS = {
     "coordinate": ("auto", "auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}, False),
     "autotune": ("auto", "auto", "auto", {"combo_kernels": True, "max_autotune_gemm": True}, False),
     "pdl": ("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True}, True),
+    "fixed-pointwise": ("auto", "auto", "auto", {"combo_kernels": True, "triton.autotune_pointwise": False}, True),
     "mm64": ("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 64}, True),
     "mm128": ("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 128}, True),
     "pdl-mm128": ("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True, "decompose_mm": 128},

@@ -317,6 +317,32 @@ def test_compiled_model_is_built_once_per_size_and_checked_against_eager():
         torch._dynamo.reset()
 
 
+def test_elementwise_kernels_take_the_heuristic_configuration_on_the_gpu_unless_asked_to_time_them():
+    """Inductor's timed choice among elementwise configurations differs between compilations; on a GPU the
+    bench compiles with its heuristic one (the same every time), --autotune-pointwise restores timing."""
+    import torch._inductor.config as inductor_config
+
+    from fusion_edge.bench.backend_base import BenchContext
+    from fusion_edge.bench.backends_compile import _inductor_options
+    from fusion_edge.cli import build_parser
+
+    def ctx(device="cpu", **kw):
+        return BenchContext(source=_TinySource(), device=device, batch=1, fp16=False, **kw)
+
+    timed = inductor_config.triton.autotune_pointwise
+    assert timed is True  # inductor's own default, which the bench overrides
+    with _inductor_options(ctx("cuda", compile_backend="inductor")):
+        assert inductor_config.triton.autotune_pointwise is False
+    assert inductor_config.triton.autotune_pointwise is timed
+    for kept in (ctx("cuda", compile_backend="inductor", compile_autotune_pointwise=True),
+                 ctx("cpu", compile_backend="inductor"), ctx("cuda", compile_backend="aot_eager")):
+        with _inductor_options(kept):
+            assert inductor_config.triton.autotune_pointwise is timed
+    parser = build_parser()
+    assert parser.parse_args(["bench", "--preset", "edge"]).autotune_pointwise is False
+    assert parser.parse_args(["bench", "--preset", "edge", "--autotune-pointwise"]).autotune_pointwise is True
+
+
 def test_inductor_compilation_freezes_the_weights_and_combines_kernels_unless_asked_not_to():
     """Freezing (weights folded into the compiled code) is on while inductor compiles, off with
     --no-freeze and for the tracing-only compile backends; combo kernels likewise, on GPU runs only

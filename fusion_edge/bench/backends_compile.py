@@ -100,16 +100,26 @@ def _combines(ctx: BenchContext) -> bool:
     return ctx.compile_combo and ctx.compile_backend == "inductor" and ctx.on_gpu
 
 
+def _fixes_pointwise(ctx: BenchContext) -> bool:
+    return not ctx.compile_autotune_pointwise and ctx.compile_backend == "inductor" and ctx.on_gpu
+
+
 def _inductor_options(ctx: BenchContext):
     """Inductor settings while the model compiles. Freezing: the weights become constants, so their
     casts and layout changes run once at compile time instead of as kernels in every call (the
     benchmark only runs inference). Combo kernels (GPU): independent small kernels that read the same
-    inputs are launched as one, which matters for a model made of many tiny kernels."""
+    inputs are launched as one, which matters for a model made of many tiny kernels. Elementwise
+    kernels (GPU) take inductor's heuristic configuration instead of the fastest of several timed on
+    the first call unless
+    ``compile_autotune_pointwise``: the timed choice differs from compilation to compilation, and the
+    heuristic one ran as fast or faster (benchmarks/results/cross_schedules_h200.md)."""
     options = {}
     if _freezes(ctx):
         options["freezing"] = True
     if _combines(ctx):
         options["combo_kernels"] = True
+    if _fixes_pointwise(ctx):
+        options["triton.autotune_pointwise"] = False
     if not options:
         return contextlib.nullcontext()
     import torch._inductor.config
@@ -180,6 +190,7 @@ def _build(ctx: BenchContext, height: int, width: int, scan_impl: str) -> Compil
     compile_s = time.perf_counter() - start
     frozen = ", weights frozen" if _freezes(ctx) else ""
     frozen += ", combo kernels" if _combines(ctx) else ""
+    frozen += ", heuristic elementwise configs" if _fixes_pointwise(ctx) else ""
     notes = [f"torch.compile {ctx.compile_backend}, scope {scope}, mode {ctx.compile_mode}{frozen}"]
     if scope != "model":
         notes += cross_stream_note(ctx)
@@ -217,7 +228,7 @@ def compiled_model(ctx: BenchContext, height: int, width: int, scan_impl: str) -
                                  f"({ctx.cache['compile-timed-out']})")
     precision = "half" if half_precision(ctx) else ("autocast" if ctx.fp16 else "fp32")
     key = (height, width, ctx.batch, precision, scan_impl, ctx.compile_mode, ctx.compile_scope, ctx.compile_backend,
-           _freezes(ctx), _combines(ctx))
+           _freezes(ctx), _combines(ctx), _fixes_pointwise(ctx))
     entry = ctx.cache.get("compiled")
     if entry is not None and entry[0] == key:
         if isinstance(entry[1], Exception):

@@ -70,6 +70,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-combo", action="store_true",
                    help="compiled backends on a GPU: do not let inductor launch independent small kernels as one "
                    "(combo kernels, on by default)")
+    p.add_argument("--autotune-pointwise", action="store_true",
+                   help="compiled backends on a GPU: let inductor time several configurations of each elementwise "
+                   "kernel on the first call (off by default: its heuristic configuration, the same in every "
+                   "compilation)")
     p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
                    help="GPU: let cuDNN time its convolution algorithms on first use and keep the fastest (on by "
                    "default; off: its heuristic choice, which can differ in how much room it leaves a second stream)")
@@ -131,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, out_dir=args.out, torch_fp16=args.torch_fp16,
         compile_mode=args.compile_mode, compile_scope=args.compile_scope,
         compile_backend=args.compile_backend, compile_freeze=not args.no_freeze,
-        compile_combo=not args.no_combo, cross_stream=args.cross_stream, cudnn_benchmark=args.cudnn_benchmark,
+        compile_combo=not args.no_combo, compile_autotune_pointwise=args.autotune_pointwise,
+        cross_stream=args.cross_stream, cudnn_benchmark=args.cudnn_benchmark,
         compile_timeout=args.compile_timeout,
         time_budget=args.time_budget, min_iters=args.min_iters, count_cost=not args.no_cost,
         backend_sizes=parse_backend_sizes(args.backend_sizes), profile=args.profile,

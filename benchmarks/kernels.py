@@ -244,7 +244,9 @@ def compiled_table(budget_s: float, wait_for: str | None = None) -> list[str]:
             lines.append(f"| {preset} | {s + 1} | (1, {channels}, {length}) | {took:.0f} | {fmt(comp)} | "
                          f"{fmt(ours)} | {comp / ours:.0f}x |")
         else:
-            why = "compiled, not timed" if case in compiled else f"not compiled within {budget_s:.0f} s"
+            code = workers[cases.index(case)].exitcode
+            why = (f"failed (exit code {code}; its error is above)" if code not in (None, 0, -15)
+                   else "compiled, not timed" if case in compiled else f"not compiled within {budget_s:.0f} s")
             lines.append(f"| {preset} | {s + 1} | (1, {channels}, {length}) | {why} | — | — | — |")
         print(lines[-1], flush=True)
     return lines

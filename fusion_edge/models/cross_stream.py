@@ -16,9 +16,9 @@ Schedules (``FusionMamba.cross_schedule``):
   beside encoder stages 2-4).
 
 Under both side schedules a two-scale prior runs on a stream of its own from the start. Measured on an
-H200 with the same compiled blocks (benchmarks/results/cross_schedules_h200.md), ``early`` was 0.02-0.03
+H200 with the same compiled blocks (benchmarks/results/cross_schedules_h200.md), ``early`` was 0.01-0.05
 ms slower than ``after-encoder`` for both presets at 512x640: the encoder is the critical path, and
-blocks beside it slow it down; the prior beside the network saved 0.025 ms of the default weights.
+blocks beside it slow it down; the prior beside the network saved 0.045 ms of the default weights.
 
 Memory: a side stream's work is queued behind everything queued on the main stream so far, and every
 result is waited for by the main stream before the forward returns, so the caching allocator never
@@ -81,6 +81,3 @@ class SideWork:
 
     def __contains__(self, key: object) -> bool:
         return key in self._results
-
-    def pending(self) -> list[object]:
-        return list(self._results)

@@ -197,19 +197,20 @@ class FusionMamba(nn.Module):
         """The network's output before the global residual; H and W must be multiples of 32. ``work``:
         the side streams of this forward (default: :meth:`side_work`'s)."""
         work = work if work is not None else self.side_work(x1)
-        crossed = self._cross_blocks(x1, x2, work)
-        s1, s2 = crossed.s1, crossed.s2
+        s1, s2, crossed = self._cross_blocks(x1, x2, work)
         y = self.layers_up[0](s1[4] + s2[4])
         for j in range(1, 4):
             y = self.layers_up[j](y + crossed(4 - j))
         y = self.final_up(y).permute(0, 3, 1, 2)
         return self.final_conv(y)
 
-    def _cross_blocks(self, x1: torch.Tensor, x2: torch.Tensor, work: SideWork | None) -> _Crossed:
-        """Encode the pair and schedule the cross-modal blocks of stages 1-3 (fusion_edge/models/cross_stream.py)."""
+    def _cross_blocks(self, x1: torch.Tensor, x2: torch.Tensor, work: SideWork | None,
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor], Callable[[int], torch.Tensor]]:
+        """Encode the pair and schedule the cross-modal blocks of stages 1-3 (fusion_edge/models/cross_stream.py):
+        the features of both modalities, and stage -> that block's output."""
         if work is None:
             s1, s2 = self.encode(x1, x2)
-            return _Crossed(s1, s2, lambda stage: self.Cross_block[stage](s1[stage], s2[stage]))
+            return s1, s2, lambda stage: self.Cross_block[stage](s1[stage], s2[stage])
         if self.cross_schedule == "after-encoder":
             s1, s2 = self.encode(x1, x2)
             for stage in (3, 2, 1):
@@ -221,7 +222,7 @@ class FusionMamba(nn.Module):
                     work.launch(("cross", stage), stage - 1, self.Cross_block[stage], f1, f2)
 
             s1, s2 = self.encode(x1, x2, on_stage=ready)
-        return _Crossed(s1, s2, lambda stage: work.take(("cross", stage)))
+        return s1, s2, lambda stage: work.take(("cross", stage))
 
     def add_residual(self, y: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor,
                      work: SideWork | None = None) -> torch.Tensor:
@@ -280,17 +281,6 @@ class FusionMamba(nn.Module):
 
     inference_ready = False
     preset: str | None = None
-
-
-class _Crossed:
-    """The encoder's features of both modalities, and stage -> the cross-modal block's output."""
-
-    def __init__(self, s1: list[torch.Tensor], s2: list[torch.Tensor],
-                 take: Callable[[int], torch.Tensor]) -> None:
-        self.s1, self.s2, self._take = s1, s2, take
-
-    def __call__(self, stage: int) -> torch.Tensor:
-        return self._take(stage)
 
 
 def pad_to_multiple(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Time the selective-scan launch plans side by side on the model's shapes (one GPU run, many variants).
 
-    python benchmarks/scan_variants.py --out DIR [--sections scan,es2d] [--budget SECONDS]
+    python benchmarks/scan_variants.py --out DIR [--sections scan,es2d] [--budget SECONDS] [--lanes 8,16]
 
 For every stage shape of the `paper` and `edge` presets (256x256 and 512x640, batch 1 and 8,
 float16, N=16, 4 groups) it times: the split core with its own chunking ("split", the kernel
@@ -61,6 +61,7 @@ def only_projection():
 
 QUICK = False  # --quick: per layout only the chunk count the cost model prefers
 PLANS_ONLY = False  # --plans-only: the split core and the chosen plan, no forced plans
+LANES: tuple[int, ...] | None = None  # --lanes: force only these layouts (None: every allowed one)
 
 
 def candidates(channels: int, length: int, per_group: int, sms: int, routes: bool = False) -> list[tuple[int, int]]:
@@ -69,6 +70,8 @@ def candidates(channels: int, length: int, per_group: int, sms: int, routes: boo
     if PLANS_ONLY:
         return out
     for lanes in launch_params.scan_lanes_allowed(channels, per_group, 16, routes):
+        if LANES is not None and lanes not in LANES:
+            continue
         if QUICK:
             with override(None):
                 out.append((lanes, launch_params._best_plan(channels, length, (lanes,), sms).n_chunks))
@@ -224,9 +227,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds for all sections together")
     parser.add_argument("--quick", action="store_true", help="per layout only the chunk count the model prefers")
     parser.add_argument("--plans-only", action="store_true", help="only the split core and the chosen plan")
+    parser.add_argument("--lanes", help="force only these layouts (lanes a channel, comma-separated)")
     args = parser.parse_args()
-    global QUICK, PLANS_ONLY
+    global QUICK, PLANS_ONLY, LANES
     QUICK, PLANS_ONLY = args.quick, args.plans_only
+    LANES = tuple(int(v) for v in args.lanes.split(",")) if args.lanes else None
     os.makedirs(args.out, exist_ok=True)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     deadline = time.time() + args.budget

@@ -2,9 +2,9 @@
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks|stages]
         [--variants library,elementwise,combo,scan-delta,gemm,lib-delta,stream,aggressive,coordinate,
-        autotune,pdl,mm64,mm128,pdl-mm128,fixed-pointwise] [--jobs N] [--out FILE.md] [--top N]
-        [--cache-dir DIR] [--lock FILE] [--barrier DIR [--barrier-count N]] [--compile-timeout S]
-        [--schedules early,after-encoder] [--priorities 0:0,-1:0] [--prior-inline] [--model CKPT]
+        autotune,pdl,mm64,mm128,pdl-mm128,fixed-pointwise,fixed-reductions,deterministic] [--jobs N]
+        [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE] [--barrier DIR [--barrier-count N]]
+        [--compile-timeout S] [--schedules early,after-encoder] [--priorities 0:0,-1:0] [--prior-inline] [--model CKPT]
 
 Variants: ``library`` compiles the blocks' depthwise convs, ECA conv and BiAttn linears as cuDNN/cuBLAS
 calls (the model before ``fusion_edge.ops.fusable``) and the ES2D route projections with the op's own
@@ -25,7 +25,10 @@ rows, a weight of at most 64 or 128 rows and columns) into elementwise math that
 LayerNorm before and the activation or residual after; ``pdl-mm128`` both; ``fixed-pointwise`` is
 ``stream`` with inductor's heuristic configuration for every elementwise Triton kernel instead of the
 fastest of several timed on the first call (``triton.autotune_pointwise`` off: the same choice in every
-compilation).
+compilation); ``fixed-reductions`` also gives every reduction kernel one heuristic configuration
+(inductor's ``test_configs.force_filter_reduction_configs``, the filter of its deterministic mode) and
+``deterministic`` is ``fixed-pointwise`` under inductor's deterministic mode (no on-device timing of
+choices that change numerics).
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -73,6 +76,10 @@ VARIANTS = {
     "autotune": ("auto", "auto", "auto", {"combo_kernels": True, "max_autotune_gemm": True}, False),
     "pdl": ("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True}, True),
     "fixed-pointwise": ("auto", "auto", "auto", {"combo_kernels": True, "triton.autotune_pointwise": False}, True),
+    "fixed-reductions": ("auto", "auto", "auto", {"combo_kernels": True, "triton.autotune_pointwise": False,
+                                                  "test_configs.force_filter_reduction_configs": True}, True),
+    "deterministic": ("auto", "auto", "auto", {"combo_kernels": True, "triton.autotune_pointwise": False,
+                                               "deterministic": True}, True),
     "mm64": ("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 64}, True),
     "mm128": ("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 128}, True),
     "pdl-mm128": ("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True, "decompose_mm": 128},

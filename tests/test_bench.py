@@ -343,6 +343,35 @@ def test_elementwise_kernels_take_the_heuristic_configuration_on_the_gpu_unless_
     assert parser.parse_args(["bench", "--preset", "edge", "--autotune-pointwise"]).autotune_pointwise is True
 
 
+def test_reduction_kernels_take_one_heuristic_configuration_on_the_gpu_unless_asked_to_time_them():
+    """Likewise for reductions (LayerNorms, means): one heuristic configuration each on a GPU, the choice
+    of inductor's deterministic mode; --autotune-reductions restores timing; noted in the row."""
+    import torch._inductor.config as inductor_config
+
+    from fusion_edge.bench.backend_base import BenchContext
+    from fusion_edge.bench.backends_compile import _inductor_options
+    from fusion_edge.cli import build_parser
+
+    def ctx(device="cpu", **kw):
+        return BenchContext(source=_TinySource(), device=device, batch=1, fp16=False, **kw)
+
+    timed = inductor_config.test_configs.force_filter_reduction_configs
+    assert timed is False  # inductor's own default: reductions are timed
+    with _inductor_options(ctx("cuda", compile_backend="inductor")):
+        assert inductor_config.test_configs.force_filter_reduction_configs is True
+        assert inductor_config.triton.autotune_pointwise is False  # the two switches are independent
+    assert inductor_config.test_configs.force_filter_reduction_configs is timed
+    with _inductor_options(ctx("cuda", compile_backend="inductor", compile_autotune_reductions=True)):
+        assert inductor_config.test_configs.force_filter_reduction_configs is timed
+        assert inductor_config.triton.autotune_pointwise is False
+    for kept in (ctx("cpu", compile_backend="inductor"), ctx("cuda", compile_backend="aot_eager")):
+        with _inductor_options(kept):
+            assert inductor_config.test_configs.force_filter_reduction_configs is timed
+    parser = build_parser()
+    assert parser.parse_args(["bench", "--preset", "edge"]).autotune_reductions is False
+    assert parser.parse_args(["bench", "--preset", "edge", "--autotune-reductions"]).autotune_reductions is True
+
+
 def test_inductor_compilation_freezes_the_weights_and_combines_kernels_unless_asked_not_to():
     """Freezing (weights folded into the compiled code) is on while inductor compiles, off with
     --no-freeze and for the tracing-only compile backends; combo kernels likewise, on GPU runs only

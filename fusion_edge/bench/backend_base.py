@@ -43,6 +43,7 @@ class BenchContext:
     compile_freeze: bool = True
     compile_combo: bool = True
     compile_autotune_pointwise: bool = False  # inductor times elementwise kernel configurations (GPU)
+    compile_autotune_reductions: bool = False  # inductor times reduction kernel configurations (GPU)
     cross_stream: bool = True  # torch backends on a GPU: the cross-modal blocks on a second stream
     compile_timeout: float = 600.0
     deadline: float | None = None  # time.monotonic() after which nothing new starts

@@ -104,15 +104,32 @@ def _fixes_pointwise(ctx: BenchContext) -> bool:
     return not ctx.compile_autotune_pointwise and ctx.compile_backend == "inductor" and ctx.on_gpu
 
 
+# Inductor's switch that gives every reduction kernel one heuristic configuration (the filter of its
+# deterministic mode), under its test settings: absent from a torch that lacks it, and then not set.
+REDUCTION_FILTER = "test_configs.force_filter_reduction_configs"
+
+
+def _reduction_filter_available() -> bool:
+    import torch._inductor.config as inductor_config
+
+    return hasattr(getattr(inductor_config, "test_configs", None), REDUCTION_FILTER.rpartition(".")[2])
+
+
+def _fixes_reductions(ctx: BenchContext) -> bool:
+    return (not ctx.compile_autotune_reductions and ctx.compile_backend == "inductor" and ctx.on_gpu
+            and _reduction_filter_available())
+
+
 def _inductor_options(ctx: BenchContext):
     """Inductor settings while the model compiles. Freezing: the weights become constants, so their
     casts and layout changes run once at compile time instead of as kernels in every call (the
     benchmark only runs inference). Combo kernels (GPU): independent small kernels that read the same
     inputs are launched as one, which matters for a model made of many tiny kernels. Elementwise
     kernels (GPU) take inductor's heuristic configuration instead of the fastest of several timed on
-    the first call unless
-    ``compile_autotune_pointwise``: the timed choice differs from compilation to compilation, and the
-    heuristic one ran as fast or faster (benchmarks/results/cross_schedules_h200.md)."""
+    the first call unless ``compile_autotune_pointwise``, and reduction kernels (LayerNorms, means) one
+    heuristic configuration unless ``compile_autotune_reductions``: the timed choices differ from
+    compilation to compilation, and the heuristic ones ran as fast or faster
+    (benchmarks/results/cross_schedules_h200.md, reduction_configs_h200.md)."""
     options = {}
     if _freezes(ctx):
         options["freezing"] = True
@@ -120,6 +137,8 @@ def _inductor_options(ctx: BenchContext):
         options["combo_kernels"] = True
     if _fixes_pointwise(ctx):
         options["triton.autotune_pointwise"] = False
+    if _fixes_reductions(ctx):
+        options[REDUCTION_FILTER] = True
     if not options:
         return contextlib.nullcontext()
     import torch._inductor.config
@@ -191,6 +210,7 @@ def _build(ctx: BenchContext, height: int, width: int, scan_impl: str) -> Compil
     frozen = ", weights frozen" if _freezes(ctx) else ""
     frozen += ", combo kernels" if _combines(ctx) else ""
     frozen += ", heuristic elementwise configs" if _fixes_pointwise(ctx) else ""
+    frozen += ", heuristic reduction configs" if _fixes_reductions(ctx) else ""
     notes = [f"torch.compile {ctx.compile_backend}, scope {scope}, mode {ctx.compile_mode}{frozen}"]
     if scope != "model":
         notes += cross_stream_note(ctx)

@@ -98,6 +98,7 @@ class BenchConfig:
     cross_stream: bool = True  # torch backends on a GPU: the cross-modal blocks on a second CUDA stream
     compile_combo: bool = True  # inductor combo kernels on the GPU: independent small kernels launched as one
     compile_autotune_pointwise: bool = False  # GPU: inductor times several configurations of each elementwise kernel
+    compile_autotune_reductions: bool = False  # GPU: the same for each reduction kernel
     cudnn_benchmark: bool = True  # GPU: cuDNN times its convolution algorithms on first use and keeps the fastest
     compile_timeout: float = 600.0  # seconds one torch.compile compilation may take
     time_budget: float | None = None  # seconds for the whole run; configurations after it are skipped

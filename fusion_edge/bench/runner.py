@@ -111,7 +111,7 @@ def run_bench(
         torch_fp16=config.torch_fp16, compile_mode=config.compile_mode, compile_scope=config.compile_scope,
         compile_backend=config.compile_backend, compile_freeze=config.compile_freeze,
         compile_combo=config.compile_combo, compile_autotune_pointwise=config.compile_autotune_pointwise,
-        cross_stream=config.cross_stream,
+        compile_autotune_reductions=config.compile_autotune_reductions, cross_stream=config.cross_stream,
         compile_timeout=config.compile_timeout, deadline=deadline,
     )
     load_before = _load_average()
@@ -126,6 +126,7 @@ def run_bench(
         "compile_scope": config.compile_scope, "compile_backend": config.compile_backend,
         "compile_freeze": config.compile_freeze, "compile_combo": config.compile_combo,
         "compile_autotune_pointwise": config.compile_autotune_pointwise,
+        "compile_autotune_reductions": config.compile_autotune_reductions,
         "cross_stream": config.cross_stream, "cudnn_benchmark": config.cudnn_benchmark,
         "compile_timeout": config.compile_timeout,
         "time_budget": config.time_budget, "min_iters": config.min_iters,

@@ -74,6 +74,10 @@ def register(subparsers) -> None:
                    help="compiled backends on a GPU: let inductor time several configurations of each elementwise "
                    "kernel on the first call (off by default: its heuristic configuration, the same in every "
                    "compilation)")
+    p.add_argument("--autotune-reductions", action="store_true",
+                   help="compiled backends on a GPU: let inductor time several configurations of each reduction "
+                   "kernel (LayerNorms, means) on the first call (off by default: one heuristic configuration, the "
+                   "same in every compilation)")
     p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
                    help="GPU: let cuDNN time its convolution algorithms on first use and keep the fastest (on by "
                    "default; off: its heuristic choice, which can differ in how much room it leaves a second stream)")
@@ -136,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         compile_mode=args.compile_mode, compile_scope=args.compile_scope,
         compile_backend=args.compile_backend, compile_freeze=not args.no_freeze,
         compile_combo=not args.no_combo, compile_autotune_pointwise=args.autotune_pointwise,
+        compile_autotune_reductions=args.autotune_reductions,
         cross_stream=args.cross_stream, cudnn_benchmark=args.cudnn_benchmark,
         compile_timeout=args.compile_timeout,
         time_budget=args.time_budget, min_iters=args.min_iters, count_cost=not args.no_cost,

@@ -248,7 +248,7 @@ def compiled_model(ctx: BenchContext, height: int, width: int, scan_impl: str) -
                                  f"({ctx.cache['compile-timed-out']})")
     precision = "half" if half_precision(ctx) else ("autocast" if ctx.fp16 else "fp32")
     key = (height, width, ctx.batch, precision, scan_impl, ctx.compile_mode, ctx.compile_scope, ctx.compile_backend,
-           _freezes(ctx), _combines(ctx), _fixes_pointwise(ctx))
+           _freezes(ctx), _combines(ctx), _fixes_pointwise(ctx), _fixes_reductions(ctx))
     entry = ctx.cache.get("compiled")
     if entry is not None and entry[0] == key:
         if isinstance(entry[1], Exception):

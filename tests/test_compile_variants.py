@@ -39,8 +39,19 @@ def test_every_variant_sets_modes_the_model_accepts(cv, monkeypatch):
         es2d.set_projection(projection)
         es2d.set_delta(delta)
         assert isinstance(options, dict) and isinstance(cross_stream, bool), name
+    # every inductor option a variant sets exists under that name (plain or dotted: triton.x, test_configs.x)
+    import torch._inductor.config as inductor_config
+
+    for name, (*_, options, _cross) in cv.VARIANTS.items():
+        for key in options:
+            if key == "decompose_mm":  # a pass's size limit, set by _apply_inductor_options itself
+                continue
+            owner, _, leaf = key.rpartition(".")
+            assert hasattr(getattr(inductor_config, owner) if owner else inductor_config, leaf), (name, key)
     # the A/B pairs differ in the one thing they compare
     assert cv.VARIANTS["gemm"][2] == "auto" and cv.VARIANTS["scan-delta"][2] == "kernel"
+    fixed, reductions = cv.VARIANTS["fixed-pointwise"][3], cv.VARIANTS["fixed-reductions"][3]
+    assert {k: v for k, v in reductions.items() if k != "test_configs.force_filter_reduction_configs"} == fixed
     assert cv.VARIANTS["lib-delta"][2] == "library"
     assert cv.VARIANTS["stream"][4] and not cv.VARIANTS["gemm"][4]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown variants"):

@@ -227,11 +227,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds for all sections together")
     parser.add_argument("--quick", action="store_true", help="per layout only the chunk count the model prefers")
     parser.add_argument("--plans-only", action="store_true", help="only the split core and the chosen plan")
-    parser.add_argument("--lanes", help="force only these layouts (lanes a channel, comma-separated)")
+    parser.add_argument("--lanes", type=lambda text: tuple(int(v) for v in text.split(",")),
+                        help="force only these layouts (lanes a channel, comma-separated)")
     args = parser.parse_args()
     global QUICK, PLANS_ONLY, LANES
     QUICK, PLANS_ONLY = args.quick, args.plans_only
-    LANES = tuple(int(v) for v in args.lanes.split(",")) if args.lanes else None
+    LANES = args.lanes
     os.makedirs(args.out, exist_ok=True)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     deadline = time.time() + args.budget

@@ -112,7 +112,7 @@ REDUCTION_FILTER = "test_configs.force_filter_reduction_configs"
 def _reduction_filter_available() -> bool:
     import torch._inductor.config as inductor_config
 
-    return hasattr(getattr(inductor_config, "test_configs", None), REDUCTION_FILTER.rpartition(".")[2])
+    return hasattr(getattr(inductor_config, "test_configs", None), "force_filter_reduction_configs")
 
 
 def _fixes_reductions(ctx: BenchContext) -> bool:

@@ -166,6 +166,47 @@ template <int N> __device__ __forceinline__ void sts(float* p, const float (&v)[
     }
 }
 
+// The state chunk `chunk` of channel `chan` starts from, for the SPL states from `first` on:
+// h = sum_j exp2(A2 * R_j) * end_j over the chunks j < chunk, R_j being the delta sum of chunks
+// j+1 .. chunk-1 (independent terms, so their loads overlap). end_j and the sums come from the first pass.
+template <int SPL>
+__device__ __forceinline__ void chunk_start_state(const scan::Params& p, int chan, int chunk, int first,
+                                                  const float (&A2)[SPL], float (&h)[SPL]) {
+    const int n_prev = p.n_chunks - 1;
+    const float* ds = p.dsums + (long)chan * n_prev;
+    const float* st = p.states + (long)chan * n_prev * kStates + first;
+    float R = 0.f;
+    for (int j0 = chunk - 1; j0 >= 0; j0 -= 4) {
+        float sums[4], v[4][SPL];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int j = j0 - i;
+            sums[i] = 0.f;
+#pragma unroll
+            for (int k = 0; k < SPL; ++k) v[i][k] = 0.f;
+            if (j >= 0) {
+                sums[i] = __ldg(ds + j);
+                if constexpr (SPL % 4 == 0) {
+#pragma unroll
+                    for (int k = 0; k < SPL; k += 4) {
+                        const float4 x = __ldg(reinterpret_cast<const float4*>(st + (long)j * kStates + k));
+                        v[i][k] = x.x; v[i][k + 1] = x.y; v[i][k + 2] = x.z; v[i][k + 3] = x.w;
+                    }
+                } else {
+                    const float2 x = __ldg(reinterpret_cast<const float2*>(st + (long)j * kStates));
+                    v[i][0] = x.x; v[i][1] = x.y;
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+#pragma unroll
+            for (int k = 0; k < SPL; ++k) h[k] = fmaf(exp2_fast(A2[k] * R), v[i][k], h[k]);
+            R += sums[i];
+        }
+    }
+}
+
 // STATES: the first pass (chunk end states); otherwise the scan with outputs.
 template <typename TU, typename TW, typename TO, int LPC, bool ROUTES, bool STATES>
 __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* smem) {
@@ -376,41 +417,7 @@ __device__ __forceinline__ void scan_lanes(const scan::Params& p, Smem<LPC>* sme
             A2[k] = a * kLog2e;
         }
     }
-    // The state this chunk starts from: h = sum_j exp2(A2 * R_j) * end_j, j < chunk.
-    if (!STATES && chunk > 0) {
-        const float* ds = p.dsums + (long)chan * n_prev;
-        const float* st = p.states + (long)chan * n_prev * kStates + s * SPL;
-        float R = 0.f;
-        for (int j0 = chunk - 1; j0 >= 0; j0 -= 4) {
-            float sums[4], v[4][SPL];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int j = j0 - i;
-                sums[i] = 0.f;
-#pragma unroll
-                for (int k = 0; k < SPL; ++k) v[i][k] = 0.f;
-                if (j >= 0) {
-                    sums[i] = __ldg(ds + j);
-                    if constexpr (SPL % 4 == 0) {
-#pragma unroll
-                        for (int k = 0; k < SPL; k += 4) {
-                            const float4 x = __ldg(reinterpret_cast<const float4*>(st + (long)j * kStates + k));
-                            v[i][k] = x.x; v[i][k + 1] = x.y; v[i][k + 2] = x.z; v[i][k + 3] = x.w;
-                        }
-                    } else {
-                        const float2 x = __ldg(reinterpret_cast<const float2*>(st + (long)j * kStates));
-                        v[i][0] = x.x; v[i][1] = x.y;
-                    }
-                }
-            }
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-#pragma unroll
-                for (int k = 0; k < SPL; ++k) h[k] = fmaf(exp2_fast(A2[k] * R), v[i][k], h[k]);
-                R += sums[i];
-            }
-        }
-    }
+    if (!STATES && chunk > 0) chunk_start_state<SPL>(p, chan, chunk, s * SPL, A2, h);
     prepare(l_begin, ra);
     stage_bc(sm.bc, wa);
     if (two_groups) {

@@ -65,14 +65,18 @@ LANES: tuple[int, ...] | None = None  # --lanes: force only these layouts (None:
 
 
 def candidates(channels: int, length: int, per_group: int, sms: int, routes: bool = False) -> list[tuple[int, int]]:
-    """Forced plans worth timing: every allowed layout, chunk counts from 1 to ~16 warps a scheduler."""
+    """Forced plans worth timing: every allowed layout (the time-parallel core's for plain scans too), chunk
+    counts from 1 to ~16 warps a scheduler."""
     out: list[tuple[int, int]] = []
     if PLANS_ONLY:
         return out
-    for lanes in launch_params.scan_lanes_allowed(channels, per_group, 16, routes):
+    layouts = launch_params.scan_lanes_allowed(channels, per_group, 16, routes)
+    if launch_params.scan_time_allowed(16, routes):
+        layouts += (launch_params.SCAN_TIME_LANES,)
+    for lanes in layouts:
         if LANES is not None and lanes not in LANES:
             continue
-        if QUICK:
+        if QUICK and lanes != launch_params.SCAN_TIME_LANES:  # no cost model for it yet: every count
             with override(None):
                 out.append((lanes, launch_params._best_plan(channels, length, (lanes,), sms).n_chunks))
             continue

@@ -79,7 +79,7 @@ def scan_grid(channels: int, n_states: int, n_chunks: int):
 SCAN_LANES = (1, 2, 4, 8)
 SCAN_LANES_MAX_STATES = 16
 SCAN_LANES_WARPS_PER_BLOCK = 4   # <= lanes::kMaxWarps
-SCAN_LANES_TILE = {1: 8, 2: 16, 4: 16, 8: 16}            # timesteps per tile (chunks are whole tiles)
+SCAN_LANES_TILE = {1: 8, 2: 16, 4: 16, 8: 16, 32: 512}   # timesteps per tile (chunks are whole tiles)
 SCAN_LANES_ISSUE = {1: (137, 113), 2: (74, 61), 4: (44, 34), 8: (28, 22)}
 SCAN_LANES_STEP_SCALE = {1: 0.943, 2: 0.934, 4: 0.912, 8: 0.809}   # fitted: issue slots -> cycles
 SCAN_LANES_ROUTES_SCALE = {1: 1.0, 2: 1.04, 4: 1.04, 8: 1.0}        # ES2D: the map gathers and scatters
@@ -93,6 +93,33 @@ SCAN_LANES_CHUNK_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 19
 SCAN_LANES_MAX_CHUNKS = 256
 # (lanes, n_chunks) forcing one plan (benchmarks and tests); lanes 0 forces the split core.
 SCAN_OVERRIDE: tuple[int, int] | None = None
+
+# Time-parallel core (selective_scan/scan_time.cuh), plain scan, N <= 16: all 32 lanes of a warp on one
+# channel, each a run of SCAN_TIME_STEPS timesteps (a tile of 32 x that); plan.lanes == SCAN_TIME_LANES.
+# It computes every exponential once (no first pass), so it wins on long sequences when there are channels
+# enough for a warp on every scheduler; on short ones its tiles are mostly idle lanes. The rule below is
+# what an H200 sweep of every preset stage shape showed (benchmarks/results/scan_time_h200.md): faster than
+# the lane-major plan on each shape it picks, slower on every other one.
+SCAN_TIME_LANES = 32
+SCAN_TIME_STEPS = 16             # timepar::kSteps
+SCAN_TIME_WARPS_PER_BLOCK = 4    # timepar::kWarps
+SCAN_TIME_MIN_TILES = 2          # whole tiles (32 x SCAN_TIME_STEPS steps) a channel, at least
+SCAN_TIME_MAX_IDLE = 0.1         # share of the last tile's lanes that may idle
+SCAN_TIME_MIN_WARPS_PER_SMSP = 1 # channels per warp scheduler, at least
+
+
+def scan_time_allowed(n_states: int, routes: bool = False) -> bool:
+    """The time-parallel core serves plain scans (not the fused ES2D routes) of up to 16 states."""
+    return not routes and n_states <= SCAN_LANES_MAX_STATES
+
+
+def scan_time_preferred(channels: int, length: int, n_states: int, sm_count: int, routes: bool = False) -> bool:
+    """Whether the time-parallel core beats the lane-major plans on this scan (see above)."""
+    tile = SCAN_LANES_TILE[SCAN_TIME_LANES]
+    tiles = math.ceil(max(length, 1) / tile)
+    return (scan_time_allowed(n_states, routes) and length >= SCAN_TIME_MIN_TILES * tile
+            and tiles * tile <= length * (1 + SCAN_TIME_MAX_IDLE)
+            and channels >= SCAN_TIME_MIN_WARPS_PER_SMSP * SCAN_LANES_SMSP * max(sm_count, 1))
 
 
 @dataclass(frozen=True)
@@ -177,15 +204,25 @@ def scan_plan(channels: int, length: int, n_states: int, sm_count: int, per_grou
               routes: bool = False) -> ScanPlan:
     """The plan for ``channels`` = batch * dim scanned channels in groups of ``per_group`` sharing B/C
     (``routes``: the fused ES2D scan)."""
-    allowed = scan_lanes_allowed(channels, per_group, n_states, routes)
     if SCAN_OVERRIDE is not None:
         lanes, chunks = SCAN_OVERRIDE
-        if lanes == 0 or lanes not in scan_lanes_allowed(channels, per_group, n_states):
+        forced_time = lanes == SCAN_TIME_LANES and scan_time_allowed(n_states, routes)
+        if not forced_time and (lanes == 0 or lanes not in scan_lanes_allowed(channels, per_group, n_states)):
             if not SCAN_SPLIT or chunks <= 1:
                 return ScanPlan(0, math.ceil(max(length, 1) / SCAN_CHUNK_ALIGN) * SCAN_CHUNK_ALIGN, 1)
             return ScanPlan(0, *scan_chunks(channels, length, n_states, sm_count))
         chunk_len = _lanes_chunk_len(length, lanes, chunks)
         return ScanPlan(lanes, chunk_len, math.ceil(max(length, 1) / chunk_len))
+    if scan_time_preferred(channels, length, n_states, sm_count, routes):
+        return ScanPlan(SCAN_TIME_LANES, _lanes_chunk_len(length, SCAN_TIME_LANES, 1), 1)
+    return scan_lane_plan(channels, length, n_states, sm_count, per_group, routes)
+
+
+def scan_lane_plan(channels: int, length: int, n_states: int, sm_count: int, per_group: int,
+                   routes: bool = False) -> ScanPlan:
+    """The lane-major core's plan (layout and chunks from the cost model), or the split core's where the
+    lane-major core does not serve the scan."""
+    allowed = scan_lanes_allowed(channels, per_group, n_states, routes)
     if not allowed:
         return ScanPlan(0, *scan_chunks(channels, length, n_states, sm_count))
     if not SCAN_SPLIT:
@@ -200,7 +237,7 @@ def scan_plan_grid(plan: ScanPlan, channels: int, n_states: int, n_chunks: int):
     if plan.lanes == 0:
         return scan_grid(channels, n_states, n_chunks)
     warps = math.ceil(channels * plan.lanes / 32)
-    per_block = min(SCAN_LANES_WARPS_PER_BLOCK, warps)
+    per_block = min(SCAN_TIME_WARPS_PER_BLOCK if plan.lanes == SCAN_TIME_LANES else SCAN_LANES_WARPS_PER_BLOCK, warps)
     return (math.ceil(warps / per_block), n_chunks, 1), (32 * per_block, 1, 1)
 
 

@@ -12,9 +12,12 @@ FLOAT_TYPES = ("float32", "float16", "bfloat16")
 
 def selective_scan_kernel_name(u_dtype: str, bc_dtype: str, n_states: int, *, states: bool = False,
                                lanes: int = 0) -> str:
-    """Entry point of the split core (``lanes`` 0) or of the lane-major core with ``lanes`` lanes a channel."""
+    """Entry point of the split core (``lanes`` 0), of the lane-major core with ``lanes`` lanes a channel,
+    or of the time-parallel core (``lanes`` = launch_params.SCAN_TIME_LANES)."""
     kind = "states" if states else "fwd"
     types = f"{TYPE_CODE[u_dtype]}_{TYPE_CODE[bc_dtype]}"
+    if lanes == launch_params.SCAN_TIME_LANES:
+        return f"fe_selective_scan_time_{kind}_{types}"
     if lanes:
         return f"fe_selective_scan_lanes_{kind}_{types}_l{lanes}"
     return f"fe_selective_scan_{kind}_{types}_{launch_params.scan_suffix(n_states)}"

@@ -27,7 +27,8 @@ ARCHS = ("sm_72", "sm_87", "sm_86", "sm_89", "sm_90", "sm_120")
 REPRESENTATIVE = {
     "selective_scan": ("fe_selective_scan_fwd_f16_f16_n16", "fe_selective_scan_states_f16_f16_n16",
                        "fe_selective_scan_fwd_bf16_f32_n64", "fe_selective_scan_lanes_fwd_f16_f16_l4",
-                       "fe_selective_scan_lanes_states_f16_f16_l1", "fe_selective_scan_lanes_fwd_bf16_f32_l8"),
+                       "fe_selective_scan_lanes_states_f16_f16_l1", "fe_selective_scan_lanes_fwd_bf16_f32_l8",
+                       "fe_selective_scan_time_fwd_f16_f16", "fe_selective_scan_time_states_bf16_f32"),
     "selective_scan_bwd": ("fe_selective_scan_bwd_prep_f16_f16_n16", "fe_selective_scan_bwd_f16_f16_n16",
                            "fe_selective_scan_bwd_f32_f32_n16", "fe_selective_scan_bwd_bf16_f32_n64"),
     "es2d": ("fe_es2d_project_f16", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16", "fe_es2d_scan_bf16_n64",
@@ -118,8 +119,9 @@ def test_sources_are_self_contained_and_list_their_entry_points():
         assert set(REPRESENTATIVE[family]) <= set(names)
         for name in names:
             assert 'extern "C" __global__' in source and name in source
-    # 5 type pairs x 2 passes x (4 state counts of the split core + 4 layouts of the lane-major core)
-    assert len(kernels.kernel_names("selective_scan")) == 80
+    # 5 type pairs x 2 passes x (4 state counts of the split core + 4 layouts of the lane-major core + the
+    # time-parallel core)
+    assert len(kernels.kernel_names("selective_scan")) == 90
     # 3 dtypes x 2 projection widths, scans (delta formed inside)
     assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4)
     assert "fe_es2d_delta" not in kernels.kernel_names("es2d")
@@ -331,21 +333,67 @@ def test_long_scans_with_few_channels_are_chunked():
     from fusion_edge.kernels import launch_params as lp
 
     # the paper preset's stage 1 at 512x640, batch 1: 768 channels leave an H100 mostly idle
-    plan = lp.scan_plan(768, 5120, 16, sm_count=132, per_group=192)
+    plan = lp.scan_lane_plan(768, 5120, 16, sm_count=132, per_group=192)
     assert plan.lanes in lp.SCAN_LANES and plan.n_chunks > 1
     assert plan.chunk_len % lp.SCAN_LANES_TILE[plan.lanes] == 0
     assert (plan.n_chunks - 1) * plan.chunk_len < 5120 <= plan.n_chunks * plan.chunk_len
-    wide = lp.scan_plan(8 * 768, 5120, 16, sm_count=132, per_group=192)  # batch 8: more channels, fewer chunks
+    wide = lp.scan_lane_plan(8 * 768, 5120, 16, sm_count=132, per_group=192)  # batch 8: more channels, fewer chunks
     assert wide.n_chunks <= plan.n_chunks
     assert lp.scan_plan(4, 20, 16, sm_count=132, per_group=4).n_chunks == 1  # too short to split
-    states, sums = lp.scan_plan_state_floats(plan, 768, 16)
-    assert states == 768 * (plan.n_chunks - 1) * 16 and sums == 768 * (plan.n_chunks - 1)
-    assert kernels.selective_scan_workspace_bytes(1, 768, 5120, 16, 132, groups=4) == 4 * (states + sums)
+    # edge's stage 1 (128 channels, too few for the time-parallel core) runs chunked
+    edge = lp.scan_plan(128, 5120, 16, sm_count=132, per_group=32)
+    assert edge.lanes in lp.SCAN_LANES and edge.n_chunks > 1
+    states, sums = lp.scan_plan_state_floats(edge, 128, 16)
+    assert states == 128 * (edge.n_chunks - 1) * 16 and sums == 128 * (edge.n_chunks - 1)
+    assert kernels.selective_scan_workspace_bytes(1, 128, 5120, 16, 132, groups=4) == 4 * (states + sums)
     # without the grouping: enough for any
-    assert kernels.selective_scan_workspace_bytes(1, 768, 5120, 16, 132) >= 4 * (states + sums)
-    assert kernels.selective_scan_workspace_bytes(8, 768, 5120, 16, 132, groups=4) == 4 * sum(
-        lp.scan_plan_state_floats(wide, 8 * 768, 16))
+    assert kernels.selective_scan_workspace_bytes(1, 128, 5120, 16, 132) >= 4 * (states + sums)
     assert lp.scan_plan(8 * 768, 80, 16, sm_count=132, per_group=1536).n_chunks == 1  # short: never split
+
+
+def test_long_scans_with_channels_for_every_scheduler_take_the_time_parallel_core():
+    from fusion_edge.kernels import launch_params as lp
+
+    tile = lp.SCAN_LANES_TILE[lp.SCAN_TIME_LANES]
+    assert tile == 32 * lp.SCAN_TIME_STEPS
+    for channels in (768, 8 * 768):  # paper's stage 1 at batch 1 and 8: one pass, no workspace
+        plan = lp.scan_plan(channels, 5120, 16, sm_count=132, per_group=channels // 4)
+        assert (plan.lanes, plan.n_chunks) == (lp.SCAN_TIME_LANES, 1) and plan.chunk_len == 5120
+        assert lp.scan_workspace_floats(channels, 5120, 16, 132, channels // 4) == 0
+        grid, block = lp.scan_plan_grid(plan, channels, 16, 1)
+        assert block == (32 * lp.SCAN_TIME_WARPS_PER_BLOCK, 1, 1) and grid[0] * lp.SCAN_TIME_WARPS_PER_BLOCK >= channels
+    assert kernels.selective_scan_workspace_bytes(1, 768, 5120, 16, 132, groups=4) == 0
+    assert lp.scan_plan(768, 1280, 16, 132, 192).lanes != lp.SCAN_TIME_LANES   # a fifth of the last tile idle
+    assert lp.scan_plan(768, 512, 16, 132, 192).lanes != lp.SCAN_TIME_LANES    # one tile
+    assert lp.scan_plan(527, 5120, 16, 132, 131).lanes != lp.SCAN_TIME_LANES   # a scheduler without a channel
+    assert lp.scan_plan(768, 5120, 17, 132, 192).lanes == 0                     # N > 16: the split core
+    assert lp.scan_plan(768, 5120, 16, 132, 192, routes=True).lanes in lp.SCAN_LANES  # not for ES2D routes
+    from fusion_edge.kernels.scan_launch import selective_scan_kernel_name
+
+    name = selective_scan_kernel_name("float16", "float32", 16, lanes=lp.SCAN_TIME_LANES)
+    assert name == "fe_selective_scan_time_fwd_f16_f32" and name in kernels.kernel_names("selective_scan")
+
+
+TIME_SWEEP = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "scan_time_h200.md"
+
+
+def test_time_parallel_rule_matches_the_h200_sweep():
+    """On every swept shape the rule takes the time-parallel core where it was faster than the lane-major
+    plan, and nowhere else (ties of 2% aside)."""
+    from fusion_edge.kernels import launch_params as lp
+
+    rows = 0
+    for line in TIME_SWEEP.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != 9 or not cells[3].isdigit():
+            continue
+        batch, dim, length = (int(v) for v in cells[4].strip("()").split(","))
+        lane_ms, time_ms = float(cells[5]), float(cells[7])
+        preferred = lp.scan_time_preferred(batch * dim, length, 16, sm_count=132)
+        if abs(time_ms / lane_ms - 1) > 0.02:  # a tie may go either way
+            assert preferred == (time_ms < lane_ms), (cells, preferred)
+        rows += 1
+    assert rows == 32
 
 
 def test_scan_plan_layouts_and_fallbacks():
@@ -419,11 +467,12 @@ def test_scan_plans_match_the_h100_sweep(section, routes):
     assert len(rows) == 32
     ratios = []
     for channels, length, per_group, forced in rows:
-        plan = lp.scan_plan(channels, length, 16, sm_count=132, per_group=per_group, routes=routes)
+        plan = lp.scan_lane_plan(channels, length, 16, sm_count=132, per_group=per_group, routes=routes)
         assert (plan.lanes, plan.n_chunks) in forced, (channels, length, plan)
         ratios.append(forced[(plan.lanes, plan.n_chunks)] / min(forced.values()))
-        need = sum(lp.scan_plan_state_floats(plan, channels, 16))
-        assert lp.scan_workspace_floats(channels, length, 16, 132, per_group, routes) == need
+        if lp.scan_plan(channels, length, 16, 132, per_group, routes) == plan:
+            need = sum(lp.scan_plan_state_floats(plan, channels, 16))
+            assert lp.scan_workspace_floats(channels, length, 16, 132, per_group, routes) == need
     geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     assert max(ratios) < 1.15 and geomean < 1.03, (max(ratios), geomean)
 
@@ -435,7 +484,8 @@ def test_scan_plans_stay_sensible_off_the_sweep():
         for channels in (16, 96, 768, 6144, 49152):
             for length in (1, 17, 300, 4096, 65536):
                 plan = lp.scan_plan(channels, length, 16, sm_count=sms, per_group=channels // 4 or 1)
-                assert plan.lanes in lp.SCAN_LANES and 1 <= plan.n_chunks <= lp.SCAN_LANES_MAX_CHUNKS
+                assert plan.lanes in (*lp.SCAN_LANES, lp.SCAN_TIME_LANES)
+                assert 1 <= plan.n_chunks <= lp.SCAN_LANES_MAX_CHUNKS
                 assert plan.chunk_len % lp.SCAN_LANES_TILE[plan.lanes] == 0
                 assert (plan.n_chunks - 1) * plan.chunk_len < max(length, 1) <= plan.n_chunks * plan.chunk_len
                 if plan.n_chunks > 1:  # a split never exceeds the warps a scheduler can use
@@ -443,8 +493,8 @@ def test_scan_plans_stay_sensible_off_the_sweep():
                     warps = -(-channels * plan.lanes // 32) * plan.n_chunks
                     assert warps <= 2 * lp.SCAN_LANES_MAX_WARPS_PER_SMSP * lp.SCAN_LANES_SMSP * sms
     # fewer SMs never call for more chunks of the same long scan
-    small = lp.scan_plan(768, 5120, 16, sm_count=16, per_group=192)
-    big = lp.scan_plan(768, 5120, 16, sm_count=132, per_group=192)
+    small = lp.scan_lane_plan(768, 5120, 16, sm_count=16, per_group=192)
+    big = lp.scan_lane_plan(768, 5120, 16, sm_count=132, per_group=192)
     assert small.n_chunks <= big.n_chunks
 
 

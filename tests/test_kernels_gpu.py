@@ -319,6 +319,78 @@ def test_fused_es2d_with_given_delta(kernels, monkeypatch, plan, dtype):
     assert rel_err(out, es2d_truth(x, xw, *params)) <= (1e-5 if dtype == torch.float32 else 5e-3)
 
 
+TIME_CASES = [
+    # batch, dim, L, N, groups, chunks, extras (D, z, delta_bias, softplus): the time-parallel core, forced
+    (1, 8, 1, 16, 1, 1, True),       # L = 1: one lane of the tile has a step
+    (2, 12, 37, 16, 4, 1, True),     # odd L shorter than a tile: element-wise loads
+    (1, 16, 777, 16, 1, 1, False),   # several tiles, partial last tile; no D, z, bias or softplus
+    (3, 24, 300, 8, 3, 1, True),     # N < 16
+    (1, 16, 1024, 16, 2, 2, True),   # 16-byte rows, two chunks
+    (1, 32, 5003, 16, 4, 5, True),   # chunks of an odd L
+    (2, 6, 4099, 1, 2, 3, False),    # N = 1, chunks, batch 2
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", TIME_CASES)
+def test_time_parallel_core_matches_float64_reference(kernels, monkeypatch, case, dtype):
+    from fusion_edge.kernels import launch_params
+
+    batch, dim, length, n, groups, chunks, extras = case
+    monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (launch_params.SCAN_TIME_LANES, chunks))
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    plan = launch_params.scan_plan(batch * dim, length, n, sms, dim // groups)
+    assert (plan.lanes, plan.n_chunks) == (launch_params.SCAN_TIME_LANES, chunks)
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
+    u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, dtype, dtype, extras, gen)
+    if not extras:
+        D = z = bias = None
+    out = torch.full_like(u, float("nan"))
+    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=extras,
+                                  stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C)),
+                               D=None if D is None else D.double(), z=None if z is None else z.double(),
+                               delta_bias=None if bias is None else bias.double(), delta_softplus=extras)
+    assert rel_err(out, truth) <= TOL[dtype]
+
+
+def test_default_plan_of_a_long_scan_is_the_time_parallel_core(kernels):
+    """The planner's own choice for the paper preset's stage-1 shape at 256x256 (no forcing)."""
+    from fusion_edge.kernels import launch_params
+
+    batch, dim, length, n, groups = 1, 768, 1024, 16, 4
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    plan = launch_params.scan_plan(batch * dim, length, n, sms, dim // groups)
+    if batch * dim < 4 * sms:
+        pytest.skip(f"{sms} SMs: too many for 768 channels to take the time-parallel core")
+    assert plan.lanes == launch_params.SCAN_TIME_LANES
+    gen = torch.Generator(device="cuda").manual_seed(77)
+    u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, torch.float16, torch.float16, True, gen)
+    out = torch.full_like(u, float("nan"))
+    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=True,
+                                  stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D)), z=z.double(),
+                               delta_bias=bias.double(), delta_softplus=True)
+    assert rel_err(out, truth) <= TOL[torch.float16]
+
+
+def test_time_parallel_core_with_float32_bc_and_half_inputs(kernels, monkeypatch):
+    from fusion_edge.kernels import launch_params
+
+    monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (launch_params.SCAN_TIME_LANES, 2))
+    gen = torch.Generator(device="cuda").manual_seed(1234)
+    u, delta, A, B, C, D, z, bias = scan_inputs(1, 8, 1500, 16, 2, torch.float16, torch.float32, True, gen)
+    out = torch.full_like(u, float("nan"))
+    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=True,
+                                  stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D)), z=z.double(),
+                               delta_bias=bias.double(), delta_softplus=True)
+    assert rel_err(out, truth) <= TOL[torch.float16]
+
+
 ES2D_LANE_CASES = [
     # batch, D, h, w, R, N, lanes a channel, chunks (the scan forms delta from the R dt rows of the projections)
     (1, 32, 45, 61, 2, 16, 1, 4),

@@ -8,11 +8,14 @@
 // fe_selective_scan_lanes_{fwd,states}_<u type>_<B/C type>_l<LPC>  the lane-major core
 //                                                        (scan_lanes.cuh) for N <= 16: LPC lanes
 //                                                        a channel, 16 / LPC states a lane
+// fe_selective_scan_time_{fwd,states}_<u type>_<B/C type>  the time-parallel core (scan_time.cuh) for
+//                                                        N <= 16: a warp a channel, a run of timesteps a lane
 // The launcher picks the core, LPC and the chunks (kernels/launch_params.py: scan_plan).
 // The loader compiles only the entry point it needs (-DFE_ONLY_<name>); -DFE_ALL_KERNELS
 // builds them all (ahead-of-time PTX for TensorRT, and the compile tests).
 #include "scan_core.cuh"
 #include "scan_lanes.cuh"
+#include "scan_time.cuh"
 
 #define FE_SCAN_ENTRY(NAME, TU, TW, LPC, SPL, STATES)                                                 \
     extern "C" __global__ void __launch_bounds__(fe::scan::kMaxWarps * 32, SPL <= 2 ? 4 : 2) NAME(                \
@@ -48,6 +51,25 @@
         p.dim_route = 0; p.h = 0; p.w = 0; p.h2 = 0; p.w2 = 0; p.proj_rows = 0; p.dt_rank = 0;        \
         p.per_group = dim / groups; p.vec_u = vec_u;                                                  \
         fe::lanes::scan_lanes<TU, TW, TU, LPC, false, STATES>(p, smem);                              \
+    }
+
+// Time-parallel core: the lane-major core's arguments; one warp a channel.
+#define FE_SCAN_TIME_ENTRY(NAME, TU, TW, STATES)                                                        \
+    extern "C" __global__ void __launch_bounds__(fe::timepar::kWarps * 32) NAME(                      \
+        const TU* u, const TU* delta, const float* A, const TW* B, const TW* C, const float* D,       \
+        const TU* z, const float* delta_bias, TU* out, float* states, float* dsums, int batch,       \
+        int dim, int L, int N, int groups, int softplus, int vec_bc, int vec_u, int chunk_len,       \
+        int n_chunks) {                                                                               \
+        __shared__ fe::timepar::Smem smem[fe::timepar::kWarps];                                       \
+        fe::scan::Params p;                                                                           \
+        p.u = u; p.delta = delta; p.A = A; p.B = B; p.C = C; p.D = D; p.z = z;                        \
+        p.delta_bias = delta_bias; p.out = out; p.states = states; p.dsums = dsums;                   \
+        p.batch = batch; p.dim = dim; p.L = L; p.N = N; p.groups = groups;                            \
+        p.softplus = softplus; p.vec_bc = vec_bc; p.a_is_log = 0;                                     \
+        p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                               \
+        p.dim_route = 0; p.h = 0; p.w = 0; p.h2 = 0; p.w2 = 0; p.proj_rows = 0; p.dt_rank = 0;        \
+        p.per_group = dim / groups; p.vec_u = vec_u;                                                  \
+        fe::timepar::scan_time<TU, TW, STATES>(p, smem);                                              \
     }
 
 using fe::half_t;
@@ -292,4 +314,34 @@ FE_SCAN_LANES_ENTRY(fe_selective_scan_lanes_fwd_bf16_f32_l8, bf16_t, float, 8, f
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_lanes_states_bf16_f32_l8)
 FE_SCAN_LANES_ENTRY(fe_selective_scan_lanes_states_bf16_f32_l8, bf16_t, float, 8, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_fwd_f32_f32)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_fwd_f32_f32, float, float, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_states_f32_f32)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_states_f32_f32, float, float, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_fwd_f16_f16)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_fwd_f16_f16, half_t, half_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_states_f16_f16)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_states_f16_f16, half_t, half_t, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_fwd_f16_f32)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_fwd_f16_f32, half_t, float, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_states_f16_f32)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_states_f16_f32, half_t, float, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_fwd_bf16_bf16)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_fwd_bf16_bf16, bf16_t, bf16_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_states_bf16_bf16)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_states_bf16_bf16, bf16_t, bf16_t, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_fwd_bf16_f32)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_fwd_bf16_f32, bf16_t, float, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_selective_scan_time_states_bf16_f32)
+FE_SCAN_TIME_ENTRY(fe_selective_scan_time_states_bf16_f32, bf16_t, float, true)
 #endif

@@ -1,0 +1,236 @@
+// Time-parallel selective-scan core for N <= 16: one warp a channel, each lane a run of K timesteps.
+//
+// Why: at batch 1 the lane-major core has too few channels to fill the GPU, so it cuts L into chunks and
+// scans them twice (end states first, then outputs): every exponential is computed twice, and its warps,
+// at 1-3 a scheduler, wait on latency. Here the 32 lanes of a warp split a tile of 32 * K timesteps of
+// one channel: lane i owns steps i*K .. i*K+K-1 and all 16 states. Per state a lane forms its steps'
+// decays a = exp2(dt * A2) and inputs b = dt * u * B, composes them into one step (A, B), and an
+// inclusive scan over the lanes (five shuffles; lane 0 starts from the state entering the tile) gives each
+// lane the state entering its run; the lane then walks its K steps again from that state (one multiply-
+// add a step, no second exponential) and adds C * h into its outputs. Every exponential is computed
+// once, every lane works on its own timesteps (no hand-over, no sum over lanes), and a state's K steps
+// and the two states of a group give each lane independent work to issue while shuffles are in flight.
+// The state groups run as a loop (the carried states and A live in shared memory, so the loop body is
+// small enough for the instruction cache), and each group's B/C rows are requested while the group
+// before it runs.
+// Long sequences with few channels can still be cut into chunks (grid.y): the first pass (STATES) keeps
+// only the carried state and delta sum, the output pass starts from the same combination as the
+// lane-major core (chunk_start_state).
+#pragma once
+#include "scan_lanes.cuh"
+
+namespace fe {
+namespace timepar {
+
+constexpr int kStates = 16;  // state slots of a channel (N <= 16)
+constexpr int kWarps = 4;    // warps (channels) per block (launch_params.SCAN_TIME_WARPS_PER_BLOCK)
+constexpr int kSteps = 16;   // timesteps a lane (launch_params.SCAN_TIME_STEPS); a tile is 32 * kSteps
+constexpr int kGroup = 2;    // states a lane advances together
+
+// Per warp: A (pre-scaled by log2 e) and the state carried into the next tile, one slot a state; every
+// lane reads them (broadcast) and every lane writes the same carried value (no hand-over to wait on).
+struct __align__(16) Smem {
+    float A2[kStates];
+    float h[kStates];
+};
+
+template <typename TU, typename TW, bool STATES>
+__device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
+    constexpr int K = kSteps, TL = 32 * K, KG = kGroup;
+    constexpr int KU = K / Word<TU>::kPerWord, KW = K / Word<TW>::kPerWord;
+    const int lane = threadIdx.x & 31;
+    Smem& sm = smem[threadIdx.x >> 5];
+    const long total = (long)p.batch * p.dim;
+    const long chan_l = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (chan_l >= total) return;  // whole warp idle (no block-wide barriers below)
+    const int chan = (int)chan_l;
+    const int b = chan / p.dim, q = chan % p.dim, L = p.L, N = p.N;
+    const int g = q / p.per_group;
+    const int chunk = blockIdx.y;
+    const int l_begin = chunk * p.chunk_len, l_end = min(L, l_begin + p.chunk_len);
+    const long seq = (long)chan * L;
+    const TU* u_ptr = static_cast<const TU*>(p.u) + seq;
+    const TU* d_ptr = static_cast<const TU*>(p.delta) + seq;
+    const bool has_z = !STATES && p.z != nullptr;
+    const TU* z_ptr = static_cast<const TU*>(p.z) + (has_z ? seq : 0);
+    TU* o_ptr = static_cast<TU*>(p.out) + seq;
+    const long bc_base = ((long)b * p.groups + g) * N * L;
+    const TW* B_ptr = static_cast<const TW*>(p.B) + bc_base;
+    const TW* C_ptr = static_cast<const TW*>(p.C) + bc_base;
+    const float Dv = p.D ? __ldg(p.D + q) : 0.f;
+    const float bias = p.delta_bias ? __ldg(p.delta_bias + q) : 0.f;
+    const bool vec_u = p.vec_u != 0, vec_bc = p.vec_bc != 0;
+
+    // A pre-scaled by log2 e (0 past N) and the state entering the first tile, into shared memory.
+    {
+        float A2[kStates], h[kStates];
+#pragma unroll
+        for (int n = 0; n < kStates; ++n) {
+            h[n] = 0.f;
+            A2[n] = n < N ? __ldg(p.A + (long)q * N + n) * kLog2e : 0.f;
+        }
+        if (!STATES && chunk > 0) lanes::chunk_start_state<kStates>(p, chan, chunk, 0, A2, h);
+        if (lane == 0) {
+            lanes::sts<kStates>(sm.A2, A2);
+            lanes::sts<kStates>(sm.h, h);
+        }
+        __syncwarp();
+    }
+
+    // B/C of the lane's steps for KG states as raw words.
+    struct Rows {
+        unsigned b[KG][KW], c[KG][KW];
+    };
+    // Whole tiles with aligned rows and all KG states present: 16-byte loads, no tests.
+    auto load_rows = [&](int n0, int t0, Rows& r) {
+#pragma unroll
+        for (int j = 0; j < KG; ++j)
+#pragma unroll
+            for (int v = 0; v < KW / 4; ++v) {
+                const uint4 qb = __ldg(reinterpret_cast<const uint4*>(B_ptr + (long)(n0 + j) * L + t0) + v);
+                r.b[j][4 * v] = qb.x; r.b[j][4 * v + 1] = qb.y; r.b[j][4 * v + 2] = qb.z; r.b[j][4 * v + 3] = qb.w;
+                if (!STATES) {
+                    const uint4 qc = __ldg(reinterpret_cast<const uint4*>(C_ptr + (long)(n0 + j) * L + t0) + v);
+                    r.c[j][4 * v] = qc.x; r.c[j][4 * v + 1] = qc.y; r.c[j][4 * v + 2] = qc.z; r.c[j][4 * v + 3] = qc.w;
+                }
+            }
+    };
+    // Anywhere else: element by element where needed, zeros past the end and for states past N
+    // (which then keep h = 0 and add nothing).
+    auto load_rows_checked = [&](int n0, int t0, int valid, Rows& r) {
+#pragma unroll
+        for (int j = 0; j < KG; ++j) {
+            const int rv = n0 + j < N ? valid : 0;
+            lanes::load_run<TW, K>(B_ptr + (long)(n0 + j) * L + t0, rv, vec_bc, r.b[j]);
+            if (!STATES) lanes::load_run<TW, K>(C_ptr + (long)(n0 + j) * L + t0, rv, vec_bc, r.c[j]);
+        }
+    };
+
+    float dt[K], du[K], y[K], dts = 0.f;
+    // States n0 .. n0+KG-1 over the tile (independent chains for the scheduler).
+    auto run_group = [&](int n0, const Rows& r) {
+        float A2[KG], hin[KG];
+        lanes::lds<KG>(sm.A2 + n0, A2);
+        lanes::lds<KG>(sm.h + n0, hin);
+        float a[KG][K], bx[KG][K], Al[KG], Bl[KG];
+#pragma unroll
+        for (int j = 0; j < KG; ++j) {
+#pragma unroll
+            for (int k = 0; k < K; ++k) {
+                a[j][k] = exp2_fast(dt[k] * A2[j]);
+                bx[j][k] = du[k] * Word<TW>::get(r.b[j][k / Word<TW>::kPerWord], k % Word<TW>::kPerWord);
+            }
+            // The lane's K steps as one: h -> Al * h + Bl (lane 0 from the state entering the tile);
+            // Al = exp2(A2 * the lane's delta sum), the product of the steps' decays.
+            Al[j] = exp2_fast(dts * A2[j]);
+            Bl[j] = bx[j][0];
+        }
+#pragma unroll
+        for (int k = 1; k < K; ++k)
+#pragma unroll
+            for (int j = 0; j < KG; ++j) Bl[j] = fmaf(a[j][k], Bl[j], bx[j][k]);
+#pragma unroll
+        for (int j = 0; j < KG; ++j)
+            if (lane == 0) Bl[j] = fmaf(Al[j], hin[j], Bl[j]);
+        // Inclusive scan over the lanes: Bl becomes the state after this lane's run.
+#pragma unroll
+        for (int off = 1; off < 32; off *= 2) {
+            float Ap[KG], Bp[KG];
+#pragma unroll
+            for (int j = 0; j < KG; ++j) {
+                Ap[j] = __shfl_up_sync(0xffffffffu, Al[j], off);
+                Bp[j] = __shfl_up_sync(0xffffffffu, Bl[j], off);
+            }
+#pragma unroll
+            for (int j = 0; j < KG; ++j)
+                if (lane >= off) {
+                    Bl[j] = fmaf(Al[j], Bp[j], Bl[j]);
+                    Al[j] *= Ap[j];
+                }
+        }
+        float hout[KG];
+#pragma unroll
+        for (int j = 0; j < KG; ++j) {
+            if (!STATES) {
+                float hs = __shfl_up_sync(0xffffffffu, Bl[j], 1);
+                if (lane == 0) hs = hin[j];
+#pragma unroll
+                for (int k = 0; k < K; ++k) {
+                    hs = fmaf(a[j][k], hs, bx[j][k]);
+                    y[k] = fmaf(Word<TW>::get(r.c[j][k / Word<TW>::kPerWord], k % Word<TW>::kPerWord), hs, y[k]);
+                }
+            }
+            hout[j] = __shfl_sync(0xffffffffu, Bl[j], 31);
+        }
+        lanes::sts<KG>(sm.h + n0, hout);  // every lane the same values: each reads back its own write
+    };
+
+    float dsum = 0.f;  // STATES: this lane's share of the chunk's sum of dt
+    for (int l0 = l_begin; l0 < l_end; l0 += TL) {
+        const int t0 = l0 + lane * K, valid = l_end - t0;
+        unsigned ru[KU], rd[KU], rz[KU];
+        lanes::load_run<TU, K>(u_ptr + t0, valid, vec_u, ru);
+        lanes::load_run<TU, K>(d_ptr + t0, valid, vec_u, rd);
+        if (has_z) lanes::load_run<TU, K>(z_ptr + t0, valid, vec_u, rz);
+        const bool whole = vec_bc && l0 + TL <= l_end && N % KG == 0;  // rows load as 16-byte vectors
+        Rows ra, rb;
+        if (whole) load_rows(0, t0, ra);
+
+        // Per-step products: dt (0 past the end, so those steps keep the state), dt*u, D*u.
+        dts = 0.f;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            float dtv = Word<TU>::get(rd[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord) + bias;
+            if (p.softplus) dtv = softplus(dtv);
+            dtv = k < valid ? dtv : 0.f;
+            const float uv = Word<TU>::get(ru[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord);
+            dt[k] = dtv;
+            du[k] = dtv * uv;
+            dts += dtv;
+            if (!STATES) y[k] = Dv * uv;
+        }
+        if (STATES) dsum += dts;
+
+        if (whole) {
+            // Two groups an iteration, alternating register sets: a group's rows arrive while the
+            // group before it runs.
+#pragma unroll 1
+            for (int n0 = 0; n0 < N; n0 += 2 * KG) {
+                const bool second = n0 + KG < N;
+                if (second) load_rows(n0 + KG, t0, rb);
+                run_group(n0, ra);
+                if (!second) break;
+                if (n0 + 2 * KG < N) load_rows(n0 + 2 * KG, t0, ra);
+                run_group(n0 + KG, rb);
+            }
+        } else {
+#pragma unroll 1
+            for (int n0 = 0; n0 < N; n0 += KG) {
+                load_rows_checked(n0, t0, valid, ra);
+                run_group(n0, ra);
+            }
+        }
+
+        if (!STATES && valid > 0) {
+#pragma unroll
+            for (int k = 0; k < K; ++k)
+                if (has_z) y[k] *= silu(Word<TU>::get(rz[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord));
+            lanes::store_run<TU, K>(o_ptr + t0, valid, vec_u, y);
+        }
+    }
+
+    if (STATES) {
+#pragma unroll
+        for (int o = 16; o > 0; o /= 2) dsum += __shfl_xor_sync(0xffffffffu, dsum, o);
+        const int n_prev = p.n_chunks - 1;
+        if (lane == 0) {
+            float h[kStates];
+            lanes::lds<kStates>(sm.h, h);
+            lanes::sts<kStates>(p.states + ((long)chan * n_prev + chunk) * kStates, h);
+            p.dsums[(long)chan * n_prev + chunk] = dsum;
+        }
+    }
+}
+
+}  // namespace timepar
+}  // namespace fe

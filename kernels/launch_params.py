@@ -96,16 +96,19 @@ SCAN_OVERRIDE: tuple[int, int] | None = None
 
 # Time-parallel core (selective_scan/scan_time.cuh), plain scan, N <= 16: all 32 lanes of a warp on one
 # channel, each a run of SCAN_TIME_STEPS timesteps (a tile of 32 x that); plan.lanes == SCAN_TIME_LANES.
-# It computes every exponential once (no first pass), so it wins on long sequences when there are channels
-# enough for a warp on every scheduler; on short ones its tiles are mostly idle lanes. The rule below is
-# what an H200 sweep of every preset stage shape showed (benchmarks/results/scan_time_h200.md): faster than
-# the lane-major plan on each shape it picks, slower on every other one.
+# It computes every exponential once (no first pass) and, while all its warps fit on the GPU at once, gives a
+# channel two warps (each half the states), so a channel's chain of dependent work is half as long. The rule
+# in scan_time_preferred is what an H200 sweep of every preset stage shape showed (benchmarks/results/
+# scan_time_h200.md): it picks the faster core on each of the 32 shapes.
 SCAN_TIME_LANES = 32
 SCAN_TIME_STEPS = 16             # timepar::kSteps
 SCAN_TIME_WARPS_PER_BLOCK = 4    # timepar::kWarps
-SCAN_TIME_MIN_TILES = 2          # whole tiles (32 x SCAN_TIME_STEPS steps) a channel, at least
-SCAN_TIME_MAX_IDLE = 0.1         # share of the last tile's lanes that may idle
-SCAN_TIME_MIN_WARPS_PER_SMSP = 1 # channels per warp scheduler, at least
+SCAN_TIME_BLOCKS_PER_SM = 3      # timepar::kMinBlocks (its register cap)
+SCAN_TIME_MAX_SPLIT = 2          # timepar::kMaxSplit: warps a channel, each with a share of the states
+SCAN_TIME_MIN_LENGTH = 256       # shorter scans leave most lanes of a tile idle
+SCAN_TIME_LONG = 1024            # one warp a channel pays from this length on ...
+SCAN_TIME_MAX_IDLE = 0.1         # ... with at most this share of the last tile's lanes idle, or in one wave
+SCAN_TIME_FEW_TILES = 3          # with fewer warps than schedulers, only this many tiles a channel
 
 
 def scan_time_allowed(n_states: int, routes: bool = False) -> bool:
@@ -113,23 +116,46 @@ def scan_time_allowed(n_states: int, routes: bool = False) -> bool:
     return not routes and n_states <= SCAN_LANES_MAX_STATES
 
 
+def scan_time_split(channels: int, sm_count: int) -> int:
+    """Warps a channel: two (each half the states, so a channel's chain of work is half as long) while
+    all of them still fit on the GPU at once, else one."""
+    resident = SCAN_TIME_BLOCKS_PER_SM * SCAN_TIME_WARPS_PER_BLOCK * max(sm_count, 1)
+    return SCAN_TIME_MAX_SPLIT if channels * SCAN_TIME_MAX_SPLIT <= resident else 1
+
+
+def scan_time_plan(channels: int, length: int, chunks: int, sm_count: int) -> ScanPlan:
+    """The time-parallel core over about ``chunks`` chunks of whole tiles."""
+    chunk_len = _lanes_chunk_len(length, SCAN_TIME_LANES, chunks)
+    return ScanPlan(SCAN_TIME_LANES, chunk_len, math.ceil(max(length, 1) / chunk_len),
+                    scan_time_split(channels * chunks, sm_count))
+
+
 def scan_time_preferred(channels: int, length: int, n_states: int, sm_count: int, routes: bool = False) -> bool:
-    """Whether the time-parallel core beats the lane-major plans on this scan (see above)."""
+    """Whether the time-parallel core beats the lane-major plans on this scan (see above): two warps a
+    channel win unless the lane-major core can cut a long scan of few channels into many chunks; one warp a
+    channel needs long sequences, and whole tiles unless its warps fit in one wave."""
+    if not scan_time_allowed(n_states, routes) or length < SCAN_TIME_MIN_LENGTH:
+        return False
     tile = SCAN_LANES_TILE[SCAN_TIME_LANES]
-    tiles = math.ceil(max(length, 1) / tile)
-    return (scan_time_allowed(n_states, routes) and length >= SCAN_TIME_MIN_TILES * tile
-            and tiles * tile <= length * (1 + SCAN_TIME_MAX_IDLE)
-            and channels >= SCAN_TIME_MIN_WARPS_PER_SMSP * SCAN_LANES_SMSP * max(sm_count, 1))
+    tiles = math.ceil(length / tile)
+    split = scan_time_split(channels, sm_count)
+    if split > 1:
+        return channels * split >= SCAN_LANES_SMSP * max(sm_count, 1) or tiles <= SCAN_TIME_FEW_TILES
+    resident = SCAN_TIME_BLOCKS_PER_SM * SCAN_TIME_WARPS_PER_BLOCK * max(sm_count, 1)
+    whole = tiles * tile <= length * (1 + SCAN_TIME_MAX_IDLE)
+    return length >= SCAN_TIME_LONG and (whole or channels <= resident)
 
 
 @dataclass(frozen=True)
 class ScanPlan:
     """How one selective scan runs: ``lanes`` lanes a channel on the lane-major core (0: the split
-    core of scan_core.cuh), L cut into ``n_chunks`` chunks of ``chunk_len`` (two passes when > 1)."""
+    core of scan_core.cuh; SCAN_TIME_LANES: the time-parallel core with ``split`` warps a channel), L cut
+    into ``n_chunks`` chunks of ``chunk_len`` (two passes when > 1)."""
 
     lanes: int
     chunk_len: int
     n_chunks: int
+    split: int = 1
 
 
 def scan_lanes_fit(channels: int, per_group: int, lanes: int) -> bool:
@@ -211,10 +237,12 @@ def scan_plan(channels: int, length: int, n_states: int, sm_count: int, per_grou
             if not SCAN_SPLIT or chunks <= 1:
                 return ScanPlan(0, math.ceil(max(length, 1) / SCAN_CHUNK_ALIGN) * SCAN_CHUNK_ALIGN, 1)
             return ScanPlan(0, *scan_chunks(channels, length, n_states, sm_count))
+        if forced_time:
+            return scan_time_plan(channels, length, chunks, sm_count)
         chunk_len = _lanes_chunk_len(length, lanes, chunks)
         return ScanPlan(lanes, chunk_len, math.ceil(max(length, 1) / chunk_len))
     if scan_time_preferred(channels, length, n_states, sm_count, routes):
-        return ScanPlan(SCAN_TIME_LANES, _lanes_chunk_len(length, SCAN_TIME_LANES, 1), 1)
+        return scan_time_plan(channels, length, 1, sm_count)
     return scan_lane_plan(channels, length, n_states, sm_count, per_group, routes)
 
 
@@ -236,8 +264,12 @@ def scan_plan_grid(plan: ScanPlan, channels: int, n_states: int, n_chunks: int):
     """(grid, block) of one pass of ``plan`` over ``n_chunks`` chunks (grid.y)."""
     if plan.lanes == 0:
         return scan_grid(channels, n_states, n_chunks)
+    if plan.lanes == SCAN_TIME_LANES:
+        warps = channels * plan.split
+        per_block = min(SCAN_TIME_WARPS_PER_BLOCK, warps)
+        return (math.ceil(warps / per_block), n_chunks, 1), (32 * per_block, 1, 1)
     warps = math.ceil(channels * plan.lanes / 32)
-    per_block = min(SCAN_TIME_WARPS_PER_BLOCK if plan.lanes == SCAN_TIME_LANES else SCAN_LANES_WARPS_PER_BLOCK, warps)
+    per_block = min(SCAN_LANES_WARPS_PER_BLOCK, warps)
     return (math.ceil(warps / per_block), n_chunks, 1), (32 * per_block, 1, 1)
 
 

@@ -131,6 +131,7 @@ def launch_selective_scan(
         p(arrs["delta_bias"]), p(arrs["out"]), launch.addr(states_ptr), launch.addr(sums_ptr),
         i(batch), i(dim), i(length), i(n_states), i(groups), i(int(bool(delta_softplus))), i(vec_bc),
         *((i(vec_u),) if plan.lanes else ()), i(chunk_len), i(n_chunks),
+        *((i(plan.split),) if plan.lanes == launch_params.SCAN_TIME_LANES else ()),
     )
     if n_chunks > 1:
         grid, block = launch_params.scan_plan_grid(plan, channels, n_states, n_chunks - 1)

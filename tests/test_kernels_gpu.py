@@ -328,6 +328,8 @@ TIME_CASES = [
     (1, 16, 1024, 16, 2, 2, True),   # 16-byte rows, two chunks
     (1, 32, 5003, 16, 4, 5, True),   # chunks of an odd L
     (2, 6, 4099, 1, 2, 3, False),    # N = 1, chunks, batch 2
+    (1, 800, 600, 16, 4, 1, True),   # more channels than fit twice: one warp a channel (on a GPU of <= 200 SMs)
+    (2, 500, 1100, 8, 2, 2, True),   # one warp a channel, chunks, N < 16
 ]
 
 
@@ -341,6 +343,7 @@ def test_time_parallel_core_matches_float64_reference(kernels, monkeypatch, case
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     plan = launch_params.scan_plan(batch * dim, length, n, sms, dim // groups)
     assert (plan.lanes, plan.n_chunks) == (launch_params.SCAN_TIME_LANES, chunks)
+    assert plan.split == launch_params.scan_time_split(batch * dim * chunks, sms)
     gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
     u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, dtype, dtype, extras, gen)
     if not extras:

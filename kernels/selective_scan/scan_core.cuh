@@ -75,6 +75,7 @@ struct Params {
     const float* dt_w = nullptr;  // routes only: dt_projs_weight (4 * dim_route, R), row q per channel q
     int per_group = 1;            // lane-major core: consecutive channels that share one B/C group
     int vec_u = 0;                // lane-major core: per-channel rows allow 16-byte access
+    int split = 1;                // time-parallel core: warps a channel (each a share of the states)
 };
 
 template <typename T> __device__ __forceinline__ unsigned load_bits(const T* p, long i) {

@@ -25,24 +25,42 @@ namespace timepar {
 constexpr int kStates = 16;  // state slots of a channel (N <= 16)
 constexpr int kWarps = 4;    // warps (channels) per block (launch_params.SCAN_TIME_WARPS_PER_BLOCK)
 constexpr int kSteps = 16;   // timesteps a lane (launch_params.SCAN_TIME_STEPS); a tile is 32 * kSteps
-constexpr int kGroup = 2;    // states a lane advances together
+constexpr int kGroup = 1;      // states a lane advances together (two were slower under the register cap)
+constexpr int kMaxSplit = 2;   // warps a channel at most, each with its share of the states (p.split)
+constexpr int kMinBlocks = 3;  // blocks an SM (launch_params.SCAN_TIME_BLOCKS_PER_SM): at most 168 registers
+constexpr int kYStride = kSteps + 4;  // a lane's partial outputs in the hand-over (16-byte stores, no conflicts)
 
 // Per warp: A (pre-scaled by log2 e) and the state carried into the next tile, one slot a state; every
 // lane reads them (broadcast) and every lane writes the same carried value (no hand-over to wait on).
+// y: the partial outputs the other warps of a channel hand to its first, by tile parity.
 struct __align__(16) Smem {
     float A2[kStates];
     float h[kStates];
+    float y[2][32 * kYStride];
 };
 
-template <typename TU, typename TW, bool STATES>
-__device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
+// The split warps of one channel wait for each other (named barrier 1 + the channel's slot in the block).
+__device__ __forceinline__ void channel_barrier(int slot, int split) {
+    asm volatile("bar.sync %0, %1;" ::"r"(1 + slot), "r"(32 * split) : "memory");
+}
+
+// SPLIT: warps a channel (a template parameter, so each form gets its own register allocation).
+template <typename TU, typename TW, bool STATES, int SPLIT>
+__device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* smem) {
     constexpr int K = kSteps, TL = 32 * K, KG = kGroup;
     constexpr int KU = K / Word<TU>::kPerWord, KW = K / Word<TW>::kPerWord;
-    const int lane = threadIdx.x & 31;
-    Smem& sm = smem[threadIdx.x >> 5];
+    // 16-bit B/C: the next group's rows are requested while a group runs (two register sets); float32
+    // rows take twice the registers, which the cap of kMinBlocks blocks an SM does not leave.
+    constexpr bool kRowsAhead = sizeof(TW) < 4;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    Smem& sm = smem[warp];
+    constexpr int split = SPLIT, share = kStates / SPLIT;   // warps a channel; states a warp
+    const int part = warp % split, slot = warp / split;      // share of the states; channel in the block
+    float (&ybuf)[2][32 * kYStride] = smem[slot * split].y;  // the channel's hand-over
+    const int s0 = part * share;                             // first state of this warp's share
     const long total = (long)p.batch * p.dim;
-    const long chan_l = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (chan_l >= total) return;  // whole warp idle (no block-wide barriers below)
+    const long chan_l = ((long)blockIdx.x * (blockDim.x >> 5) + warp) / split;
+    if (chan_l >= total) return;  // the channel's warps all idle (no block-wide barriers below)
     const int chan = (int)chan_l;
     const int b = chan / p.dim, q = chan % p.dim, L = p.L, N = p.N;
     const int g = q / p.per_group;
@@ -61,7 +79,8 @@ __device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
     const float bias = p.delta_bias ? __ldg(p.delta_bias + q) : 0.f;
     const bool vec_u = p.vec_u != 0, vec_bc = p.vec_bc != 0;
 
-    // A pre-scaled by log2 e (0 past N) and the state entering the first tile, into shared memory.
+    // A pre-scaled by log2 e (0 past N) and the state entering the first tile, of every state (each warp
+    // of a split channel then uses its share).
     {
         float A2[kStates], h[kStates];
 #pragma unroll
@@ -76,6 +95,7 @@ __device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
         }
         __syncwarp();
     }
+    const int s_end = min(N, s0 + share);
 
     // B/C of the lane's steps for KG states as raw words.
     struct Rows {
@@ -174,7 +194,7 @@ __device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
         if (has_z) lanes::load_run<TU, K>(z_ptr + t0, valid, vec_u, rz);
         const bool whole = vec_bc && l0 + TL <= l_end && N % KG == 0;  // rows load as 16-byte vectors
         Rows ra, rb;
-        if (whole) load_rows(0, t0, ra);
+        if (whole && kRowsAhead && s0 < s_end) load_rows(s0, t0, ra);
 
         // Per-step products: dt (0 past the end, so those steps keep the state), dt*u, D*u.
         dts = 0.f;
@@ -187,35 +207,52 @@ __device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
             dt[k] = dtv;
             du[k] = dtv * uv;
             dts += dtv;
-            if (!STATES) y[k] = Dv * uv;
+            if (!STATES) y[k] = part == 0 ? Dv * uv : 0.f;
         }
         if (STATES) dsum += dts;
 
-        if (whole) {
+        if (whole && kRowsAhead) {
             // Two groups an iteration, alternating register sets: a group's rows arrive while the
             // group before it runs.
 #pragma unroll 1
-            for (int n0 = 0; n0 < N; n0 += 2 * KG) {
-                const bool second = n0 + KG < N;
+            for (int n0 = s0; n0 < s_end; n0 += 2 * KG) {
+                const bool second = n0 + KG < s_end;
                 if (second) load_rows(n0 + KG, t0, rb);
                 run_group(n0, ra);
                 if (!second) break;
-                if (n0 + 2 * KG < N) load_rows(n0 + 2 * KG, t0, ra);
+                if (n0 + 2 * KG < s_end) load_rows(n0 + 2 * KG, t0, ra);
                 run_group(n0 + KG, rb);
             }
         } else {
 #pragma unroll 1
-            for (int n0 = 0; n0 < N; n0 += KG) {
-                load_rows_checked(n0, t0, valid, ra);
+            for (int n0 = s0; n0 < s_end; n0 += KG) {
+                if (whole) load_rows(n0, t0, ra);
+                else load_rows_checked(n0, t0, valid, ra);
                 run_group(n0, ra);
             }
         }
 
-        if (!STATES && valid > 0) {
+        if (!STATES) {
+            // The other warps' partial sums over their states go to the first, which writes the outputs.
+            // Two buffers by tile parity: a warp writes one again only after the barrier of the tile
+            // between, which the first passes only once it has read it.
+            float* yb = ybuf[((l0 - l_begin) / TL) & 1];
+            if constexpr (SPLIT > 1) {
+                if (part != 0) lanes::sts<K>(yb + lane * kYStride, y);
+                channel_barrier(slot, split);
+            }
+            if (part == 0 && valid > 0) {
+                if constexpr (SPLIT > 1) {
+                    float other[K];
+                    lanes::lds<K>(yb + lane * kYStride, other);
 #pragma unroll
-            for (int k = 0; k < K; ++k)
-                if (has_z) y[k] *= silu(Word<TU>::get(rz[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord));
-            lanes::store_run<TU, K>(o_ptr + t0, valid, vec_u, y);
+                    for (int k = 0; k < K; ++k) y[k] += other[k];
+                }
+#pragma unroll
+                for (int k = 0; k < K; ++k)
+                    if (has_z) y[k] *= silu(Word<TU>::get(rz[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord));
+                lanes::store_run<TU, K>(o_ptr + t0, valid, vec_u, y);
+            }
         }
     }
 
@@ -224,12 +261,17 @@ __device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
         for (int o = 16; o > 0; o /= 2) dsum += __shfl_xor_sync(0xffffffffu, dsum, o);
         const int n_prev = p.n_chunks - 1;
         if (lane == 0) {
-            float h[kStates];
-            lanes::lds<kStates>(sm.h, h);
-            lanes::sts<kStates>(p.states + ((long)chan * n_prev + chunk) * kStates, h);
-            p.dsums[(long)chan * n_prev + chunk] = dsum;
+            float* st = p.states + ((long)chan * n_prev + chunk) * kStates;
+            for (int n = s0; n < s0 + share; ++n) st[n] = sm.h[n];
+            if (part == 0) p.dsums[(long)chan * n_prev + chunk] = dsum;
         }
     }
+}
+
+template <typename TU, typename TW, bool STATES>
+__device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
+    if (p.split == kMaxSplit) scan_time_split<TU, TW, STATES, kMaxSplit>(p, smem);
+    else scan_time_split<TU, TW, STATES, 1>(p, smem);
 }
 
 }  // namespace timepar

@@ -53,13 +53,13 @@
         fe::lanes::scan_lanes<TU, TW, TU, LPC, false, STATES>(p, smem);                              \
     }
 
-// Time-parallel core: the lane-major core's arguments; one warp a channel.
+// Time-parallel core: the lane-major core's arguments and the warps a channel (1 or 2).
 #define FE_SCAN_TIME_ENTRY(NAME, TU, TW, STATES)                                                        \
-    extern "C" __global__ void __launch_bounds__(fe::timepar::kWarps * 32) NAME(                      \
+    extern "C" __global__ void __launch_bounds__(fe::timepar::kWarps * 32, fe::timepar::kMinBlocks) NAME( \
         const TU* u, const TU* delta, const float* A, const TW* B, const TW* C, const float* D,       \
         const TU* z, const float* delta_bias, TU* out, float* states, float* dsums, int batch,       \
         int dim, int L, int N, int groups, int softplus, int vec_bc, int vec_u, int chunk_len,       \
-        int n_chunks) {                                                                               \
+        int n_chunks, int split) {                                                                    \
         __shared__ fe::timepar::Smem smem[fe::timepar::kWarps];                                       \
         fe::scan::Params p;                                                                           \
         p.u = u; p.delta = delta; p.A = A; p.B = B; p.C = C; p.D = D; p.z = z;                        \
@@ -68,7 +68,7 @@
         p.softplus = softplus; p.vec_bc = vec_bc; p.a_is_log = 0;                                     \
         p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                               \
         p.dim_route = 0; p.h = 0; p.w = 0; p.h2 = 0; p.w2 = 0; p.proj_rows = 0; p.dt_rank = 0;        \
-        p.per_group = dim / groups; p.vec_u = vec_u;                                                  \
+        p.per_group = dim / groups; p.vec_u = vec_u; p.split = split;                                 \
         fe::timepar::scan_time<TU, TW, STATES>(p, smem);                                              \
     }
 

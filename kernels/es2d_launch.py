@@ -165,7 +165,10 @@ def launch_es2d_scan(
             launch.addr(states), launch.addr(sums), i(batch), i(dim), i(h), i(w), i(n_states), i(rank),
             i(vec_bc), i(chunk_len), i(n_chunks), i(int(channels_last)))
     channels = batch * ROUTES * dim
-    if plan.lanes:
+    if plan.lanes == launch_params.SCAN_TIME_LANES:
+        args += (i(plan.split),)
+        scan_name, states_name = f"fe_es2d_time_scan_{code}", f"fe_es2d_time_states_{code}"
+    elif plan.lanes:
         scan_name = f"fe_es2d_lanes_scan_{code}_l{plan.lanes}"
         states_name = f"fe_es2d_lanes_states_{code}_l{plan.lanes}"
     else:

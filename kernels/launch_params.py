@@ -112,8 +112,8 @@ SCAN_TIME_FEW_TILES = 3          # with fewer warps than schedulers, only this m
 
 
 def scan_time_allowed(n_states: int, routes: bool = False) -> bool:
-    """The time-parallel core serves plain scans (not the fused ES2D routes) of up to 16 states."""
-    return not routes and n_states <= SCAN_LANES_MAX_STATES
+    """The time-parallel core serves plain scans and the fused ES2D routes of up to 16 states."""
+    return n_states <= SCAN_LANES_MAX_STATES
 
 
 def scan_time_split(channels: int, sm_count: int) -> int:
@@ -134,8 +134,8 @@ def scan_time_preferred(channels: int, length: int, n_states: int, sm_count: int
     """Whether the time-parallel core beats the lane-major plans on this scan (see above): two warps a
     channel win unless the lane-major core can cut a long scan of few channels into many chunks; one warp a
     channel needs long sequences, and whole tiles unless its warps fit in one wave."""
-    if not scan_time_allowed(n_states, routes) or length < SCAN_TIME_MIN_LENGTH:
-        return False
+    if routes or not scan_time_allowed(n_states, routes) or length < SCAN_TIME_MIN_LENGTH:
+        return False  # routes: forced only (SCAN_OVERRIDE), until measured against the lane-major core
     tile = SCAN_LANES_TILE[SCAN_TIME_LANES]
     tiles = math.ceil(length / tile)
     split = scan_time_split(channels, sm_count)

@@ -32,7 +32,8 @@ REPRESENTATIVE = {
     "selective_scan_bwd": ("fe_selective_scan_bwd_prep_f16_f16_n16", "fe_selective_scan_bwd_f16_f16_n16",
                            "fe_selective_scan_bwd_f32_f32_n16", "fe_selective_scan_bwd_bf16_f32_n64"),
     "es2d": ("fe_es2d_project_f16", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16", "fe_es2d_scan_bf16_n64",
-             "fe_es2d_lanes_scan_f16_l4", "fe_es2d_lanes_states_f32_l2", "fe_es2d_lanes_scan_bf16_l8"),
+             "fe_es2d_lanes_scan_f16_l4", "fe_es2d_lanes_states_f32_l2", "fe_es2d_lanes_scan_bf16_l8",
+             "fe_es2d_time_scan_f16", "fe_es2d_time_states_bf16"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
 }
 
@@ -122,8 +123,8 @@ def test_sources_are_self_contained_and_list_their_entry_points():
     # 5 type pairs x 2 passes x (4 state counts of the split core + 4 layouts of the lane-major core + the
     # time-parallel core)
     assert len(kernels.kernel_names("selective_scan")) == 90
-    # 3 dtypes x 2 projection widths, scans (delta formed inside)
-    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4)
+    # 3 dtypes x (2 projection widths + 2 passes x (4 split-core + 4 lane-major + 1 time-parallel scans))
+    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4 + 1)
     assert "fe_es2d_delta" not in kernels.kernel_names("es2d")
     assert len(kernels.kernel_names("selective_scan_bwd")) == 30  # 5 type pairs x 3 state counts x 2 passes
 
@@ -371,13 +372,13 @@ def test_long_scans_take_the_time_parallel_core():
     assert lp.scan_plan(8 * 768, 320, 16, 132, 1536).lanes in lp.SCAN_LANES      # part of a tile, many waves
     assert lp.scan_plan(768, 200, 16, 132, 192).lanes in lp.SCAN_LANES            # too short for a tile
     assert lp.scan_plan(768, 5120, 17, 132, 192).lanes == 0                       # N > 16: the split core
-    assert lp.scan_plan(768, 5120, 16, 132, 192, routes=True).lanes in lp.SCAN_LANES  # not for ES2D routes
+    assert lp.scan_plan(768, 5120, 16, 132, 192, routes=True).lanes in lp.SCAN_LANES  # ES2D: only when forced
     saved = lp.SCAN_OVERRIDE
     try:
         lp.SCAN_OVERRIDE = (lp.SCAN_TIME_LANES, 4)  # forced, chunked: whole tiles a chunk
         forced = lp.scan_plan(128, 5120, 16, 132, 32)
         assert forced.lanes == lp.SCAN_TIME_LANES and forced.n_chunks == 4 and forced.chunk_len % tile == 0
-        assert lp.scan_plan(128, 5120, 16, 132, 32, routes=True).lanes == 0  # never on routes
+        assert lp.scan_plan(128, 5120, 16, 132, 32, routes=True).lanes == lp.SCAN_TIME_LANES  # routes: forced
     finally:
         lp.SCAN_OVERRIDE = saved
     from fusion_edge.kernels.scan_launch import selective_scan_kernel_name

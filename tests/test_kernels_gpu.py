@@ -295,7 +295,7 @@ def test_fused_es2d_with_given_projections(kernels, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("plan", [(4, 3), (8, 1), (1, 2), (0, 2), (0, 1)])
+@pytest.mark.parametrize("plan", [(4, 3), (8, 1), (1, 2), (0, 2), (0, 1), (32, 1)])
 def test_fused_es2d_with_given_delta(kernels, monkeypatch, plan, dtype):
     """delta= (es2d_delta's library product) on both cores, chunked or not: the scan reads delta's rows
     instead of forming delta from the dt rows, which are poisoned with NaN to prove they are not read."""
@@ -422,6 +422,43 @@ def test_fused_es2d_on_the_lane_major_core(kernels, monkeypatch, case, dtype):
     plan = launch_params.scan_plan(batch * ROUTES * d, route_length(h, w), n, sms, d, routes=True)
     assert (plan.lanes, plan.n_chunks) == (lanes, chunks)
     assert fused_es2d_error(kernels, batch, d, h, w, rank, n, dtype, seed(case, dtype)) <= 1e-5
+
+
+ES2D_TIME_CASES = [
+    # batch, D, h, w, R, N, chunks (the time-parallel core forced; the scan forms delta from the R dt rows)
+    (1, 32, 45, 61, 2, 16, 1),      # odd map: padding positions on two routes, 713-step routes
+    (2, 16, 9, 20, 1, 16, 1),       # routes shorter than a tile
+    (1, 8, 64, 64, 1, 16, 2),       # chunks
+    (1, 12, 7, 5, 3, 8, 1),         # N < 16
+    (1, 24, 33, 40, 48, 16, 1),     # R = 48 (paper stage 4)
+    (1, 200, 20, 24, 7, 16, 1),     # 800 channels: one warp a channel
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", ES2D_TIME_CASES)
+def test_fused_es2d_on_the_time_parallel_core(kernels, monkeypatch, case, dtype, channels_last):
+    from fusion_edge.kernels import launch_params
+
+    batch, d, h, w, rank, n, chunks = case
+    monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (launch_params.SCAN_TIME_LANES, chunks))
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    plan = launch_params.scan_plan(batch * ROUTES * d, route_length(h, w), n, sms, d, routes=True)
+    assert (plan.lanes, plan.n_chunks) == (launch_params.SCAN_TIME_LANES, chunks)
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype, channels_last))
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    params = es2d_params(d, rank, n, gen)
+    stream = torch.cuda.current_stream().cuda_stream
+    if channels_last:
+        out = torch.full((batch, h, w, d), float("nan"), device="cuda")
+        kernels.launch_es2d_scan(x.permute(0, 2, 3, 1).contiguous(), *params, out, channels_last=True, stream=stream)
+        out = out.permute(0, 3, 1, 2)
+    else:
+        out = torch.full((batch, d, h, w), float("nan"), device="cuda")
+        kernels.launch_es2d_scan(x, *params, out, stream=stream)
+    torch.cuda.synchronize()
+    assert rel_err(out, es2d_truth(x, *params)) <= 1e-5
 
 
 ES2D_SPLIT_CASES = [

@@ -14,7 +14,9 @@
 //                        so no delta array is written or read, unless the caller passes that
 //                        delta (float32, (batch, 4D, L)), e.g. from a library GEMM for wide layers.
 //   fe_es2d_lanes_{scan,states}_<x>_l<LPC>  the same on the lane-major core (scan_lanes.cuh),
-//                        N <= 16; the launcher picks the core (kernels/launch_params.py: scan_plan).
+//                        N <= 16;
+//   fe_es2d_time_{scan,states}_<x>  the same on the time-parallel core (scan_time.cuh), N <= 16;
+//                        the launcher picks the core (kernels/launch_params.py: scan_plan).
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
 // row-major over the h2 x w2 sub-grid, routes 1 and 3 column-major (see route_pixel).
 // Every kernel takes `channels_last`: 0 for a map of channel planes (batch, D, h, w), 1 for its
@@ -22,6 +24,7 @@
 // scan) writes without a transpose and a LayerNorm over channels after it reads as rows; out follows x.
 #include "../selective_scan/scan_core.cuh"
 #include "../selective_scan/scan_lanes.cuh"
+#include "../selective_scan/scan_time.cuh"
 
 namespace fe {
 namespace es2d {
@@ -216,6 +219,28 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
         fe::lanes::scan_lanes<TX, float, float, LPC, true, STATES>(p, smem);                        \
     }
 
+// The time-parallel core, same arguments and the warps a channel (1 or 2).
+#define FE_ES2D_TIME_ENTRY(NAME, TX, STATES)                                                          \
+    extern "C" __global__ void __launch_bounds__(fe::timepar::kWarps * 32, fe::timepar::kMinBlocks) NAME( \
+        const TX* x, const float* dt_projs_weight, const float* A_logs, const float* proj,           \
+        const float* delta, const float* Ds, const float* dt_bias, float* out, float* states,        \
+        float* dsums, int batch,                                                                     \
+        int D, int h, int w, int N, int R, int vec_bc, int chunk_len, int n_chunks,                  \
+        int channels_last, int split) {                                                              \
+        __shared__ fe::timepar::Smem smem[fe::timepar::kWarps];                                      \
+        fe::scan::Params p;                                                                          \
+        const int h2 = (h + 1) / 2, w2 = (w + 1) / 2;                                                \
+        p.u = x; p.delta = delta;    p.A = A_logs; p.B = proj; p.C = proj; p.D = Ds; p.z = nullptr;  \
+        p.delta_bias = dt_bias; p.out = out; p.states = states; p.dsums = dsums;                     \
+        p.batch = batch; p.dim = 4 * D; p.L = h2 * w2; p.N = N; p.groups = 4;                        \
+        p.softplus = 1; p.vec_bc = vec_bc; p.a_is_log = 1;                                           \
+        p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                              \
+        p.dim_route = D; p.h = h; p.w = w; p.h2 = h2; p.w2 = w2; p.proj_rows = R + 2 * N;            \
+        p.map_cs = channels_last ? 1 : h * w; p.map_ps = channels_last ? D : 1;                      \
+        p.dt_rank = R; p.dt_w = dt_projs_weight; p.per_group = D; p.vec_u = 0; p.split = split;      \
+        fe::timepar::scan_time<TX, float, float, true, STATES>(p, smem);                             \
+    }
+
 using fe::half_t;
 using fe::bf16_t;
 
@@ -381,4 +406,22 @@ FE_ES2D_LANES_ENTRY(fe_es2d_lanes_scan_bf16_l8, bf16_t, 8, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_lanes_states_bf16_l8)
 FE_ES2D_LANES_ENTRY(fe_es2d_lanes_states_bf16_l8, bf16_t, 8, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_time_scan_f32)
+FE_ES2D_TIME_ENTRY(fe_es2d_time_scan_f32, float, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_time_states_f32)
+FE_ES2D_TIME_ENTRY(fe_es2d_time_states_f32, float, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_time_scan_f16)
+FE_ES2D_TIME_ENTRY(fe_es2d_time_scan_f16, half_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_time_states_f16)
+FE_ES2D_TIME_ENTRY(fe_es2d_time_states_f16, half_t, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_time_scan_bf16)
+FE_ES2D_TIME_ENTRY(fe_es2d_time_scan_bf16, bf16_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_time_states_bf16)
+FE_ES2D_TIME_ENTRY(fe_es2d_time_states_bf16, bf16_t, true)
 #endif

@@ -45,10 +45,14 @@ __device__ __forceinline__ void channel_barrier(int slot, int split) {
 }
 
 // SPLIT: warps a channel (a template parameter, so each form gets its own register allocation).
-template <typename TU, typename TW, bool STATES, int SPLIT>
+// ROUTES: the fused ES2D scan: u gathered from the map along the channel's route, delta the caller's float32
+// rows or formed from the projections' R dt rows, B/C the projections' rows, outputs (TO, float32) written
+// into the map at the route's pixels (padding positions are scanned, not written).
+template <typename TU, typename TW, typename TO, bool ROUTES, bool STATES, int SPLIT>
 __device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* smem) {
+    using TD = typename lanes::Pick<ROUTES, float, TU>::type;  // delta rows
     constexpr int K = kSteps, TL = 32 * K, KG = kGroup;
-    constexpr int KU = K / Word<TU>::kPerWord, KW = K / Word<TW>::kPerWord;
+    constexpr int KU = K / Word<TU>::kPerWord, KW = K / Word<TW>::kPerWord, KD = K / Word<TD>::kPerWord;
     // 16-bit B/C: the next group's rows are requested while a group runs (two register sets); float32
     // rows take twice the registers, which the cap of kMinBlocks blocks an SM does not leave.
     constexpr bool kRowsAhead = sizeof(TW) < 4;
@@ -67,14 +71,46 @@ __device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* sme
     const int chunk = blockIdx.y;
     const int l_begin = chunk * p.chunk_len, l_end = min(L, l_begin + p.chunk_len);
     const long seq = (long)chan * L;
-    const TU* u_ptr = static_cast<const TU*>(p.u) + seq;
-    const TU* d_ptr = static_cast<const TU*>(p.delta) + seq;
-    const bool has_z = !STATES && p.z != nullptr;
+    // Routes: the channel's plane of the map and the route's place in it (step l of the route is pixel
+    // (2i + rp, 2j + cp), (i, j) running row by row (rp = 0) or column by column).
+    long map_base = 0;
+    int rp = 0, cp = 0, extent = 1;
+    bool row_major = true;
+    if (ROUTES) {
+        const int k_route = q / p.dim_route, d_route = q % p.dim_route;
+        rp = k_route & 1;
+        cp = k_route >> 1;
+        row_major = rp == 0;
+        extent = row_major ? p.w2 : p.h2;
+        map_base = (long)b * p.dim_route * p.h * p.w + (long)d_route * p.map_cs;
+    }
+    // Map offsets of route steps t0 .. t0+K-1 (-1: padding, or past the end): one division, then a step at
+    // a time along the route.
+    auto route_offsets = [&](int t0, int valid, int (&off)[K]) {
+        int major = t0 / extent, minor = t0 - major * extent;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            const int row = 2 * (row_major ? major : minor) + rp, col = 2 * (row_major ? minor : major) + cp;
+            off[k] = k < valid && row < p.h && col < p.w ? (row * p.w + col) * p.map_ps : -1;
+            if (++minor == extent) {
+                minor = 0;
+                ++major;
+            }
+        }
+    };
+    const TU* u_ptr = static_cast<const TU*>(p.u) + (ROUTES ? map_base : seq);
+    // delta rows: the caller's (plain scan; ES2D when given), or ES2D's R dt rows with the channel's weights
+    const bool own_delta = ROUTES && p.delta == nullptr;
+    const long proj_base = ((long)b * p.groups + g) * (ROUTES ? p.proj_rows : N) * L;
+    const TD* d_ptr = own_delta ? static_cast<const TD*>(p.B) + proj_base : static_cast<const TD*>(p.delta) + seq;
+    const float* dt_w = own_delta ? p.dt_w + (long)q * p.dt_rank : nullptr;
+    const int ranks = own_delta ? p.dt_rank : 1;
+    const bool has_z = !ROUTES && !STATES && p.z != nullptr;
     const TU* z_ptr = static_cast<const TU*>(p.z) + (has_z ? seq : 0);
-    TU* o_ptr = static_cast<TU*>(p.out) + seq;
-    const long bc_base = ((long)b * p.groups + g) * N * L;
+    TO* o_ptr = static_cast<TO*>(p.out) + (ROUTES ? map_base : seq);
+    const long bc_base = proj_base + (ROUTES ? (long)p.dt_rank * L : 0);
     const TW* B_ptr = static_cast<const TW*>(p.B) + bc_base;
-    const TW* C_ptr = static_cast<const TW*>(p.C) + bc_base;
+    const TW* C_ptr = static_cast<const TW*>(p.C) + bc_base + (ROUTES ? (long)N * L : 0);
     const float Dv = p.D ? __ldg(p.D + q) : 0.f;
     const float bias = p.delta_bias ? __ldg(p.delta_bias + q) : 0.f;
     const bool vec_u = p.vec_u != 0, vec_bc = p.vec_bc != 0;
@@ -86,7 +122,9 @@ __device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* sme
 #pragma unroll
         for (int n = 0; n < kStates; ++n) {
             h[n] = 0.f;
-            A2[n] = n < N ? __ldg(p.A + (long)q * N + n) * kLog2e : 0.f;
+            float a = n < N ? __ldg(p.A + (long)q * N + n) : 0.f;
+            if (p.a_is_log && n < N) a = -expf(a);
+            A2[n] = a * kLog2e;
         }
         if (!STATES && chunk > 0) lanes::chunk_start_state<kStates>(p, chan, chunk, 0, A2, h);
         if (lane == 0) {
@@ -188,10 +226,26 @@ __device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* sme
     float dsum = 0.f;  // STATES: this lane's share of the chunk's sum of dt
     for (int l0 = l_begin; l0 < l_end; l0 += TL) {
         const int t0 = l0 + lane * K, valid = l_end - t0;
-        unsigned ru[KU], rd[KU], rz[KU];
-        lanes::load_run<TU, K>(u_ptr + t0, valid, vec_u, ru);
-        lanes::load_run<TU, K>(d_ptr + t0, valid, vec_u, rd);
-        if (has_z) lanes::load_run<TU, K>(z_ptr + t0, valid, vec_u, rz);
+        unsigned ru[KU], rd[KD], rz[KU];
+        float dl[ROUTES ? K : 1];  // ES2D: delta before bias and softplus
+        if constexpr (ROUTES) {
+            // u along the route (step by step: each lands on its own pixel), delta from its rows
+            int off[K];
+            route_offsets(t0, valid, off);
+            lanes::gather_run<true, TU, K>(u_ptr, [&](int k) { return off[k]; }, ru, off);
+#pragma unroll
+            for (int k = 0; k < K; ++k) dl[k] = 0.f;
+            for (int r = 0; r < ranks; ++r) {
+                lanes::load_run<TD, K>(d_ptr + (long)r * L + t0, valid, vec_bc, rd);
+                const float wr = own_delta ? __ldg(dt_w + r) : 1.f;
+#pragma unroll
+                for (int k = 0; k < K; ++k) dl[k] = fmaf(wr, __uint_as_float(rd[k]), dl[k]);
+            }
+        } else {
+            lanes::load_run<TU, K>(u_ptr + t0, valid, vec_u, ru);
+            lanes::load_run<TU, K>(d_ptr + t0, valid, vec_u, rd);
+            if (has_z && part == 0) lanes::load_run<TU, K>(z_ptr + t0, valid, vec_u, rz);  // the gate: first warp only
+        }
         const bool whole = vec_bc && l0 + TL <= l_end && N % KG == 0;  // rows load as 16-byte vectors
         Rows ra, rb;
         if (whole && kRowsAhead && s0 < s_end) load_rows(s0, t0, ra);
@@ -200,7 +254,9 @@ __device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* sme
         dts = 0.f;
 #pragma unroll
         for (int k = 0; k < K; ++k) {
-            float dtv = Word<TU>::get(rd[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord) + bias;
+            float dtv;
+            if constexpr (ROUTES) dtv = dl[k] + bias;
+            else dtv = Word<TU>::get(rd[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord) + bias;
             if (p.softplus) dtv = softplus(dtv);
             dtv = k < valid ? dtv : 0.f;
             const float uv = Word<TU>::get(ru[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord);
@@ -248,10 +304,18 @@ __device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* sme
 #pragma unroll
                     for (int k = 0; k < K; ++k) y[k] += other[k];
                 }
+                if constexpr (ROUTES) {
+                    int off[K];
+                    route_offsets(t0, valid, off);
 #pragma unroll
-                for (int k = 0; k < K; ++k)
-                    if (has_z) y[k] *= silu(Word<TU>::get(rz[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord));
-                lanes::store_run<TU, K>(o_ptr + t0, valid, vec_u, y);
+                    for (int k = 0; k < K; ++k)
+                        if (off[k] >= 0) o_ptr[off[k]] = from_float<TO>(y[k]);
+                } else {
+#pragma unroll
+                    for (int k = 0; k < K; ++k)
+                        if (has_z) y[k] *= silu(Word<TU>::get(rz[k / Word<TU>::kPerWord], k % Word<TU>::kPerWord));
+                    lanes::store_run<TO, K>(o_ptr + t0, valid, vec_u, y);
+                }
             }
         }
     }
@@ -268,10 +332,10 @@ __device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* sme
     }
 }
 
-template <typename TU, typename TW, bool STATES>
+template <typename TU, typename TW, typename TO, bool ROUTES, bool STATES>
 __device__ __forceinline__ void scan_time(const scan::Params& p, Smem* smem) {
-    if (p.split == kMaxSplit) scan_time_split<TU, TW, STATES, kMaxSplit>(p, smem);
-    else scan_time_split<TU, TW, STATES, 1>(p, smem);
+    if (p.split == kMaxSplit) scan_time_split<TU, TW, TO, ROUTES, STATES, kMaxSplit>(p, smem);
+    else scan_time_split<TU, TW, TO, ROUTES, STATES, 1>(p, smem);
 }
 
 }  // namespace timepar

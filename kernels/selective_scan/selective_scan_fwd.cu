@@ -69,7 +69,7 @@
         p.chunk_len = chunk_len; p.n_chunks = n_chunks;                                               \
         p.dim_route = 0; p.h = 0; p.w = 0; p.h2 = 0; p.w2 = 0; p.proj_rows = 0; p.dt_rank = 0;        \
         p.per_group = dim / groups; p.vec_u = vec_u; p.split = split;                                 \
-        fe::timepar::scan_time<TU, TW, STATES>(p, smem);                                              \
+        fe::timepar::scan_time<TU, TW, TU, false, STATES>(p, smem);                                              \
     }
 
 using fe::half_t;

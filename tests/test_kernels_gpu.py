@@ -78,12 +78,11 @@ SCAN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("case", SCAN_CASES)
-def test_selective_scan_matches_float64_reference(kernels, case, dtype):
-    batch, dim, length, n, groups, extras, softplus = case
-    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
-    u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, dtype, dtype, softplus, gen)
+def scan_error(kernels, batch, dim, length, n, groups, dtype, bc_dtype, *, extras, softplus, key) -> float:
+    """Relative error of one selective-scan launch (output NaN-poisoned first) against the float64 truth;
+    ``extras``: with D, z and delta_bias."""
+    gen = torch.Generator(device="cuda").manual_seed(key)
+    u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, dtype, bc_dtype, softplus, gen)
     if not extras:
         D = z = bias = None
     out = torch.full_like(u, float("nan"))
@@ -93,7 +92,15 @@ def test_selective_scan_matches_float64_reference(kernels, case, dtype):
     truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C)),
                                D=None if D is None else D.double(), z=None if z is None else z.double(),
                                delta_bias=None if bias is None else bias.double(), delta_softplus=softplus)
-    assert rel_err(out, truth) <= TOL[dtype]
+    return rel_err(out, truth)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", SCAN_CASES)
+def test_selective_scan_matches_float64_reference(kernels, case, dtype):
+    batch, dim, length, n, groups, extras, softplus = case
+    assert scan_error(kernels, batch, dim, length, n, groups, dtype, dtype, extras=extras, softplus=softplus,
+                      key=seed(case, dtype)) <= TOL[dtype]
 
 
 LANE_CASES = [
@@ -344,18 +351,8 @@ def test_time_parallel_core_matches_float64_reference(kernels, monkeypatch, case
     plan = launch_params.scan_plan(batch * dim, length, n, sms, dim // groups)
     assert (plan.lanes, plan.n_chunks) == (launch_params.SCAN_TIME_LANES, chunks)
     assert plan.split == launch_params.scan_time_split(batch * dim * chunks, sms)
-    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype))
-    u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, dtype, dtype, extras, gen)
-    if not extras:
-        D = z = bias = None
-    out = torch.full_like(u, float("nan"))
-    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=extras,
-                                  stream=torch.cuda.current_stream().cuda_stream)
-    torch.cuda.synchronize()
-    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C)),
-                               D=None if D is None else D.double(), z=None if z is None else z.double(),
-                               delta_bias=None if bias is None else bias.double(), delta_softplus=extras)
-    assert rel_err(out, truth) <= TOL[dtype]
+    assert scan_error(kernels, batch, dim, length, n, groups, dtype, dtype, extras=extras, softplus=extras,
+                      key=seed(case, dtype)) <= TOL[dtype]
 
 
 def test_default_plan_of_a_long_scan_is_the_time_parallel_core(kernels):
@@ -368,30 +365,16 @@ def test_default_plan_of_a_long_scan_is_the_time_parallel_core(kernels):
     if batch * dim < 4 * sms:
         pytest.skip(f"{sms} SMs: too many for 768 channels to take the time-parallel core")
     assert plan.lanes == launch_params.SCAN_TIME_LANES
-    gen = torch.Generator(device="cuda").manual_seed(77)
-    u, delta, A, B, C, D, z, bias = scan_inputs(batch, dim, length, n, groups, torch.float16, torch.float16, True, gen)
-    out = torch.full_like(u, float("nan"))
-    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=True,
-                                  stream=torch.cuda.current_stream().cuda_stream)
-    torch.cuda.synchronize()
-    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D)), z=z.double(),
-                               delta_bias=bias.double(), delta_softplus=True)
-    assert rel_err(out, truth) <= TOL[torch.float16]
+    assert scan_error(kernels, batch, dim, length, n, groups, torch.float16, torch.float16, extras=True,
+                      softplus=True, key=77) <= TOL[torch.float16]
 
 
 def test_time_parallel_core_with_float32_bc_and_half_inputs(kernels, monkeypatch):
     from fusion_edge.kernels import launch_params
 
     monkeypatch.setattr(launch_params, "SCAN_OVERRIDE", (launch_params.SCAN_TIME_LANES, 2))
-    gen = torch.Generator(device="cuda").manual_seed(1234)
-    u, delta, A, B, C, D, z, bias = scan_inputs(1, 8, 1500, 16, 2, torch.float16, torch.float32, True, gen)
-    out = torch.full_like(u, float("nan"))
-    kernels.launch_selective_scan(u, delta, A, B, C, D, z, bias, out, delta_softplus=True,
-                                  stream=torch.cuda.current_stream().cuda_stream)
-    torch.cuda.synchronize()
-    truth = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D)), z=z.double(),
-                               delta_bias=bias.double(), delta_softplus=True)
-    assert rel_err(out, truth) <= TOL[torch.float16]
+    assert scan_error(kernels, 1, 8, 1500, 16, 2, torch.float16, torch.float32, extras=True, softplus=True,
+                      key=1234) <= TOL[torch.float16]
 
 
 ES2D_LANE_CASES = [

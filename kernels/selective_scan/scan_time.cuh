@@ -8,11 +8,12 @@
 // inclusive scan over the lanes (five shuffles; lane 0 starts from the state entering the tile) gives each
 // lane the state entering its run; the lane then walks its K steps again from that state (one multiply-
 // add a step, no second exponential) and adds C * h into its outputs. Every exponential is computed
-// once, every lane works on its own timesteps (no hand-over, no sum over lanes), and a state's K steps
-// and the two states of a group give each lane independent work to issue while shuffles are in flight.
-// The state groups run as a loop (the carried states and A live in shared memory, so the loop body is
-// small enough for the instruction cache), and each group's B/C rows are requested while the group
-// before it runs.
+// once and every lane works on its own timesteps (no hand-over of steps between lanes).
+// The states run as a loop (the carried states and A live in shared memory, so the loop body is small
+// enough for the instruction cache), each state's B/C rows requested while the state before it runs.
+// A warp's pace is set by its chain of dependent work (shuffles, the K-step compose and output chains),
+// not by the scheduler it shares: so while all warps fit on the GPU at once a channel gets two warps,
+// each with half the states, whose partial outputs meet in shared memory once a tile (p.split).
 // Long sequences with few channels can still be cut into chunks (grid.y): the first pass (STATES) keeps
 // only the carried state and delta sum, the output pass starts from the same combination as the
 // lane-major core (chunk_start_state).
@@ -23,10 +24,10 @@ namespace fe {
 namespace timepar {
 
 constexpr int kStates = 16;  // state slots of a channel (N <= 16)
-constexpr int kWarps = 4;    // warps (channels) per block (launch_params.SCAN_TIME_WARPS_PER_BLOCK)
+constexpr int kWarps = 4;    // warps per block (launch_params.SCAN_TIME_WARPS_PER_BLOCK)
 constexpr int kSteps = 16;   // timesteps a lane (launch_params.SCAN_TIME_STEPS); a tile is 32 * kSteps
-constexpr int kGroup = 1;      // states a lane advances together (two were slower under the register cap)
-constexpr int kMaxSplit = 2;   // warps a channel at most, each with its share of the states (p.split)
+constexpr int kGroup = 1;    // states a lane advances together (two were slower under the register cap)
+constexpr int kMaxSplit = 2;  // warps a channel at most, each with its share of the states (p.split)
 constexpr int kMinBlocks = 3;  // blocks an SM (launch_params.SCAN_TIME_BLOCKS_PER_SM): at most 168 registers
 constexpr int kYStride = kSteps + 4;  // a lane's partial outputs in the hand-over (16-byte stores, no conflicts)
 

@@ -99,7 +99,8 @@ SCAN_OVERRIDE: tuple[int, int] | None = None
 # It computes every exponential once (no first pass) and, while all its warps fit on the GPU at once, gives a
 # channel two warps (each half the states), so a channel's chain of dependent work is half as long. The rule
 # in scan_time_preferred is what an H200 sweep of every preset stage shape showed (benchmarks/results/
-# scan_time_h200.md): it picks the faster core on each of the 32 shapes.
+# scan_time_h200.md): it picks the faster core on each of the 32 shapes. The fused ES2D routes take it only
+# when forced: on the models' channels-last maps it was slower there (the same file, second part).
 SCAN_TIME_LANES = 32
 SCAN_TIME_STEPS = 16             # timepar::kSteps
 SCAN_TIME_WARPS_PER_BLOCK = 4    # timepar::kWarps
@@ -111,7 +112,7 @@ SCAN_TIME_MAX_IDLE = 0.1         # ... with at most this share of the last tile'
 SCAN_TIME_FEW_TILES = 3          # with fewer warps than schedulers, only this many tiles a channel
 
 
-def scan_time_allowed(n_states: int, routes: bool = False) -> bool:
+def scan_time_allowed(n_states: int) -> bool:
     """The time-parallel core serves plain scans and the fused ES2D routes of up to 16 states."""
     return n_states <= SCAN_LANES_MAX_STATES
 
@@ -134,8 +135,8 @@ def scan_time_preferred(channels: int, length: int, n_states: int, sm_count: int
     """Whether the time-parallel core beats the lane-major plans on this scan (see above): two warps a
     channel win unless the lane-major core can cut a long scan of few channels into many chunks; one warp a
     channel needs long sequences, and whole tiles unless its warps fit in one wave."""
-    if routes or not scan_time_allowed(n_states, routes) or length < SCAN_TIME_MIN_LENGTH:
-        return False  # routes: forced only (SCAN_OVERRIDE), until measured against the lane-major core
+    if routes or not scan_time_allowed(n_states) or length < SCAN_TIME_MIN_LENGTH:
+        return False  # routes: forced only (see above)
     tile = SCAN_LANES_TILE[SCAN_TIME_LANES]
     tiles = math.ceil(length / tile)
     split = scan_time_split(channels, sm_count)
@@ -232,7 +233,7 @@ def scan_plan(channels: int, length: int, n_states: int, sm_count: int, per_grou
     (``routes``: the fused ES2D scan)."""
     if SCAN_OVERRIDE is not None:
         lanes, chunks = SCAN_OVERRIDE
-        forced_time = lanes == SCAN_TIME_LANES and scan_time_allowed(n_states, routes)
+        forced_time = lanes == SCAN_TIME_LANES and scan_time_allowed(n_states)
         if not forced_time and (lanes == 0 or lanes not in scan_lanes_allowed(channels, per_group, n_states)):
             if not SCAN_SPLIT or chunks <= 1:
                 return ScanPlan(0, math.ceil(max(length, 1) / SCAN_CHUNK_ALIGN) * SCAN_CHUNK_ALIGN, 1)

@@ -88,28 +88,26 @@ __device__ __forceinline__ void scan_time_split(const scan::Params& p, Smem* sme
     // Map offsets of route steps t0 .. t0+K-1 (-1: padding, or past the end): one division, then a step at
     // a time along the route.
     auto route_offsets = [&](int t0, int valid, int (&off)[K]) {
-        int major = t0 / extent, minor = t0 - major * extent;
+        scan::RouteCursor c{t0 / extent, t0 % extent, extent};
 #pragma unroll
         for (int k = 0; k < K; ++k) {
-            const int row = 2 * (row_major ? major : minor) + rp, col = 2 * (row_major ? minor : major) + cp;
+            const int row = 2 * (row_major ? c.major : c.minor) + rp, col = 2 * (row_major ? c.minor : c.major) + cp;
             off[k] = k < valid && row < p.h && col < p.w ? (row * p.w + col) * p.map_ps : -1;
-            if (++minor == extent) {
-                minor = 0;
-                ++major;
-            }
+            c.advance(1);
         }
     };
     const TU* u_ptr = static_cast<const TU*>(p.u) + (ROUTES ? map_base : seq);
     // delta rows: the caller's (plain scan; ES2D when given), or ES2D's R dt rows with the channel's weights
     const bool own_delta = ROUTES && p.delta == nullptr;
-    const long proj_base = ((long)b * p.groups + g) * (ROUTES ? p.proj_rows : N) * L;
-    const TD* d_ptr = own_delta ? static_cast<const TD*>(p.B) + proj_base : static_cast<const TD*>(p.delta) + seq;
+    // rows of the channel's B/C group (routes: of its projections: R dt rows, then N of B and N of C)
+    const long group_base = ((long)b * p.groups + g) * (ROUTES ? p.proj_rows : N) * L;
+    const TD* d_ptr = own_delta ? static_cast<const TD*>(p.B) + group_base : static_cast<const TD*>(p.delta) + seq;
     const float* dt_w = own_delta ? p.dt_w + (long)q * p.dt_rank : nullptr;
     const int ranks = own_delta ? p.dt_rank : 1;
     const bool has_z = !ROUTES && !STATES && p.z != nullptr;
     const TU* z_ptr = static_cast<const TU*>(p.z) + (has_z ? seq : 0);
     TO* o_ptr = static_cast<TO*>(p.out) + (ROUTES ? map_base : seq);
-    const long bc_base = proj_base + (ROUTES ? (long)p.dt_rank * L : 0);
+    const long bc_base = group_base + (ROUTES ? (long)p.dt_rank * L : 0);
     const TW* B_ptr = static_cast<const TW*>(p.B) + bc_base;
     const TW* C_ptr = static_cast<const TW*>(p.C) + bc_base + (ROUTES ? (long)N * L : 0);
     const float Dv = p.D ? __ldg(p.D + q) : 0.f;

@@ -70,9 +70,7 @@ def candidates(channels: int, length: int, per_group: int, sms: int, routes: boo
     out: list[tuple[int, int]] = []
     if PLANS_ONLY:
         return out
-    layouts = launch_params.scan_lanes_allowed(channels, per_group, 16, routes)
-    if launch_params.scan_time_allowed(16):
-        layouts += (launch_params.SCAN_TIME_LANES,)
+    layouts = (*launch_params.scan_lanes_allowed(channels, per_group, 16, routes), launch_params.SCAN_TIME_LANES)
     for lanes in layouts:
         if LANES is not None and lanes not in LANES:
             continue

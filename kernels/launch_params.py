@@ -117,11 +117,15 @@ def scan_time_allowed(n_states: int) -> bool:
     return n_states <= SCAN_LANES_MAX_STATES
 
 
+def _scan_time_resident_warps(sm_count: int) -> int:
+    """Warps of the time-parallel core the GPU holds at once (its register cap allows this many blocks)."""
+    return SCAN_TIME_BLOCKS_PER_SM * SCAN_TIME_WARPS_PER_BLOCK * max(sm_count, 1)
+
+
 def scan_time_split(channels: int, sm_count: int) -> int:
     """Warps a channel: two (each half the states, so a channel's chain of work is half as long) while
     all of them still fit on the GPU at once, else one."""
-    resident = SCAN_TIME_BLOCKS_PER_SM * SCAN_TIME_WARPS_PER_BLOCK * max(sm_count, 1)
-    return SCAN_TIME_MAX_SPLIT if channels * SCAN_TIME_MAX_SPLIT <= resident else 1
+    return SCAN_TIME_MAX_SPLIT if channels * SCAN_TIME_MAX_SPLIT <= _scan_time_resident_warps(sm_count) else 1
 
 
 def scan_time_plan(channels: int, length: int, chunks: int, sm_count: int) -> ScanPlan:
@@ -142,9 +146,8 @@ def scan_time_preferred(channels: int, length: int, n_states: int, sm_count: int
     split = scan_time_split(channels, sm_count)
     if split > 1:
         return channels * split >= SCAN_LANES_SMSP * max(sm_count, 1) or tiles <= SCAN_TIME_FEW_TILES
-    resident = SCAN_TIME_BLOCKS_PER_SM * SCAN_TIME_WARPS_PER_BLOCK * max(sm_count, 1)
     whole = tiles * tile <= length * (1 + SCAN_TIME_MAX_IDLE)
-    return length >= SCAN_TIME_LONG and (whole or channels <= resident)
+    return length >= SCAN_TIME_LONG and (whole or channels <= _scan_time_resident_warps(sm_count))
 
 
 @dataclass(frozen=True)

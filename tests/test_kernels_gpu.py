@@ -241,13 +241,20 @@ def es2d_params(d, rank, n, gen):
     return xw, dtw, dtb, A_logs, Ds
 
 
-def fused_es2d_error(kernels, batch, d, h, w, rank, n, dtype, key) -> float:
-    """Relative error of the fused ES2D launch (output NaN-poisoned first) against the float64 truth."""
+def fused_es2d_error(kernels, batch, d, h, w, rank, n, dtype, key, channels_last=False) -> float:
+    """Relative error of the fused ES2D launch (output NaN-poisoned first) against the float64 truth;
+    ``channels_last``: the map and the output as (B, h, w, D) buffers."""
     gen = torch.Generator(device="cuda").manual_seed(key)
     x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
     params = es2d_params(d, rank, n, gen)
-    out = torch.full((batch, d, h, w), float("nan"), device="cuda")
-    kernels.launch_es2d_scan(x, *params, out, stream=torch.cuda.current_stream().cuda_stream)
+    stream = torch.cuda.current_stream().cuda_stream
+    if channels_last:
+        out = torch.full((batch, h, w, d), float("nan"), device="cuda")
+        kernels.launch_es2d_scan(x.permute(0, 2, 3, 1).contiguous(), *params, out, channels_last=True, stream=stream)
+        out = out.permute(0, 3, 1, 2)
+    else:
+        out = torch.full((batch, d, h, w), float("nan"), device="cuda")
+        kernels.launch_es2d_scan(x, *params, out, stream=stream)
     torch.cuda.synchronize()
     return rel_err(out, es2d_truth(x, *params))
 
@@ -427,19 +434,8 @@ def test_fused_es2d_on_the_time_parallel_core(kernels, monkeypatch, case, dtype,
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     plan = launch_params.scan_plan(batch * ROUTES * d, route_length(h, w), n, sms, d, routes=True)
     assert (plan.lanes, plan.n_chunks) == (launch_params.SCAN_TIME_LANES, chunks)
-    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype, channels_last))
-    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
-    params = es2d_params(d, rank, n, gen)
-    stream = torch.cuda.current_stream().cuda_stream
-    if channels_last:
-        out = torch.full((batch, h, w, d), float("nan"), device="cuda")
-        kernels.launch_es2d_scan(x.permute(0, 2, 3, 1).contiguous(), *params, out, channels_last=True, stream=stream)
-        out = out.permute(0, 3, 1, 2)
-    else:
-        out = torch.full((batch, d, h, w), float("nan"), device="cuda")
-        kernels.launch_es2d_scan(x, *params, out, stream=stream)
-    torch.cuda.synchronize()
-    assert rel_err(out, es2d_truth(x, *params)) <= 1e-5
+    key = seed(case, dtype, channels_last)
+    assert fused_es2d_error(kernels, batch, d, h, w, rank, n, dtype, key, channels_last=channels_last) <= 1e-5
 
 
 ES2D_SPLIT_CASES = [

@@ -112,7 +112,8 @@ REDUCTION_FILTER = "test_configs.force_filter_reduction_configs"
 def _reduction_filter_available() -> bool:
     import torch._inductor.config as inductor_config
 
-    return hasattr(getattr(inductor_config, "test_configs", None), "force_filter_reduction_configs")
+    owner, _, leaf = REDUCTION_FILTER.rpartition(".")
+    return hasattr(getattr(inductor_config, owner, None), leaf)
 
 
 def _fixes_reductions(ctx: BenchContext) -> bool:

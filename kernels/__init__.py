@@ -48,6 +48,12 @@ workspace=None, proj=None, delta=None, channels_last=False, stream=None) -> out`
     out are the (batch, h, w, D) buffers of channels-last maps instead (no transposing copy on
     either side of the op).
 
+``launch_es2d_merge(ys, out=None, *, h, w, channels_last=False, stream=None) -> out``
+    The scatter of the unfused ES2D form: ys (batch, 4D, L') holds the routes' rows as the plain
+    selective scan writes them for gathered routes; ``out`` is the (batch, D, h, w) map (or with
+    ``channels_last`` its (batch, h, w, D) buffer) in ys's type, each route written to its own
+    pixels and the padding dropped. A tiled transpose: both sides are read and written in runs.
+
 ``launch_ldc_conv2d(x, weight, base_mask, learnable_mask, theta, out, *, stream=None) -> out``
     3x3 convolution, stride 1, padding 1, no bias, with the LDC weight transform
     (``fusion_edge.ops.ldc.ldc_effective_weight``) applied inside. x (batch, Cin, H, W),
@@ -66,7 +72,7 @@ the full source, options and GPU architecture.
 """
 
 from fusion_edge.kernels.arrays import DeviceArray
-from fusion_edge.kernels.es2d_launch import es2d_workspace_bytes, launch_es2d_scan
+from fusion_edge.kernels.es2d_launch import es2d_workspace_bytes, launch_es2d_merge, launch_es2d_scan
 from fusion_edge.kernels.ldc_launch import launch_ldc_conv2d
 from fusion_edge.kernels.loader import (
     FAMILIES,
@@ -90,6 +96,7 @@ __all__ = [
     "is_available",
     "kernel_names",
     "kernel_source",
+    "launch_es2d_merge",
     "launch_es2d_scan",
     "launch_ldc_conv2d",
     "launch_selective_scan",

@@ -1,5 +1,6 @@
 """Fused ES2D launcher: route projections, then the scan (which forms delta from the dt rows itself
-unless given it), reading and writing the map in place."""
+unless given it), reading and writing the map in place; and the merge of scanned route rows into the map
+(the unfused form's scatter)."""
 
 from __future__ import annotations
 
@@ -180,4 +181,34 @@ def launch_es2d_scan(
     grid, block = launch_params.scan_plan_grid(plan, channels, n_states, n_chunks)
     launch.run("es2d", scan_name, grid, block, args, device=device, stream=stream)
     del keep  # CuPy's pool is stream-ordered: the block is reused only after our launches
+    return result
+
+
+def launch_es2d_merge(ys: Any, out: Any = None, *, h: int, w: int, channels_last: bool = False,
+                      stream: Any = None) -> Any:
+    """out = the (batch, D, h, w) map whose routes are the rows of ys (batch, 4D, L'), as the plain
+    selective scan writes them for gathered routes (``fusion_edge.ops.es2d.es2d_scatter`` on the GPU,
+    one launch); padding positions are dropped. ``channels_last``: out is the map's (batch, h, w, D)
+    buffer. out has ys's element type (allocated when None)."""
+    arrs = {"ys": as_device_array(ys, "ys"), "out": None if out is None else as_device_array(out, "out")}
+    ya = arrs["ys"]
+    if len(ya.shape) != 3 or ya.dtype not in FLOAT_TYPES or ya.shape[1] % ROUTES:
+        raise ValueError(f"ys must be (batch, 4D, L') float32/float16/bfloat16, got {ya.shape} {ya.dtype}")
+    batch, dim = ya.shape[0], ya.shape[1] // ROUTES
+    length = _route_length(h, w)
+    if h < 1 or w < 1 or ya.shape[2] != length:
+        raise ValueError(f"ys has {ya.shape[2]} positions a route; an {h}x{w} map has {length}")
+    shape = (batch, h, w, dim) if channels_last else (batch, dim, h, w)
+    device = common_device(arrs)
+    result = out
+    if arrs["out"] is None:
+        result = launch.alloc(0, ya.dtype, shape, device=device, stream=stream)
+        arrs["out"] = as_device_array(result, "out")
+    check(arrs["out"], "out", shape, (ya.dtype,))
+    if batch * dim * length == 0:
+        return result
+    grid, block = launch_params.es2d_merge_grid(batch, dim, length)
+    launch.run("es2d", f"fe_es2d_merge_{TYPE_CODE[ya.dtype]}", grid, block,
+               (launch.ptr(ya), launch.ptr(arrs["out"]), launch.i32(dim), launch.i32(h), launch.i32(w),
+                launch.i32(int(channels_last))), device=device, stream=stream)
     return result

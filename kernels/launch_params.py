@@ -24,6 +24,9 @@ ES2D_PROJ_WIDE_C = 48            # kProjWideC (fe_es2d_project_wide_*)
 ES2D_PROJ_WIDE_MIN_BLOCKS_PER_SM = 0.6
 ES2D_PROJ_WIDE_MIN_CHANNELS = 192
 ES2D_PROJ_D = 32                 # kProjD
+ES2D_MERGE_L = 32                # es2d_fwd.cu: kMergeL (route positions per merge block)
+ES2D_MERGE_D = 64                # kMergeD (channels per merge block)
+ES2D_MERGE_WARPS = 8             # kMergeWarps
 
 LDC_TILE_W, LDC_TILE_H, LDC_OUT, LDC_THREADS = 32, 16, 8, 128  # ldc_conv2d.cu
 
@@ -316,6 +319,11 @@ def es2d_project_rows(batch: int, length: int, proj_rows: int, dim: int, sm_coun
 def es2d_project_grid(batch: int, length: int, proj_rows: int, splits: int, rows_per_block: int):
     grid = (math.ceil(length / ES2D_PROJ_L), math.ceil(proj_rows / rows_per_block), batch * 4 * splits)
     return grid, (ES2D_PROJ_L, 1, 1)
+
+
+def es2d_merge_grid(batch: int, dim: int, length: int):
+    grid = (math.ceil(length / ES2D_MERGE_L), math.ceil(dim / ES2D_MERGE_D), batch * 4)
+    return grid, (ES2D_MERGE_WARPS * 32, 1, 1)
 
 
 def ldc_grid(batch: int, cout: int, height: int, width: int):

@@ -2,7 +2,8 @@
 
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks|stages]
         [--variants library,elementwise,combo,scan-delta,gemm,lib-delta,stream,aggressive,coordinate,
-        autotune,pdl,mm64,mm128,pdl-mm128,fixed-pointwise,fixed-reductions,deterministic] [--jobs N]
+        autotune,pdl,mm64,mm128,pdl-mm128,fixed-pointwise,fixed-reductions,deterministic,fused-scans,
+        route-scans] [--jobs N]
         [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE] [--barrier DIR [--barrier-count N]]
         [--compile-timeout S] [--schedules early,after-encoder] [--priorities 0:0,-1:0] [--prior-inline] [--model CKPT]
 
@@ -28,7 +29,9 @@ fastest of several timed on the first call (``triton.autotune_pointwise`` off: t
 compilation); ``fixed-reductions`` also gives every reduction kernel one heuristic configuration
 (inductor's ``test_configs.force_filter_reduction_configs``, the filter of its deterministic mode) and
 ``deterministic`` is ``fixed-pointwise`` under inductor's deterministic mode (no on-device timing of
-choices that change numerics).
+choices that change numerics); ``fused-scans`` and ``route-scans`` are ``fixed-pointwise`` with every
+ES2D layer on the fused op or on the plain scan over gathered routes (``fusion_edge.ops.es2d.set_scan_form``;
+the others take the model's per-layer choice).
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -58,32 +61,48 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from fusion_edge.bench.config import format_size, parse_size
 from fusion_edge.models.cross_stream import SCHEDULES, SIDE_SCHEDULE
 
-# name: (fusable forms, ES2D projection, ES2D delta, inductor options, cross-modal blocks on a second stream)
+FIXED_POINTWISE = {"combo_kernels": True, "triton.autotune_pointwise": False}
+
+
+class Variant(NamedTuple):
+    """What one variant sets: the fusable ops' forms, the ES2D projection, delta and scan form, inductor's
+    options, and whether the cross-modal blocks run on a second stream."""
+
+    forms: str
+    projection: str
+    delta: str
+    options: dict
+    cross_stream: bool
+    scan_form: str = "auto"
+
+
 VARIANTS = {
-    "library": ("library", "kernel", "auto", {}, False),
-    "elementwise": ("auto", "kernel", "auto", {}, False),
-    "combo": ("auto", "kernel", "auto", {"combo_kernels": True}, False),
-    "scan-delta": ("auto", "auto", "kernel", {"combo_kernels": True}, False),
-    "gemm": ("auto", "auto", "auto", {"combo_kernels": True}, False),
-    "lib-delta": ("auto", "auto", "library", {"combo_kernels": True}, False),
-    "stream": ("auto", "auto", "auto", {"combo_kernels": True}, True),
-    "aggressive": ("auto", "auto", "auto", {"combo_kernels": True, "aggressive_fusion": True}, False),
-    "coordinate": ("auto", "auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}, False),
-    "autotune": ("auto", "auto", "auto", {"combo_kernels": True, "max_autotune_gemm": True}, False),
-    "pdl": ("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True}, True),
-    "fixed-pointwise": ("auto", "auto", "auto", {"combo_kernels": True, "triton.autotune_pointwise": False}, True),
-    "fixed-reductions": ("auto", "auto", "auto", {"combo_kernels": True, "triton.autotune_pointwise": False,
-                                                  "test_configs.force_filter_reduction_configs": True}, True),
-    "deterministic": ("auto", "auto", "auto", {"combo_kernels": True, "triton.autotune_pointwise": False,
-                                               "deterministic": True}, True),
-    "mm64": ("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 64}, True),
-    "mm128": ("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 128}, True),
-    "pdl-mm128": ("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True, "decompose_mm": 128},
-                  True),
+    "library": Variant("library", "kernel", "auto", {}, False),
+    "elementwise": Variant("auto", "kernel", "auto", {}, False),
+    "combo": Variant("auto", "kernel", "auto", {"combo_kernels": True}, False),
+    "scan-delta": Variant("auto", "auto", "kernel", {"combo_kernels": True}, False),
+    "gemm": Variant("auto", "auto", "auto", {"combo_kernels": True}, False),
+    "lib-delta": Variant("auto", "auto", "library", {"combo_kernels": True}, False),
+    "stream": Variant("auto", "auto", "auto", {"combo_kernels": True}, True),
+    "aggressive": Variant("auto", "auto", "auto", {"combo_kernels": True, "aggressive_fusion": True}, False),
+    "coordinate": Variant("auto", "auto", "auto", {"combo_kernels": True, "coordinate_descent_tuning": True}, False),
+    "autotune": Variant("auto", "auto", "auto", {"combo_kernels": True, "max_autotune_gemm": True}, False),
+    "pdl": Variant("auto", "auto", "auto", {"combo_kernels": True, "triton.enable_pdl": True}, True),
+    "fixed-pointwise": Variant("auto", "auto", "auto", FIXED_POINTWISE, True),
+    "fixed-reductions": Variant("auto", "auto", "auto",
+                                {**FIXED_POINTWISE, "test_configs.force_filter_reduction_configs": True}, True),
+    "deterministic": Variant("auto", "auto", "auto", {**FIXED_POINTWISE, "deterministic": True}, True),
+    "fused-scans": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "fused"),
+    "route-scans": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "routes"),
+    "mm64": Variant("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 64}, True),
+    "mm128": Variant("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 128}, True),
+    "pdl-mm128": Variant("auto", "auto", "auto",
+                         {"combo_kernels": True, "triton.enable_pdl": True, "decompose_mm": 128}, True),
 }
 REPLAYS, PROFILED_REPLAYS = 200, 10
 
@@ -138,19 +157,20 @@ def _compiled(args, variant: str):
     from fusion_edge.inference import load_model
     from fusion_edge.ops import es2d, fusable
 
-    forms, projection, delta, options, cross_stream = VARIANTS[variant]
-    fusable.set_default_impl(forms)
-    es2d.set_projection(projection)
-    es2d.set_delta(delta)
+    chosen = VARIANTS[variant]
+    fusable.set_default_impl(chosen.forms)
+    es2d.set_projection(chosen.projection)
+    es2d.set_delta(chosen.delta)
+    es2d.set_scan_form(chosen.scan_form)
     inductor_config.freezing = True
-    _apply_inductor_options(options)
+    _apply_inductor_options(chosen.options)
     torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     model = (load_model(args.model, None, device) if args.model
              else load_model(None, args.preset, device, random_init=True))
     model.check_inputs = False
-    model.cross_schedule = args.schedules[0] if cross_stream else "inline"
+    model.cross_schedule = args.schedules[0] if chosen.cross_stream else "inline"
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
         model = half_model(model)

@@ -1,8 +1,9 @@
 """Time the selective-scan launch plans side by side on the model's shapes (one GPU run, many variants).
 
     python benchmarks/scan_variants.py --out DIR [--sections scan,es2d] [--budget SECONDS] [--lanes 8,16]
+        [--batches 1,8]
 
-For every stage shape of the `paper` and `edge` presets (256x256 and 512x640, batch 1 and 8,
+For every stage shape of the `paper` and `edge` presets (256x256 and 512x640, batch 1 and 8 unless given,
 float16, N=16, 4 groups) it times: the split core with its own chunking ("split", the kernel
 before the lane-major core), the plan that kernels/launch_params.py picks ("plan"), and forced
 plans (lanes a channel x number of chunks). Each variant is checked against the split core's
@@ -62,6 +63,7 @@ def only_projection():
 QUICK = False  # --quick: per layout only the chunk count the cost model prefers
 PLANS_ONLY = False  # --plans-only: the split core and the chosen plan, no forced plans
 LANES: tuple[int, ...] | None = None  # --lanes: force only these layouts (None: every allowed one)
+BATCHES: tuple[int, ...] = kbench.BATCHES  # --batches
 
 
 def candidates(channels: int, length: int, per_group: int, sms: int, routes: bool = False) -> list[tuple[int, int]]:
@@ -120,7 +122,7 @@ def scan_section(sms: int, deadline: float, records: list, lines: list) -> None:
               "best (lanes, chunks) | all forced (lanes x chunks: ms) |", "|---" * 11 + "|"]
     for preset, res, s, d_inner, h, w in kbench.stage_shapes():
         channels1, length = 4 * d_inner, math.ceil(h / 2) * math.ceil(w / 2)
-        for batch in kbench.BATCHES:
+        for batch in BATCHES:
             if time.time() > deadline:
                 lines.append(f"| (time budget spent before {preset} {res} stage {s + 1} batch {batch}) |")
                 return
@@ -172,7 +174,7 @@ def es2d_section(sms: int, deadline: float, records: list, lines: list) -> None:
               "| preset | HxW | stage | batch | x shape | proj+delta | split | plan | plan (lanes, chunks) "
               "| best forced | best (lanes, chunks) | all forced |", "|---" * 12 + "|"]
     for preset, res, s, d, h, w in kbench.stage_shapes():
-        for batch in kbench.BATCHES:
+        for batch in BATCHES:
             if time.time() > deadline:
                 lines.append(f"| (time budget spent before {preset} {res} stage {s + 1} batch {batch}) |")
                 return
@@ -231,10 +233,12 @@ def main() -> None:
     parser.add_argument("--plans-only", action="store_true", help="only the split core and the chosen plan")
     parser.add_argument("--lanes", type=lambda text: tuple(int(v) for v in text.split(",")),
                         help="force only these layouts (lanes a channel, comma-separated)")
+    parser.add_argument("--batches", type=lambda text: tuple(int(v) for v in text.split(",")),
+                        default=kbench.BATCHES, help="batch sizes (comma-separated; default 1,8)")
     args = parser.parse_args()
-    global QUICK, PLANS_ONLY, LANES
+    global QUICK, PLANS_ONLY, LANES, BATCHES
     QUICK, PLANS_ONLY = args.quick, args.plans_only
-    LANES = args.lanes
+    LANES, BATCHES = args.lanes, args.batches
     os.makedirs(args.out, exist_ok=True)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     deadline = time.time() + args.budget

@@ -32,28 +32,33 @@ def cv():
 
 def test_every_variant_sets_modes_the_model_accepts(cv, monkeypatch):
     monkeypatch.setattr(fusable, "_default_impl", fusable.get_default_impl())  # restored afterwards
-    for name, (forms, projection, delta, options, cross_stream) in cv.VARIANTS.items():
+    for name, variant in cv.VARIANTS.items():
         monkeypatch.setattr(es2d, "_projection", "auto")
         monkeypatch.setattr(es2d, "_delta", "auto")
-        fusable.set_default_impl(forms)  # raises on an unknown form
-        es2d.set_projection(projection)
-        es2d.set_delta(delta)
-        assert isinstance(options, dict) and isinstance(cross_stream, bool), name
+        monkeypatch.setattr(es2d, "_scan_form", "auto")
+        fusable.set_default_impl(variant.forms)  # raises on an unknown form
+        es2d.set_projection(variant.projection)
+        es2d.set_delta(variant.delta)
+        es2d.set_scan_form(variant.scan_form)
+        assert isinstance(variant.options, dict) and isinstance(variant.cross_stream, bool), name
     # every inductor option a variant sets exists under that name (plain or dotted: triton.x, test_configs.x)
     import torch._inductor.config as inductor_config
 
-    for name, (*_, options, _cross) in cv.VARIANTS.items():
-        for key in options:
+    for name, variant in cv.VARIANTS.items():
+        for key in variant.options:
             if key == "decompose_mm":  # a pass's size limit, set by _apply_inductor_options itself
                 continue
             owner, _, leaf = key.rpartition(".")
             assert hasattr(getattr(inductor_config, owner) if owner else inductor_config, leaf), (name, key)
     # the A/B pairs differ in the one thing they compare
-    assert cv.VARIANTS["gemm"][2] == "auto" and cv.VARIANTS["scan-delta"][2] == "kernel"
-    fixed, reductions = cv.VARIANTS["fixed-pointwise"][3], cv.VARIANTS["fixed-reductions"][3]
+    assert cv.VARIANTS["gemm"].delta == "auto" and cv.VARIANTS["scan-delta"].delta == "kernel"
+    fixed, reductions = cv.VARIANTS["fixed-pointwise"].options, cv.VARIANTS["fixed-reductions"].options
     assert {k: v for k, v in reductions.items() if k != "test_configs.force_filter_reduction_configs"} == fixed
-    assert cv.VARIANTS["lib-delta"][2] == "library"
-    assert cv.VARIANTS["stream"][4] and not cv.VARIANTS["gemm"][4]
+    assert cv.VARIANTS["lib-delta"].delta == "library"
+    assert cv.VARIANTS["stream"].cross_stream and not cv.VARIANTS["gemm"].cross_stream
+    fused, routes = cv.VARIANTS["fused-scans"], cv.VARIANTS["route-scans"]
+    assert (fused.scan_form, routes.scan_form) == ("fused", "routes")
+    assert fused._replace(scan_form="auto") == routes._replace(scan_form="auto") == cv.VARIANTS["fixed-pointwise"]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown variants"):
         cv._variant_list("gemm,fastest")
 

@@ -508,6 +508,53 @@ def test_fused_es2d_reads_and_writes_channels_last_maps(kernels, monkeypatch, ca
     assert rel_err(through_op, truth) <= 1e-5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 8, 7, 5), (1, 96, 9, 12), (2, 130, 33, 20), (1, 64, 64, 80)])
+def test_es2d_merge_is_the_scatter(kernels, shape, channels_last, dtype):
+    """launch_es2d_merge writes every pixel of the map from its route's row (a copy: exact), on odd
+    sizes (padding dropped), channel counts off the block's 64 and routes off its 32 positions."""
+    batch, d, h, w = shape
+    gen = torch.Generator(device="cuda").manual_seed(seed(shape, dtype))
+    ys = torch.randn(batch, ROUTES * d, ((h + 1) // 2) * ((w + 1) // 2), generator=gen, device="cuda").to(dtype)
+    truth = es2d_scatter(ys.reshape(batch, ROUTES, d, -1), h, w)
+    layout = (batch, h, w, d) if channels_last else (batch, d, h, w)
+    out = torch.full(layout, float("nan"), device="cuda", dtype=dtype)
+    kernels.launch_es2d_merge(ys, out, h=h, w=w, channels_last=channels_last,
+                              stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out.permute(0, 3, 1, 2) if channels_last else out, truth, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=rf"positions a route; an {h + 2}x{w}"):
+        kernels.launch_es2d_merge(ys, h=h + 2, w=w)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", ES2D_CASES)
+def test_es2d_routes_op_matches_the_truth(kernels, case, dtype):
+    """fusion_edge::es2d_scan_routes on the GPU (the plain scan of gathered routes, then the merge kernel)
+    against the float64 truth, from routes gathered, projected and given their deltas in ``dtype``."""
+    import fusion_edge.ops  # noqa: F401  registers the ops
+    from fusion_edge.ops import es2d
+
+    batch, d, h, w, rank, n = case
+    if n > 64:
+        pytest.skip("more states than the scan kernels take")
+    gen = torch.Generator(device="cuda").manual_seed(seed(case, dtype) + 11)
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    xw, dtw, dtb, al, ds = es2d_params(d, rank, n, gen)
+    xs = es2d_gather(x)
+    dts, Bs, Cs = torch.split(torch.matmul(xw.to(dtype), xs), [rank, n, n], dim=2)
+    delta = torch.matmul(dtw.to(dtype), dts)
+    args = (xs, delta, -torch.exp(al), Bs.contiguous(), Cs.contiguous(), ds, dtb.reshape(-1))
+    with torch.no_grad():
+        out = torch.ops.fusion_edge.es2d_scan_routes(*args, h, w)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    f64 = [t.double() for t in args]
+    truth = es2d.es2d_scatter(selective_scan_ref(f64[0].flatten(1, 2), f64[1].flatten(1, 2), *f64[2:5], D=f64[5],
+                                                 delta_bias=f64[6], delta_softplus=True).reshape(xs.shape), h, w)
+    assert rel_err(out, truth) <= TOL[dtype]
+
+
 def test_es2d_dispatch_uses_the_fused_op_and_falls_back_for_training(kernels):
     from fusion_edge.ops import es2d_scan
 

@@ -3,8 +3,10 @@ torch.compile tracing the model with no graph breaks (on the CPU here; the GPU h
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from fusion_edge.ops.es2d import ROUTES, es2d_delta, es2d_project, es2d_scan_pro
 
 pytestmark = pytest.mark.skipif(not torch_ops.OPS_SUPPORTED, reason="torch has no torch.library.custom_op")
 OPS = torch.ops.fusion_edge
+REPO = Path(__file__).resolve().parents[1]
 
 
 def es2d_args(batch=1, d=8, h=5, w=6, rank=1, n=4, dtype=torch.float32, device="cpu", seed=0):
@@ -39,6 +42,18 @@ def es2d_projected_args(with_delta=False, **kw):
     x, xw, *rest = es2d_args(**kw)
     proj = es2d_project(x, xw.to(x.device))
     return (x, proj, *rest, *([es2d_delta(proj, rest[0])] if with_delta else []))
+
+
+def routes_args(dtype=torch.float32, **kw):
+    """The inputs of fusion_edge::es2d_scan_routes for es2d_args' layer: gathered routes, their deltas,
+    A, B, C, D, the bias and the map's size."""
+    x, xw, dtw, dtb, al, ds = es2d_args(**kw)
+    xs = es2d_module.es2d_gather(x)
+    rank, n = dtw.shape[-1], al.shape[-1]
+    dts, Bs, Cs = torch.split(torch.matmul(xw, xs), [rank, n, n], dim=2)
+    to = functools.partial(torch.Tensor.to, dtype=dtype)
+    return (to(xs), to(torch.matmul(dtw, dts)), -torch.exp(al), to(Bs.contiguous()), to(Cs.contiguous()), ds,
+            dtb.reshape(-1), *x.shape[2:])
 
 
 def scan_args(batch=2, dim=6, length=9, n=4, groups=2, seed=1):
@@ -74,6 +89,7 @@ def tiny_model():
     ("es2d_scan", es2d_args(h=4, w=4, dtype=torch.float16)),
     ("es2d_scan_projected", es2d_projected_args(h=5, w=7)),
     ("es2d_scan_projected", es2d_projected_args(with_delta=True, h=5, w=7)),
+    ("es2d_scan_routes", routes_args(h=5, w=7)),
     ("selective_scan", scan_args()),
     ("ldc_conv2d", ldc_args()),
 ])
@@ -139,6 +155,65 @@ def test_library_delta_matches_the_dt_rows_product():
     assert not es2d_module.deltas_with_library(torch.empty(2, 256, 16, 20, device="meta"), 8)
 
 
+def test_route_scan_form_is_the_unfused_path_and_dispatches_to_its_op(monkeypatch):
+    """es2d_scan_routes (gather, two products in x's dtype, the plain scan, scatter into a channels-last
+    map) computes the unfused path, and the "routes" scan form sends inference calls through
+    fusion_edge::es2d_scan_routes."""
+    x, xw, dtw, dtb, al, ds = es2d_args(batch=2, h=7, w=5, rank=2)
+    truth = es2d_scan_unfused(x, xw, dtw, dtb, al, ds, impl="reference")
+    reference = functools.partial(es2d_module.scan_routes_merged, scan=functools.partial(selective_scan,
+                                                                                         impl="reference"))
+    routes = es2d_module.es2d_scan_routes(x, xw, dtw, dtb, al, ds, scan_merge=reference)
+    assert routes.shape == x.shape and routes.dtype == torch.float32
+    assert routes.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(routes, truth, rtol=1e-5, atol=1e-5)
+    # float16 maps: the products and the scan's inputs and output in float16
+    half = es2d_module.es2d_scan_routes(x.half(), xw, dtw, dtb, al, ds, scan_merge=reference)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), truth, rtol=2e-2, atol=2e-2)
+    calls = []
+    original = torch_ops._routes_cpu
+    monkeypatch.setattr(es2d_module, "_scan_form", "routes")
+    with torch_ops.cpu_route():
+        torch.library.register_kernel("fusion_edge::es2d_scan_routes", "cpu",
+                                      lambda *a: calls.append((a[0].shape, a[-2:])) or original(*a))
+        try:
+            with torch.no_grad():
+                routed = es2d_scan(x, xw, dtw, dtb, al, ds)
+        finally:
+            torch.library.register_kernel("fusion_edge::es2d_scan_routes", "cpu", original)
+    assert calls == [((2, ROUTES, 8, 4 * 3), (7, 5))]
+    torch.testing.assert_close(routed, truth, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="scan form must be one of"):
+        es2d_module.set_scan_form("plain")
+    es2d_module.set_scan_form("auto")
+    assert not es2d_module.scans_routes(x)  # auto: compiled layers only
+
+
+def test_scan_form_rule_picks_the_faster_form_of_every_measured_layer(monkeypatch):
+    """es2d.scans_routes against every layer of benchmarks/results/es2d_forms_h200.md where one form was more
+    than 5% faster; only compiled float16 layers take the routes."""
+    monkeypatch.setattr(es2d_module, "_scan_form", "auto")
+    table = (REPO / "benchmarks" / "results" / "es2d_forms_h200.md").read_text()
+    checked = 0
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] not in ("paper", "edge"):
+            continue
+        height, width = (int(v) for v in cells[1].split("x"))
+        stage, batch, d = int(cells[2]), int(cells[3]), int(cells[4])
+        h, w = height // 4 // 2 ** (stage - 1), width // 4 // 2 ** (stage - 1)
+        x = torch.empty(batch, d, h, w, dtype=torch.float16, device="meta")
+        assert es2d_module.route_length(h, w) == int(cells[5])
+        speedup = float(cells[8].rstrip("x"))
+        if abs(speedup - 1) > 0.05:
+            assert es2d_module.scans_routes(x, compiling=True) == (cells[9] == "routes"), line
+            checked += 1
+        assert not es2d_module.scans_routes(x, compiling=False)
+        assert not es2d_module.scans_routes(x.float(), compiling=True)
+    assert checked >= 12
+
+
 def test_fake_implementations_give_shapes_and_dtypes():
     with FakeTensorMode() as mode:
         fake = [mode.from_tensor(t) for t in es2d_args(batch=2, d=8, h=5, w=7, dtype=torch.bfloat16)]
@@ -148,6 +223,10 @@ def test_fake_implementations_give_shapes_and_dtypes():
         assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32
         out = OPS.es2d_scan_projected(*(mode.from_tensor(t) for t in es2d_projected_args(True, batch=2, h=5, w=7)))
         assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32
+        xs, *rest, h, w = routes_args(torch.float16, batch=2, h=5, w=7)
+        out = OPS.es2d_scan_routes(*(mode.from_tensor(t) for t in (xs, *rest)), h, w)
+        assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float16
+        assert out.is_contiguous(memory_format=torch.channels_last)
         u, delta, A, B, C, D, z, bias, softplus = scan_args()
         u16 = mode.from_tensor(u.half().transpose(1, 2).contiguous().transpose(1, 2))  # not contiguous
         out = OPS.selective_scan(u16, *(mode.from_tensor(t) for t in (delta, A, B, C, D)), None, None, softplus)
@@ -157,6 +236,8 @@ def test_fake_implementations_give_shapes_and_dtypes():
         assert out.shape == (1, 5, 7, 8) and out.dtype == torch.float16
     with pytest.raises(ValueError, match="x must be"):
         OPS.es2d_scan(torch.empty(8, 5, 7, device="meta"), *es2d_args(device="meta")[1:])
+    with pytest.raises(ValueError, match=r"L' = 15 for an 9x5 map"):
+        OPS.es2d_scan_routes(*(t.to("meta") for t in routes_args(h=5, w=7)[:-2]), 9, 5)
 
 
 def test_dispatch_routes_inference_through_the_op_and_training_around_it():
@@ -241,17 +322,19 @@ def _example(node):
     return node.meta.get("example_value", node.meta.get("val"))
 
 
-@pytest.mark.parametrize("route, projection, delta", [("chunked", "auto", "auto"), ("ops", "auto", "auto"),
-                                                      ("ops", "kernel", "auto"), ("ops", "library", "auto"),
-                                                      ("ops", "library", "kernel"), ("ops", "library", "library")])
-def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta, monkeypatch):
+@pytest.mark.parametrize("route, projection, delta, scan_form", [
+    ("chunked", "auto", "auto", "auto"), ("ops", "auto", "auto", "auto"), ("ops", "kernel", "auto", "auto"),
+    ("ops", "library", "auto", "auto"), ("ops", "library", "kernel", "auto"), ("ops", "library", "library", "auto"),
+    ("ops", "auto", "auto", "routes")])
+def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta, scan_form, monkeypatch):
     """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops).
     Compiled, the layers of at least GEMM_MIN_CHANNELS channels (64 here: the two widest stages) take their
     route projections from a library matrix product feeding es2d_scan_projected, and those doing at least
     DELTA_MIN_WORK (dt rank x channels x route length; 500 here: the widest stage) their deltas too,
-    unless pinned."""
+    unless pinned; the "routes" scan form scans every layer's gathered routes with the plain scan op."""
     monkeypatch.setattr(es2d_module, "_projection", projection)
     monkeypatch.setattr(es2d_module, "_delta", delta)
+    monkeypatch.setattr(es2d_module, "_scan_form", scan_form)
     monkeypatch.setattr(es2d_module, "DELTA_MIN_WORK", 500)
     monkeypatch.setattr(es2d_module, "GEMM_MIN_CHANNELS", 64)
     model = tiny_model()
@@ -269,6 +352,8 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta,
     projected, fused = targets.count("fusion_edge.es2d_scan_projected"), targets.count("fusion_edge.es2d_scan")
     if route == "chunked":
         assert projected == fused == 0
+    elif scan_form == "routes":
+        assert projected == fused == 0 and targets.count("fusion_edge.es2d_scan_routes") == TINY_ES2D_CALLS
     else:
         assert projected + fused == TINY_ES2D_CALLS
         assert projected == {"auto": TINY_ES2D_CALLS_WIDE, "kernel": 0, "library": TINY_ES2D_CALLS}[projection]

@@ -124,14 +124,61 @@ def deltas_with_library(x: torch.Tensor, dt_rank: int) -> bool:
     return _delta == "library"
 
 
-def es2d_project(x: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
-    """Route projections (B, 4, R+2N, L') float32 of the map x (B, D, h, w): one batched matrix product
-    over the gathered routes. float16 maps multiply in float16 (tensor cores, float32 accumulation; the
-    products rounded to float16 move B, C and delta by ~1e-3); anything else in float32, since bfloat16
-    products would be rounded to 8 mantissa bits."""
+SCAN_FORMS = ("auto", "fused", "routes")  # what scans a compiled layer's routes (see scans_routes)
+_scan_form = "auto"
+
+
+def set_scan_form(mode: str) -> None:
+    """What scans the routes of a layer on a GPU: the fused op reading the map (``"fused"``), the plain
+    scan on gathered routes (``"routes"``, :func:`es2d_scan_routes`), or a choice per layer (``"auto"``)."""
+    global _scan_form
+    if mode not in SCAN_FORMS:
+        raise ValueError(f"scan form must be one of {SCAN_FORMS}, got {mode!r}")
+    _scan_form = mode
+
+
+def get_scan_form() -> str:
+    return _scan_form
+
+
+# Where a compiled float16 layer scans gathered routes (es2d_scan_routes) instead of the fused op: at least
+# ROUTES_MIN_ROWS scanned rows (B x 4 x D) and ROUTES_MIN_WORK row-steps (B x 4 x D x L'). One compiled
+# layer (SiLU, ES2D, LayerNorm) each way on the H200, 512x640 (benchmarks/results/es2d_forms_h200.md):
+# every paper layer is 1.02-1.58x faster on the routes (its plain scan outruns the fused op's, and the
+# gather it needs is already there for the projection GEMM), edge's stages 1-2 at batch 2 1.12x; edge's
+# narrower or shorter layers are up to 20% slower (a scan of a few hundred rows leaves the GPU idle).
+ROUTES_MIN_ROWS = 256
+ROUTES_MIN_WORK = 400_000
+
+
+def scans_routes(x: torch.Tensor, compiling: bool | None = None) -> bool:
+    """Whether the layer over the map x (B, D, h, w) takes :func:`es2d_scan_routes` instead of the fused op.
+    ``"auto"``: a float16 map of at least ROUTES_MIN_ROWS and ROUTES_MIN_WORK while torch.compile traces
+    the layer (``compiling``: whether it does, when not asked of torch), where the gather fuses into the
+    kernel producing x."""
+    if _scan_form == "auto":
+        if compiling is None:
+            compiling = torch.compiler.is_compiling()
+        rows = x.shape[0] * ROUTES * x.shape[1]
+        work = rows * route_length(*x.shape[2:])
+        return (compiling and x.dtype == torch.float16 and rows >= ROUTES_MIN_ROWS
+                and work >= ROUTES_MIN_WORK)
+    return _scan_form == "routes"
+
+
+def _projected_routes(x: torch.Tensor, x_proj_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gathered routes (B, 4, D, L') and their projections (B, 4, R+2N, L'), both in the product's
+    dtype: float16 for float16 maps (tensor cores, float32 accumulation; the products rounded to float16
+    move B, C and delta by ~1e-3), float32 otherwise (bfloat16 products would keep 8 mantissa bits)."""
     dtype = torch.float16 if x.dtype == torch.float16 else torch.float32
     xs = es2d_gather(x.to(dtype))
-    return torch.matmul(x_proj_weight.to(dtype), xs).float()
+    return xs, torch.matmul(x_proj_weight.to(dtype), xs)
+
+
+def es2d_project(x: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
+    """Route projections (B, 4, R+2N, L') float32 of the map x (B, D, h, w): one batched matrix product
+    over the gathered routes (see :func:`_projected_routes` for its dtype)."""
+    return _projected_routes(x, x_proj_weight)[1].float()
 
 
 def es2d_delta(proj: torch.Tensor, dt_projs_weight: torch.Tensor) -> torch.Tensor:
@@ -187,7 +234,46 @@ def es2d_scan_projected_unfused(
         scan = functools.partial(selective_scan, impl=impl)
     xs = es2d_gather(x.float())
     return _scan_routes(xs, proj.float(), dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:], scan,
-                        delta=delta)
+                        delta=None if delta is None else delta.float())
+
+
+def es2d_scan_routes(
+    x: torch.Tensor,
+    x_proj_weight: torch.Tensor,
+    dt_projs_weight: torch.Tensor,
+    dt_projs_bias: torch.Tensor,
+    A_logs: torch.Tensor,
+    Ds: torch.Tensor,
+    *,
+    scan_merge: Callable[..., torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The ES2D core as gathered routes, two library products, and ``scan_merge`` (default
+    :func:`scan_routes_merged`): the plain selective scan of the route rows, merged back into the map.
+    Returns (B, D, h, w) channels-last in the products' dtype (float16 for float16 maps, see
+    :func:`_projected_routes`).
+
+    The form a compiled model takes where the plain scan on route-major rows outruns the fused op,
+    which reads and writes the map itself (see :func:`scans_routes`): the compiler fuses the gather into
+    the kernel producing x, and the deltas come from a product in the scan's dtype."""
+    xs, proj = _projected_routes(x, x_proj_weight)
+    rank, n_states = dt_projs_weight.shape[-1], A_logs.shape[-1]
+    dts, Bs, Cs = torch.split(proj, [rank, n_states, n_states], dim=2)
+    delta = torch.matmul(dt_projs_weight.to(proj.dtype), dts)
+    merge = scan_routes_merged if scan_merge is None else scan_merge
+    return merge(xs, delta, -torch.exp(A_logs.float()), Bs.contiguous(), Cs.contiguous(), Ds.float(),
+                 dt_projs_bias.reshape(-1).float(), *x.shape[2:])
+
+
+def scan_routes_merged(xs: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, Bs: torch.Tensor, Cs: torch.Tensor,
+                       Ds: torch.Tensor, delta_bias: torch.Tensor, h: int, w: int, *,
+                       scan: Callable[..., torch.Tensor] = selective_scan) -> torch.Tensor:
+    """Steps 5-6 on gathered routes: xs and delta (B, 4, D, L') scanned as (B, 4D, L') rows with
+    softplus, then scattered into a channels-last (B, D, h, w) map in the scan's output dtype
+    (``fusion_edge::es2d_scan_routes`` does both on the GPU, the scatter as one tiled kernel)."""
+    b, _, d, length = xs.shape
+    ys = scan(xs.reshape(b, ROUTES * d, length), delta.reshape(b, ROUTES * d, length), A, Bs, Cs, D=Ds,
+              delta_bias=delta_bias, delta_softplus=True)
+    return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w).contiguous(memory_format=torch.channels_last)
 
 
 def _check_projections(x: torch.Tensor, proj: torch.Tensor, dt_projs_weight: torch.Tensor,
@@ -213,7 +299,7 @@ def _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, size, sca
     dt_rank = dt_projs_weight.shape[2]
     d_state = A_logs.shape[1]
     dts, Bs, Cs = torch.split(proj, [dt_rank, d_state, d_state], dim=2)
-    dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float()) if delta is None else delta.float()
+    dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float()) if delta is None else delta
     ys = scan(
         xs.reshape(b, ROUTES * d, length),
         dts.reshape(b, ROUTES * d, length),

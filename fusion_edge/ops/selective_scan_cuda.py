@@ -229,6 +229,20 @@ def es2d_scan_projected_fused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, D
     return _launch_es2d(x, params, proj=proj, delta=delta)  # the launcher checks proj's and delta's shapes
 
 
+def es2d_scan_routes_cuda(xs, delta, A, Bs, Cs, Ds, delta_bias, h: int, w: int) -> torch.Tensor:
+    """``es2d.scan_routes_merged`` on our kernels: the plain scan of the route rows (its planner's core),
+    then one tiled launch that writes them into a channels-last (B, D, h, w) map in xs's dtype."""
+    from fusion_edge import kernels
+
+    b, routes, d, length = xs.shape
+    ys = _scan_forward(xs.reshape(b, routes * d, length), delta.reshape(b, routes * d, length), A, Bs, Cs, Ds,
+                       None, delta_bias, True)
+    out = torch.empty((b, h, w, d), device=xs.device, dtype=ys.dtype)
+    with torch.cuda.device(xs.device):
+        kernels.launch_es2d_merge(ys, out, h=h, w=w, channels_last=True, stream=_stream(xs))
+    return out.permute(0, 3, 1, 2)
+
+
 def _es2d_kernels_apply(x, A_logs, params) -> bool:
     """Our kernels serve this call: inference, a supported dtype and state count, kernels present."""
     return (

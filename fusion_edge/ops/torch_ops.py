@@ -5,6 +5,8 @@ opaque operator with a fake implementation that gives only the output's shape an
 
 * ``fusion_edge::es2d_scan``  the fused ES2D route scan -> (B, D, h, w) float32
 * ``fusion_edge::es2d_scan_projected``  the same with the route projections (and deltas) given (a library GEMM's)
+* ``fusion_edge::es2d_scan_routes``  the plain scan of gathered routes, merged into the map -> (B, D, h, w)
+  channels-last in the routes' dtype (``es2d.scan_routes_merged``)
 * ``fusion_edge::selective_scan``  the selective scan forward -> u's shape and dtype
 * ``fusion_edge::ldc_conv2d``  the LDC convolution -> (B, Cout, H, W) in x's dtype
 
@@ -35,6 +37,8 @@ ES2D_SCHEMA = "(Tensor x, Tensor x_proj_weight, Tensor dt_projs_weight, Tensor d
               "Tensor Ds) -> Tensor"
 ES2D_PROJECTED_SCHEMA = "(Tensor x, Tensor proj, Tensor dt_projs_weight, Tensor dt_projs_bias, Tensor A_logs, " \
                         "Tensor Ds, Tensor? delta=None) -> Tensor"
+ROUTES_SCHEMA = "(Tensor xs, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor D, Tensor delta_bias, int h, " \
+                "int w) -> Tensor"
 SCAN_SCHEMA = "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, " \
               "bool delta_softplus) -> Tensor"
 LDC_SCHEMA = "(Tensor x, Tensor weight, Tensor base_mask, Tensor learnable_mask, Tensor theta) -> Tensor"
@@ -88,6 +92,23 @@ def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, de
     return torch.empty_like(x, dtype=torch.float32, memory_format=_map_layout(x))
 
 
+def _routes_cuda(xs, delta, A, B, C, D, delta_bias, h, w):
+    return _computed(selective_scan_cuda.es2d_scan_routes_cuda, xs, delta, A, B, C, D, delta_bias, h, w,
+                     memory_format=torch.channels_last)
+
+
+def _routes_cpu(xs, delta, A, B, C, D, delta_bias, h, w):
+    return _computed(es2d.scan_routes_merged, xs, delta, A, B, C, D, delta_bias, h, w, scan=selective_scan_chunked,
+                     memory_format=torch.channels_last)
+
+
+def _routes_fake(xs, delta, A, B, C, D, delta_bias, h, w):
+    if xs.dim() != 4 or xs.shape[1] != es2d.ROUTES or es2d.route_length(h, w) != xs.shape[3]:
+        raise ValueError(f"es2d_scan_routes: xs must be (B, 4, D, L') with L' = {es2d.route_length(h, w)} for an "
+                         f"{h}x{w} map, got shape {tuple(xs.shape)}")
+    return xs.new_empty((xs.shape[0], xs.shape[2], h, w)).contiguous(memory_format=torch.channels_last)
+
+
 def _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return _computed(selective_scan_cuda.selective_scan_cuda, u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                      delta_softplus=delta_softplus)
@@ -121,6 +142,7 @@ def _ldc_fake(x, weight, base_mask, learnable_mask, theta):
 _OPS = {
     "es2d_scan": (ES2D_SCHEMA, _es2d_cuda, _es2d_cpu, _es2d_fake),
     "es2d_scan_projected": (ES2D_PROJECTED_SCHEMA, _es2d_projected_cuda, _es2d_projected_cpu, _es2d_projected_fake),
+    "es2d_scan_routes": (ROUTES_SCHEMA, _routes_cuda, _routes_cpu, _routes_fake),
     "selective_scan": (SCAN_SCHEMA, _scan_cuda, _scan_cpu, _scan_fake),
     "ldc_conv2d": (LDC_SCHEMA, _ldc_cuda, _ldc_cpu, _ldc_fake),
 }
@@ -188,7 +210,10 @@ def es2d_scan_dispatch(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
 
 
 def _es2d_op(x: torch.Tensor, params: tuple) -> torch.Tensor:
-    """The fused op, given its projections by a library GEMM where ``es2d.projects_with_library`` says so."""
+    """The fused op, given its projections by a library GEMM where ``es2d.projects_with_library`` says so,
+    or the plain scan on gathered routes where ``es2d.scans_routes`` does."""
+    if es2d.scans_routes(x):
+        return es2d.es2d_scan_routes(x, *params, scan_merge=torch.ops.fusion_edge.es2d_scan_routes)
     if es2d.projects_with_library(x):
         proj = es2d.es2d_project(x, params[0])
         delta = es2d.es2d_delta(proj, params[1]) if es2d.deltas_with_library(x, params[1].shape[-1]) else None

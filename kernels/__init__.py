@@ -54,6 +54,10 @@ workspace=None, proj=None, delta=None, channels_last=False, stream=None) -> out`
     ``channels_last`` its (batch, h, w, D) buffer) in ys's type, each route written to its own
     pixels and the padding dropped. A tiled transpose: both sides are read and written in runs.
 
+``launch_es2d_split(x, out=None, *, channels_last=False, stream=None) -> out``
+    Its inverse, the gather: the routes of the map x (batch, D, h, w) (or its channels-last
+    (batch, h, w, D) buffer) as rows ``out`` (batch, 4D, L') in x's type, padding as zeros.
+
 ``launch_ldc_conv2d(x, weight, base_mask, learnable_mask, theta, out, *, stream=None) -> out``
     3x3 convolution, stride 1, padding 1, no bias, with the LDC weight transform
     (``fusion_edge.ops.ldc.ldc_effective_weight``) applied inside. x (batch, Cin, H, W),
@@ -72,7 +76,12 @@ the full source, options and GPU architecture.
 """
 
 from fusion_edge.kernels.arrays import DeviceArray
-from fusion_edge.kernels.es2d_launch import es2d_workspace_bytes, launch_es2d_merge, launch_es2d_scan
+from fusion_edge.kernels.es2d_launch import (
+    es2d_workspace_bytes,
+    launch_es2d_merge,
+    launch_es2d_scan,
+    launch_es2d_split,
+)
 from fusion_edge.kernels.ldc_launch import launch_ldc_conv2d
 from fusion_edge.kernels.loader import (
     FAMILIES,
@@ -98,6 +107,7 @@ __all__ = [
     "kernel_source",
     "launch_es2d_merge",
     "launch_es2d_scan",
+    "launch_es2d_split",
     "launch_ldc_conv2d",
     "launch_selective_scan",
     "launch_selective_scan_bwd",

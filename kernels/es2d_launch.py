@@ -1,6 +1,6 @@
 """Fused ES2D launcher: route projections, then the scan (which forms delta from the dt rows itself
 unless given it), reading and writing the map in place; and the merge of scanned route rows into the map
-(the unfused form's scatter)."""
+(the unfused form's scatter) and its gather (split)."""
 
 from __future__ import annotations
 
@@ -190,25 +190,44 @@ def launch_es2d_merge(ys: Any, out: Any = None, *, h: int, w: int, channels_last
     selective scan writes them for gathered routes (``fusion_edge.ops.es2d.es2d_scatter`` on the GPU,
     one launch); padding positions are dropped. ``channels_last``: out is the map's (batch, h, w, D)
     buffer. out has ys's element type (allocated when None)."""
-    arrs = {"ys": as_device_array(ys, "ys"), "out": None if out is None else as_device_array(out, "out")}
-    ya = arrs["ys"]
+    ya = as_device_array(ys, "ys")
     if len(ya.shape) != 3 or ya.dtype not in FLOAT_TYPES or ya.shape[1] % ROUTES:
         raise ValueError(f"ys must be (batch, 4D, L') float32/float16/bfloat16, got {ya.shape} {ya.dtype}")
     batch, dim = ya.shape[0], ya.shape[1] // ROUTES
-    length = _route_length(h, w)
-    if h < 1 or w < 1 or ya.shape[2] != length:
-        raise ValueError(f"ys has {ya.shape[2]} positions a route; an {h}x{w} map has {length}")
+    if h < 1 or w < 1 or ya.shape[2] != _route_length(h, w):
+        raise ValueError(f"ys has {ya.shape[2]} positions a route; an {h}x{w} map has {_route_length(h, w)}")
     shape = (batch, h, w, dim) if channels_last else (batch, dim, h, w)
+    return _move_routes("merge", ya, out, "out", shape, batch, dim, h, w, channels_last, stream)
+
+
+def launch_es2d_split(x: Any, out: Any = None, *, channels_last: bool = False, stream: Any = None) -> Any:
+    """out (batch, 4D, L') = the routes of the map x (batch, D, h, w) as route-major rows, padding as 0
+    (``fusion_edge.ops.es2d.es2d_gather`` on the GPU, one launch). ``channels_last``: x is the map's
+    (batch, h, w, D) buffer. out has x's element type (allocated when None)."""
+    xa = as_device_array(x, "x")
+    layout = "(batch, h, w, D)" if channels_last else "(batch, D, h, w)"
+    if len(xa.shape) != 4 or xa.dtype not in FLOAT_TYPES:
+        raise ValueError(f"x must be {layout} float32/float16/bfloat16, got {xa.shape} {xa.dtype}")
+    batch, h, w, dim = xa.shape if channels_last else (xa.shape[0], *xa.shape[2:], xa.shape[1])
+    shape = (batch, ROUTES * dim, _route_length(h, w))
+    return _move_routes("split", xa, out, "out", shape, batch, dim, h, w, channels_last, stream)
+
+
+def _move_routes(kind: str, src: DeviceArray, out: Any, name: str, shape: tuple, batch: int, dim: int, h: int,
+                 w: int, channels_last: bool, stream: Any) -> Any:
+    """One launch of fe_es2d_{merge,split}: src checked by the caller, out allocated or checked here."""
+    arrs = {"src": src, name: None if out is None else as_device_array(out, name)}
     device = common_device(arrs)
     result = out
-    if arrs["out"] is None:
-        result = launch.alloc(0, ya.dtype, shape, device=device, stream=stream)
-        arrs["out"] = as_device_array(result, "out")
-    check(arrs["out"], "out", shape, (ya.dtype,))
+    if arrs[name] is None:
+        result = launch.alloc(0, src.dtype, shape, device=device, stream=stream)
+        arrs[name] = as_device_array(result, name)
+    check(arrs[name], name, shape, (src.dtype,))
+    length = _route_length(h, w)
     if batch * dim * length == 0:
         return result
     grid, block = launch_params.es2d_merge_grid(batch, dim, length)
-    launch.run("es2d", f"fe_es2d_merge_{TYPE_CODE[ya.dtype]}", grid, block,
-               (launch.ptr(ya), launch.ptr(arrs["out"]), launch.i32(dim), launch.i32(h), launch.i32(w),
+    launch.run("es2d", f"fe_es2d_{kind}_{TYPE_CODE[src.dtype]}", grid, block,
+               (launch.ptr(src), launch.ptr(arrs[name]), launch.i32(dim), launch.i32(h), launch.i32(w),
                 launch.i32(int(channels_last))), device=device, stream=stream)
     return result

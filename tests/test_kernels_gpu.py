@@ -511,9 +511,10 @@ def test_fused_es2d_reads_and_writes_channels_last_maps(kernels, monkeypatch, ca
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 8, 7, 5), (1, 96, 9, 12), (2, 130, 33, 20), (1, 64, 64, 80)])
-def test_es2d_merge_is_the_scatter(kernels, shape, channels_last, dtype):
-    """launch_es2d_merge writes every pixel of the map from its route's row (a copy: exact), on odd
-    sizes (padding dropped), channel counts off the block's 64 and routes off its 32 positions."""
+def test_es2d_merge_is_the_scatter_and_split_the_gather(kernels, shape, channels_last, dtype):
+    """launch_es2d_merge writes every pixel of the map from its route's row, launch_es2d_split every row
+    position from its pixel (copies: exact), on odd sizes (padding dropped / read as 0), channel counts
+    off the block's 64 and routes off its 32 positions."""
     batch, d, h, w = shape
     gen = torch.Generator(device="cuda").manual_seed(seed(shape, dtype))
     ys = torch.randn(batch, ROUTES * d, ((h + 1) // 2) * ((w + 1) // 2), generator=gen, device="cuda").to(dtype)
@@ -526,6 +527,17 @@ def test_es2d_merge_is_the_scatter(kernels, shape, channels_last, dtype):
     torch.testing.assert_close(out.permute(0, 3, 1, 2) if channels_last else out, truth, rtol=0, atol=0)
     with pytest.raises(ValueError, match=rf"positions a route; an {h + 2}x{w}"):
         kernels.launch_es2d_merge(ys, h=h + 2, w=w)
+    x = torch.randn(batch, d, h, w, generator=gen, device="cuda").to(dtype)
+    rows = torch.full_like(ys, float("nan"))
+    kernels.launch_es2d_split(x.permute(0, 2, 3, 1).contiguous() if channels_last else x, rows,
+                              channels_last=channels_last, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(rows.view(batch, ROUTES, d, -1), es2d_gather(x), rtol=0, atol=0)
+    from fusion_edge.ops.selective_scan_cuda import es2d_gather_cuda
+
+    for layout in (torch.channels_last, torch.contiguous_format):  # the op's wrapper reads either layout
+        torch.testing.assert_close(es2d_gather_cuda(x.contiguous(memory_format=layout)), es2d_gather(x),
+                                   rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

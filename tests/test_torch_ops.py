@@ -89,6 +89,8 @@ def tiny_model():
     ("es2d_scan", es2d_args(h=4, w=4, dtype=torch.float16)),
     ("es2d_scan_projected", es2d_projected_args(h=5, w=7)),
     ("es2d_scan_projected", es2d_projected_args(with_delta=True, h=5, w=7)),
+    ("es2d_gather", (es2d_args(h=5, w=7)[0],)),
+    ("es2d_gather", (es2d_args(h=4, w=6, dtype=torch.float16)[0].contiguous(memory_format=torch.channels_last),)),
     ("es2d_scan_routes", routes_args(h=5, w=7)),
     ("selective_scan", scan_args()),
     ("ldc_conv2d", ldc_args()),
@@ -183,6 +185,7 @@ def test_route_scan_form_is_the_unfused_path_and_dispatches_to_its_op(monkeypatc
         finally:
             torch.library.register_kernel("fusion_edge::es2d_scan_routes", "cpu", original)
     assert calls == [((2, ROUTES, 8, 4 * 3), (7, 5))]
+    torch.testing.assert_close(OPS.es2d_gather(x), es2d_module.es2d_gather(x), rtol=0, atol=0)
     torch.testing.assert_close(routed, truth, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="scan form must be one of"):
         es2d_module.set_scan_form("plain")
@@ -223,6 +226,8 @@ def test_fake_implementations_give_shapes_and_dtypes():
         assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32
         out = OPS.es2d_scan_projected(*(mode.from_tensor(t) for t in es2d_projected_args(True, batch=2, h=5, w=7)))
         assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float32
+        out = OPS.es2d_gather(mode.from_tensor(es2d_args(batch=2, h=5, w=7, dtype=torch.float16)[0]))
+        assert out.shape == (2, ROUTES, 8, 12) and out.dtype == torch.float16
         xs, *rest, h, w = routes_args(torch.float16, batch=2, h=5, w=7)
         out = OPS.es2d_scan_routes(*(mode.from_tensor(t) for t in (xs, *rest)), h, w)
         assert out.shape == (2, 8, 5, 7) and out.dtype == torch.float16
@@ -353,7 +358,9 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta,
     if route == "chunked":
         assert projected == fused == 0
     elif scan_form == "routes":
-        assert projected == fused == 0 and targets.count("fusion_edge.es2d_scan_routes") == TINY_ES2D_CALLS
+        assert projected == fused == 0
+        assert targets.count("fusion_edge.es2d_scan_routes") == targets.count("fusion_edge.es2d_gather") \
+            == TINY_ES2D_CALLS
     else:
         assert projected + fused == TINY_ES2D_CALLS
         assert projected == {"auto": TINY_ES2D_CALLS_WIDE, "kernel": 0, "library": TINY_ES2D_CALLS}[projection]

@@ -166,12 +166,14 @@ def scans_routes(x: torch.Tensor, compiling: bool | None = None) -> bool:
     return _scan_form == "routes"
 
 
-def _projected_routes(x: torch.Tensor, x_proj_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _projected_routes(x: torch.Tensor, x_proj_weight: torch.Tensor,
+                      gather: Callable[[torch.Tensor], torch.Tensor] = es2d_gather
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """The gathered routes (B, 4, D, L') and their projections (B, 4, R+2N, L'), both in the product's
     dtype: float16 for float16 maps (tensor cores, float32 accumulation; the products rounded to float16
     move B, C and delta by ~1e-3), float32 otherwise (bfloat16 products would keep 8 mantissa bits)."""
     dtype = torch.float16 if x.dtype == torch.float16 else torch.float32
-    xs = es2d_gather(x.to(dtype))
+    xs = gather(x.to(dtype))
     return xs, torch.matmul(x_proj_weight.to(dtype), xs)
 
 
@@ -245,17 +247,19 @@ def es2d_scan_routes(
     A_logs: torch.Tensor,
     Ds: torch.Tensor,
     *,
+    gather: Callable[[torch.Tensor], torch.Tensor] = es2d_gather,
     scan_merge: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The ES2D core as gathered routes, two library products, and ``scan_merge`` (default
+    """The ES2D core as routes gathered by ``gather``, two library products, and ``scan_merge`` (default
     :func:`scan_routes_merged`): the plain selective scan of the route rows, merged back into the map.
     Returns (B, D, h, w) channels-last in the products' dtype (float16 for float16 maps, see
     :func:`_projected_routes`).
 
     The form a compiled model takes where the plain scan on route-major rows outruns the fused op,
-    which reads and writes the map itself (see :func:`scans_routes`): the compiler fuses the gather into
-    the kernel producing x, and the deltas come from a product in the scan's dtype."""
-    xs, proj = _projected_routes(x, x_proj_weight)
+    which reads and writes the map itself (see :func:`scans_routes`); there the gather and the merge are
+    tiled transposes of ours (``fusion_edge::es2d_gather``, ``fusion_edge::es2d_scan_routes``), and the
+    deltas come from a product in the scan's dtype."""
+    xs, proj = _projected_routes(x, x_proj_weight, gather)
     rank, n_states = dt_projs_weight.shape[-1], A_logs.shape[-1]
     dts, Bs, Cs = torch.split(proj, [rank, n_states, n_states], dim=2)
     delta = torch.matmul(dt_projs_weight.to(proj.dtype), dts)

@@ -243,6 +243,19 @@ def es2d_scan_routes_cuda(xs, delta, A, Bs, Cs, Ds, delta_bias, h: int, w: int) 
     return out.permute(0, 3, 1, 2)
 
 
+def es2d_gather_cuda(x: torch.Tensor) -> torch.Tensor:
+    """``es2d.es2d_gather`` as one tiled launch (reading a channels-last map as its buffer): (B, 4, D, L')."""
+    from fusion_edge import kernels
+
+    b, d, h, w = x.shape
+    channels_last = is_channels_last(x)
+    out = torch.empty((b, es2d.ROUTES * d, es2d.route_length(h, w)), device=x.device, dtype=x.dtype)
+    with torch.cuda.device(x.device):
+        kernels.launch_es2d_split(x.permute(0, 2, 3, 1) if channels_last else x.contiguous(), out,
+                                  channels_last=channels_last, stream=_stream(x))
+    return out.view(b, es2d.ROUTES, d, -1)
+
+
 def _es2d_kernels_apply(x, A_logs, params) -> bool:
     """Our kernels serve this call: inference, a supported dtype and state count, kernels present."""
     return (

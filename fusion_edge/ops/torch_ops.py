@@ -5,6 +5,7 @@ opaque operator with a fake implementation that gives only the output's shape an
 
 * ``fusion_edge::es2d_scan``  the fused ES2D route scan -> (B, D, h, w) float32
 * ``fusion_edge::es2d_scan_projected``  the same with the route projections (and deltas) given (a library GEMM's)
+* ``fusion_edge::es2d_gather``  the map's routes as rows -> (B, 4, D, L') in x's dtype (``es2d.es2d_gather``)
 * ``fusion_edge::es2d_scan_routes``  the plain scan of gathered routes, merged into the map -> (B, D, h, w)
   channels-last in the routes' dtype (``es2d.scan_routes_merged``)
 * ``fusion_edge::selective_scan``  the selective scan forward -> u's shape and dtype
@@ -37,6 +38,7 @@ ES2D_SCHEMA = "(Tensor x, Tensor x_proj_weight, Tensor dt_projs_weight, Tensor d
               "Tensor Ds) -> Tensor"
 ES2D_PROJECTED_SCHEMA = "(Tensor x, Tensor proj, Tensor dt_projs_weight, Tensor dt_projs_bias, Tensor A_logs, " \
                         "Tensor Ds, Tensor? delta=None) -> Tensor"
+GATHER_SCHEMA = "(Tensor x) -> Tensor"
 ROUTES_SCHEMA = "(Tensor xs, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor D, Tensor delta_bias, int h, " \
                 "int w) -> Tensor"
 SCAN_SCHEMA = "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, " \
@@ -92,6 +94,20 @@ def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, de
     return torch.empty_like(x, dtype=torch.float32, memory_format=_map_layout(x))
 
 
+def _gather_cuda(x):
+    return _computed(selective_scan_cuda.es2d_gather_cuda, x)
+
+
+def _gather_cpu(x):
+    return _computed(es2d.es2d_gather, x)
+
+
+def _gather_fake(x):
+    if x.dim() != 4:
+        raise ValueError(f"es2d_gather: x must be (B, D, h, w), got shape {tuple(x.shape)}")
+    return x.new_empty((x.shape[0], es2d.ROUTES, x.shape[1], es2d.route_length(*x.shape[2:])))
+
+
 def _routes_cuda(xs, delta, A, B, C, D, delta_bias, h, w):
     return _computed(selective_scan_cuda.es2d_scan_routes_cuda, xs, delta, A, B, C, D, delta_bias, h, w,
                      memory_format=torch.channels_last)
@@ -142,6 +158,7 @@ def _ldc_fake(x, weight, base_mask, learnable_mask, theta):
 _OPS = {
     "es2d_scan": (ES2D_SCHEMA, _es2d_cuda, _es2d_cpu, _es2d_fake),
     "es2d_scan_projected": (ES2D_PROJECTED_SCHEMA, _es2d_projected_cuda, _es2d_projected_cpu, _es2d_projected_fake),
+    "es2d_gather": (GATHER_SCHEMA, _gather_cuda, _gather_cpu, _gather_fake),
     "es2d_scan_routes": (ROUTES_SCHEMA, _routes_cuda, _routes_cpu, _routes_fake),
     "selective_scan": (SCAN_SCHEMA, _scan_cuda, _scan_cpu, _scan_fake),
     "ldc_conv2d": (LDC_SCHEMA, _ldc_cuda, _ldc_cpu, _ldc_fake),
@@ -213,7 +230,8 @@ def _es2d_op(x: torch.Tensor, params: tuple) -> torch.Tensor:
     """The fused op, given its projections by a library GEMM where ``es2d.projects_with_library`` says so,
     or the plain scan on gathered routes where ``es2d.scans_routes`` does."""
     if es2d.scans_routes(x):
-        return es2d.es2d_scan_routes(x, *params, scan_merge=torch.ops.fusion_edge.es2d_scan_routes)
+        return es2d.es2d_scan_routes(x, *params, gather=torch.ops.fusion_edge.es2d_gather,
+                                     scan_merge=torch.ops.fusion_edge.es2d_scan_routes)
     if es2d.projects_with_library(x):
         proj = es2d.es2d_project(x, params[0])
         delta = es2d.es2d_delta(proj, params[1]) if es2d.deltas_with_library(x, params[1].shape[-1]) else None

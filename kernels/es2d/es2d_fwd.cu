@@ -19,6 +19,7 @@
 //                        the launcher picks the core (kernels/launch_params.py: scan_plan).
 //   fe_es2d_merge_<x>    the scatter of the unfused form: route-major rows (batch, 4D, L), as the plain
 //                        selective scan writes them for gathered routes, into the map (padding dropped)
+//   fe_es2d_split_<x>    its gather: the map's routes as route-major rows (batch, 4D, L), padding as 0
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
 // row-major over the h2 x w2 sub-grid, routes 1 and 3 column-major (see route_pixel).
 // Every kernel takes `channels_last`: 0 for a map of channel planes (batch, D, h, w), 1 for its
@@ -49,33 +50,54 @@ constexpr int kMergeD = 64;    // channels per merge block
 constexpr int kMergeWarps = 8; // warps per merge block
 
 // grid (ceil(L/kMergeL), ceil(D/kMergeD), batch * 4), block kMergeWarps * 32. A block moves a kMergeD x
-// kMergeL tile of one route through shared memory: its reads are runs of positions (a row of ys) and,
-// for a channels-last map, its writes runs of channels (a pixel), so neither side is a strided access.
-template <typename T>
-__device__ __forceinline__ void merge_routes(const T* ys, T* out, int D, int h, int w, int channels_last) {
+// kMergeL tile of one route between the route-major rows (batch, 4D, L) and the map through shared memory:
+// on the rows' side runs of positions, on a channels-last map's side runs of channels (a pixel), so
+// neither side is a strided access. kToMap: rows -> map (merge, padding dropped); else map -> rows
+// (split, padding read as 0).
+template <typename T, bool kToMap>
+__device__ __forceinline__ void move_routes(const T* src, T* dst, int D, int h, int w, int channels_last) {
     __shared__ float tile[kMergeD][kMergeL + 1];
     const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
     const int bk = blockIdx.z, b = bk / 4, k = bk % 4;
     const int l0 = blockIdx.x * kMergeL, d0 = blockIdx.y * kMergeD;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const T* rows = ys + ((long)bk * D + d0) * L + l0;  // row b * 4D + k * D + d of ys
-    for (int dd = warp; dd < kMergeD; dd += kMergeWarps)
-        tile[dd][lane] = (d0 + dd < D && l0 + lane < L) ? to_float(rows[(long)dd * L + lane]) : 0.f;
-    __syncthreads();
+    const long row0 = ((long)bk * D + d0) * L + l0;  // row b * 4D + k * D + d0, position l0
     const long hw = (long)h * w;
+    const T* map_in = src + (long)b * D * hw;
+    T* map_out = dst + (long)b * D * hw;
+    // the rows' side: a warp a channel, a lane a position
+    if (!kToMap) {  // map -> tile
+        if (channels_last) {
+            for (int ll = warp; ll < kMergeL; ll += kMergeWarps) {
+                const int px = l0 + ll < L ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
+                for (int dd = lane; dd < kMergeD; dd += 32)
+                    tile[dd][ll] = (px >= 0 && d0 + dd < D) ? to_float(map_in[(long)px * D + d0 + dd]) : 0.f;
+            }
+        } else {
+            const int px = l0 + lane < L ? route_pixel(k, l0 + lane, h, w, h2, w2) : -1;
+            for (int dd = warp; dd < kMergeD; dd += kMergeWarps)
+                tile[dd][lane] = (px >= 0 && d0 + dd < D) ? to_float(map_in[(long)(d0 + dd) * hw + px]) : 0.f;
+        }
+        __syncthreads();
+        for (int dd = warp; dd < kMergeD && d0 + dd < D; dd += kMergeWarps)
+            if (l0 + lane < L) dst[row0 + (long)dd * L + lane] = from_float<T>(tile[dd][lane]);
+        return;
+    }
+    for (int dd = warp; dd < kMergeD; dd += kMergeWarps)  // rows -> tile
+        tile[dd][lane] = (d0 + dd < D && l0 + lane < L) ? to_float(src[row0 + (long)dd * L + lane]) : 0.f;
+    __syncthreads();
     if (channels_last) {
-        T* pixels = out + (long)b * hw * D + d0;
         for (int ll = warp; ll < kMergeL; ll += kMergeWarps) {
             const int px = l0 + ll < L ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
             if (px < 0) continue;
             for (int dd = lane; dd < kMergeD && d0 + dd < D; dd += 32)
-                pixels[(long)px * D + dd] = from_float<T>(tile[dd][ll]);
+                map_out[(long)px * D + d0 + dd] = from_float<T>(tile[dd][ll]);
         }
     } else {
         const int px = l0 + lane < L ? route_pixel(k, l0 + lane, h, w, h2, w2) : -1;
         if (px < 0) return;
         for (int dd = warp; dd < kMergeD && d0 + dd < D; dd += kMergeWarps)
-            out[((long)b * D + d0 + dd) * hw + px] = from_float<T>(tile[dd][lane]);
+            map_out[(long)(d0 + dd) * hw + px] = from_float<T>(tile[dd][lane]);
     }
 }
 
@@ -213,10 +235,11 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
 // dt_projs_weight: (4, D, R); proj: (batch, 4, R+2N, L); delta: null or
 // (batch, 4D, L) float32; out: map, float32.
 // STATES: first pass of a chunked scan (grid.y = chunks), as in selective_scan_fwd.cu.
-#define FE_ES2D_MERGE_ENTRY(NAME, T)                                                                  \
+// merge: src the rows (batch, 4D, L), dst the map; split: src the map, dst the rows.
+#define FE_ES2D_MOVE_ENTRY(NAME, T, TO_MAP)                                                            \
     extern "C" __global__ void __launch_bounds__(fe::es2d::kMergeWarps * 32) NAME(                    \
-        const T* ys, T* out, int D, int h, int w, int channels_last) {                                \
-        fe::es2d::merge_routes<T>(ys, out, D, h, w, channels_last);                                   \
+        const T* src, T* dst, int D, int h, int w, int channels_last) {                               \
+        fe::es2d::move_routes<T, TO_MAP>(src, dst, D, h, w, channels_last);                           \
     }
 
 #define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \
@@ -469,11 +492,20 @@ FE_ES2D_TIME_ENTRY(fe_es2d_time_scan_bf16, bf16_t, false)
 FE_ES2D_TIME_ENTRY(fe_es2d_time_states_bf16, bf16_t, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_f32)
-FE_ES2D_MERGE_ENTRY(fe_es2d_merge_f32, float)
+FE_ES2D_MOVE_ENTRY(fe_es2d_merge_f32, float, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_f16)
-FE_ES2D_MERGE_ENTRY(fe_es2d_merge_f16, half_t)
+FE_ES2D_MOVE_ENTRY(fe_es2d_merge_f16, half_t, true)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_bf16)
-FE_ES2D_MERGE_ENTRY(fe_es2d_merge_bf16, bf16_t)
+FE_ES2D_MOVE_ENTRY(fe_es2d_merge_bf16, bf16_t, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_split_f32)
+FE_ES2D_MOVE_ENTRY(fe_es2d_split_f32, float, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_split_f16)
+FE_ES2D_MOVE_ENTRY(fe_es2d_split_f16, half_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_split_bf16)
+FE_ES2D_MOVE_ENTRY(fe_es2d_split_bf16, bf16_t, false)
 #endif

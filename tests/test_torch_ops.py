@@ -195,7 +195,8 @@ def test_route_scan_form_is_the_unfused_path_and_dispatches_to_its_op(monkeypatc
 
 def test_scan_form_rule_picks_the_faster_form_of_every_measured_layer(monkeypatch):
     """es2d.scans_routes against every layer of benchmarks/results/es2d_forms_h200.md where one form was more
-    than 5% faster; only compiled float16 layers take the routes."""
+    than 5% faster, among the layers wide enough to project in float16 anyway (GEMM_MIN_CHANNELS); narrower
+    ones, and anything not compiled or not float16, stay on the fused op."""
     monkeypatch.setattr(es2d_module, "_scan_form", "auto")
     table = (REPO / "benchmarks" / "results" / "es2d_forms_h200.md").read_text()
     checked = 0
@@ -209,12 +210,14 @@ def test_scan_form_rule_picks_the_faster_form_of_every_measured_layer(monkeypatc
         x = torch.empty(batch, d, h, w, dtype=torch.float16, device="meta")
         assert es2d_module.route_length(h, w) == int(cells[5])
         speedup = float(cells[8].rstrip("x"))
-        if abs(speedup - 1) > 0.05:
+        if d < es2d_module.GEMM_MIN_CHANNELS:
+            assert not es2d_module.scans_routes(x, compiling=True), line
+        elif abs(speedup - 1) > 0.05:
             assert es2d_module.scans_routes(x, compiling=True) == (cells[9] == "routes"), line
             checked += 1
         assert not es2d_module.scans_routes(x, compiling=False)
         assert not es2d_module.scans_routes(x.float(), compiling=True)
-    assert checked >= 12
+    assert checked >= 8
 
 
 def test_fake_implementations_give_shapes_and_dtypes():

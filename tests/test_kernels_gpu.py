@@ -510,7 +510,8 @@ def test_fused_es2d_reads_and_writes_channels_last_maps(kernels, monkeypatch, ca
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [True, False])
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 8, 7, 5), (1, 96, 9, 12), (2, 130, 33, 20), (1, 64, 64, 80)])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 8, 7, 5), (1, 33, 9, 5), (1, 96, 9, 12), (2, 130, 33, 20),
+                                   (1, 64, 64, 80)])
 def test_es2d_merge_is_the_scatter_and_split_the_gather(kernels, shape, channels_last, dtype):
     """launch_es2d_merge writes every pixel of the map from its route's row, launch_es2d_split every row
     position from its pixel (copies: exact), on odd sizes (padding dropped / read as 0), channel counts
@@ -538,6 +539,26 @@ def test_es2d_merge_is_the_scatter_and_split_the_gather(kernels, shape, channels
     for layout in (torch.channels_last, torch.contiguous_format):  # the op's wrapper reads either layout
         torch.testing.assert_close(es2d_gather_cuda(x.contiguous(memory_format=layout)), es2d_gather(x),
                                    rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_es2d_merge_and_split_on_unaligned_buffers(kernels, dtype):
+    """Buffers one element off the two-value alignment take the one-value accesses, with the same result."""
+    batch, d, h, w = 1, 64, 12, 16
+    length = ((h + 1) // 2) * ((w + 1) // 2)
+    gen = torch.Generator(device="cuda").manual_seed(seed("unaligned", dtype))
+    store = torch.randn(batch * ROUTES * d * length + 1, generator=gen, device="cuda").to(dtype)
+    ys = store[1:].view(batch, ROUTES * d, length)
+    out_store = torch.full((batch * h * w * d + 1,), float("nan"), device="cuda", dtype=dtype)
+    out = out_store[1:].view(batch, h, w, d)
+    kernels.launch_es2d_merge(ys, out, h=h, w=w, channels_last=True, stream=torch.cuda.current_stream().cuda_stream)
+    rows_store = torch.full_like(store, float("nan"))
+    rows = rows_store[1:].view(ys.shape)
+    kernels.launch_es2d_split(out, rows, channels_last=True, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out.permute(0, 3, 1, 2), es2d_scatter(ys.view(batch, ROUTES, d, -1), h, w), rtol=0,
+                               atol=0)
+    torch.testing.assert_close(rows, ys, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

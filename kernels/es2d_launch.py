@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fusion_edge.kernels import launch, launch_params
-from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, DeviceArray, as_device_array, check, common_device
+from fusion_edge.kernels.arrays import TYPE_CODE, DeviceArray, as_device_array, check, common_device
 from fusion_edge.kernels.scan_launch import FLOAT_TYPES
 
 ROUTES = 4
@@ -227,9 +227,7 @@ def _move_routes(kind: str, src: DeviceArray, out: Any, name: str, shape: tuple,
     if batch * dim * length == 0:
         return result
     grid, block = launch_params.es2d_merge_grid(batch, dim, length)
-    pair = 2 * ITEMSIZE[src.dtype]  # bytes of the two-value accesses
-    aligned = int(src.ptr % pair == 0 and arrs[name].ptr % pair == 0)
     launch.run("es2d", f"fe_es2d_{kind}_{TYPE_CODE[src.dtype]}", grid, block,
                (launch.ptr(src), launch.ptr(arrs[name]), launch.i32(dim), launch.i32(h), launch.i32(w),
-                launch.i32(int(channels_last)), launch.i32(aligned)), device=device, stream=stream)
+                launch.i32(int(channels_last))), device=device, stream=stream)
     return result

@@ -24,7 +24,7 @@ ES2D_PROJ_WIDE_C = 48            # kProjWideC (fe_es2d_project_wide_*)
 ES2D_PROJ_WIDE_MIN_BLOCKS_PER_SM = 0.6
 ES2D_PROJ_WIDE_MIN_CHANNELS = 192
 ES2D_PROJ_D = 32                 # kProjD
-ES2D_MERGE_L = 64                # es2d_fwd.cu: kMergeL (route positions per merge/split block)
+ES2D_MERGE_L = 32                # es2d_fwd.cu: kMergeL (route positions per merge/split block)
 ES2D_MERGE_D = 64                # kMergeD (channels per merge/split block)
 ES2D_MERGE_WARPS = 8             # kMergeWarps
 

@@ -45,109 +45,59 @@ __device__ __forceinline__ int route_pixel(int k, int l, int h, int w, int h2, i
     return (row < h && col < w) ? row * w + col : -1;
 }
 
-constexpr int kMergeL = 64;    // route positions per merge/split block (two per lane)
-constexpr int kMergeD = 64;    // channels per merge/split block (two per lane on a channels-last map)
-constexpr int kMergeWarps = 8; // warps per merge/split block
-
-// Two adjacent values of T as one access (8 bytes for float, 4 for the 16-bit types).
-template <typename T> struct Pair {
-    using V = unsigned;
-    __device__ __forceinline__ static void get(V v, float& a, float& b) {
-        a = to_float(T{static_cast<unsigned short>(v & 0xffffu)});
-        b = to_float(T{static_cast<unsigned short>(v >> 16)});
-    }
-    __device__ __forceinline__ static V make(float a, float b) {
-        return static_cast<unsigned>(from_float<T>(a).bits) | (static_cast<unsigned>(from_float<T>(b).bits) << 16);
-    }
-};
-template <> struct Pair<float> {
-    using V = float2;
-    __device__ __forceinline__ static void get(V v, float& a, float& b) { a = v.x; b = v.y; }
-    __device__ __forceinline__ static V make(float a, float b) { return make_float2(a, b); }
-};
-
-// Values i and i + 1 of a run (i even) into a and b, as one access where `vec` (the pair aligned and
-// whole), else one by one up to `n`.
-template <typename T>
-__device__ __forceinline__ void load_pair(const T* run, int i, int n, bool vec, float& a, float& b) {
-    a = b = 0.f;
-    if (vec) {
-        if (i < n) Pair<T>::get(*reinterpret_cast<const typename Pair<T>::V*>(run + i), a, b);
-    } else {
-        if (i < n) a = to_float(run[i]);
-        if (i + 1 < n) b = to_float(run[i + 1]);
-    }
-}
-
-template <typename T>
-__device__ __forceinline__ void store_pair(T* run, int i, int n, bool vec, float a, float b) {
-    if (vec) {
-        if (i < n) *reinterpret_cast<typename Pair<T>::V*>(run + i) = Pair<T>::make(a, b);
-    } else {
-        if (i < n) run[i] = from_float<T>(a);
-        if (i + 1 < n) run[i + 1] = from_float<T>(b);
-    }
-}
+constexpr int kMergeL = 32;    // route positions per merge block (one per lane)
+constexpr int kMergeD = 64;    // channels per merge block
+constexpr int kMergeWarps = 8; // warps per merge block
 
 // grid (ceil(L/kMergeL), ceil(D/kMergeD), batch * 4), block kMergeWarps * 32. A block moves a kMergeD x
 // kMergeL tile of one route between the route-major rows (batch, 4D, L) and the map through shared memory:
-// on the rows' side runs of positions, on a channels-last map's side runs of channels (a pixel), each lane
-// moving two adjacent values a request, so neither side is a strided access. kToMap: rows -> map (merge,
-// padding dropped); else map -> rows (split, padding read as 0). `aligned`: both pointers allow pair
-// accesses (then runs of even length take them).
+// on the rows' side runs of positions, on a channels-last map's side runs of channels (a pixel), so
+// neither side is a strided access. kToMap: rows -> map (merge, padding dropped); else map -> rows
+// (split, padding read as 0).
 template <typename T, bool kToMap>
-__device__ __forceinline__ void move_routes(const T* src, T* dst, int D, int h, int w, int channels_last,
-                                            int aligned) {
+__device__ __forceinline__ void move_routes(const T* src, T* dst, int D, int h, int w, int channels_last) {
     __shared__ float tile[kMergeD][kMergeL + 1];
     const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
     const int bk = blockIdx.z, b = bk / 4, k = bk % 4;
     const int l0 = blockIdx.x * kMergeL, d0 = blockIdx.y * kMergeD;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const bool rows_vec = aligned && (L % 2) == 0, chans_vec = aligned && (D % 2) == 0;
     const long row0 = ((long)bk * D + d0) * L + l0;  // row b * 4D + k * D + d0, position l0
     const long hw = (long)h * w;
-    const T* map_in = src + (long)b * D * hw + (channels_last ? d0 : (long)d0 * hw);
-    T* map_out = dst + (long)b * D * hw + (channels_last ? d0 : (long)d0 * hw);
-    const int n_pos = min(kMergeL, L - l0), n_chan = min(kMergeD, D - d0);
-    if (kToMap) {  // rows -> tile: a warp a channel, a lane two positions
-        for (int dd = warp; dd < kMergeD; dd += kMergeWarps) {
-            float a = 0.f, b = 0.f;
-            if (dd < n_chan) load_pair(src + row0 + (long)dd * L, 2 * lane, n_pos, rows_vec, a, b);
-            tile[dd][2 * lane] = a;
-            tile[dd][2 * lane + 1] = b;
-        }
-    } else if (channels_last) {  // map -> tile: a warp a pixel, a lane two channels
-        for (int ll = warp; ll < kMergeL; ll += kMergeWarps) {
-            const int px = ll < n_pos ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
-            float a = 0.f, b = 0.f;
-            if (px >= 0) load_pair(map_in + (long)px * D, 2 * lane, n_chan, chans_vec, a, b);
-            tile[2 * lane][ll] = a;
-            tile[2 * lane + 1][ll] = b;
-        }
-    } else {  // map -> tile from channel planes: a lane a pixel
-        for (int ll = lane; ll < kMergeL; ll += 32) {
-            const int px = ll < n_pos ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
+    const T* map_in = src + (long)b * D * hw;
+    T* map_out = dst + (long)b * D * hw;
+    // the rows' side: a warp a channel, a lane a position
+    if (!kToMap) {  // map -> tile
+        if (channels_last) {
+            for (int ll = warp; ll < kMergeL; ll += kMergeWarps) {
+                const int px = l0 + ll < L ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
+                for (int dd = lane; dd < kMergeD; dd += 32)
+                    tile[dd][ll] = (px >= 0 && d0 + dd < D) ? to_float(map_in[(long)px * D + d0 + dd]) : 0.f;
+            }
+        } else {
+            const int px = l0 + lane < L ? route_pixel(k, l0 + lane, h, w, h2, w2) : -1;
             for (int dd = warp; dd < kMergeD; dd += kMergeWarps)
-                tile[dd][ll] = (px >= 0 && dd < n_chan) ? to_float(map_in[(long)dd * hw + px]) : 0.f;
+                tile[dd][lane] = (px >= 0 && d0 + dd < D) ? to_float(map_in[(long)(d0 + dd) * hw + px]) : 0.f;
         }
+        __syncthreads();
+        for (int dd = warp; dd < kMergeD && d0 + dd < D; dd += kMergeWarps)
+            if (l0 + lane < L) dst[row0 + (long)dd * L + lane] = from_float<T>(tile[dd][lane]);
+        return;
     }
+    for (int dd = warp; dd < kMergeD; dd += kMergeWarps)  // rows -> tile
+        tile[dd][lane] = (d0 + dd < D && l0 + lane < L) ? to_float(src[row0 + (long)dd * L + lane]) : 0.f;
     __syncthreads();
-    if (!kToMap) {  // tile -> rows
-        for (int dd = warp; dd < n_chan; dd += kMergeWarps)
-            store_pair(dst + row0 + (long)dd * L, 2 * lane, n_pos, rows_vec, tile[dd][2 * lane], tile[dd][2 * lane + 1]);
-    } else if (channels_last) {  // tile -> map
-        for (int ll = warp; ll < n_pos; ll += kMergeWarps) {
-            const int px = route_pixel(k, l0 + ll, h, w, h2, w2);
-            if (px >= 0)
-                store_pair(map_out + (long)px * D, 2 * lane, n_chan, chans_vec, tile[2 * lane][ll], tile[2 * lane + 1][ll]);
+    if (channels_last) {
+        for (int ll = warp; ll < kMergeL; ll += kMergeWarps) {
+            const int px = l0 + ll < L ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
+            if (px < 0) continue;
+            for (int dd = lane; dd < kMergeD && d0 + dd < D; dd += 32)
+                map_out[(long)px * D + d0 + dd] = from_float<T>(tile[dd][ll]);
         }
     } else {
-        for (int ll = lane; ll < n_pos; ll += 32) {
-            const int px = route_pixel(k, l0 + ll, h, w, h2, w2);
-            if (px < 0) continue;
-            for (int dd = warp; dd < n_chan; dd += kMergeWarps)
-                map_out[(long)dd * hw + px] = from_float<T>(tile[dd][ll]);
-        }
+        const int px = l0 + lane < L ? route_pixel(k, l0 + lane, h, w, h2, w2) : -1;
+        if (px < 0) return;
+        for (int dd = warp; dd < kMergeD && d0 + dd < D; dd += kMergeWarps)
+            map_out[(long)(d0 + dd) * hw + px] = from_float<T>(tile[dd][lane]);
     }
 }
 
@@ -288,8 +238,8 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
 // merge: src the rows (batch, 4D, L), dst the map; split: src the map, dst the rows.
 #define FE_ES2D_MOVE_ENTRY(NAME, T, TO_MAP)                                                            \
     extern "C" __global__ void __launch_bounds__(fe::es2d::kMergeWarps * 32) NAME(                    \
-        const T* src, T* dst, int D, int h, int w, int channels_last, int aligned) {                  \
-        fe::es2d::move_routes<T, TO_MAP>(src, dst, D, h, w, channels_last, aligned);                  \
+        const T* src, T* dst, int D, int h, int w, int channels_last) {                               \
+        fe::es2d::move_routes<T, TO_MAP>(src, dst, D, h, w, channels_last);                           \
     }
 
 #define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \

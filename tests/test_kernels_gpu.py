@@ -543,7 +543,8 @@ def test_es2d_merge_is_the_scatter_and_split_the_gather(kernels, shape, channels
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_es2d_merge_and_split_on_unaligned_buffers(kernels, dtype):
-    """Buffers one element off the two-value alignment take the one-value accesses, with the same result."""
+    """Buffers starting one element into their allocation (no wider alignment than an element) merge and
+    split as aligned ones do."""
     batch, d, h, w = 1, 64, 12, 16
     length = ((h + 1) // 2) * ((w + 1) // 2)
     gen = torch.Generator(device="cuda").manual_seed(seed("unaligned", dtype))

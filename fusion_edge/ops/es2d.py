@@ -216,7 +216,7 @@ def es2d_scan_unfused(
         scan = functools.partial(selective_scan, impl=impl)
     xs = es2d_gather(x.float(), pad_always=pad_always)
     proj = torch.einsum("bkdl,kcd->bkcl", xs, x_proj_weight.float())
-    return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, (h, w), scan)
+    return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, (h, w), _planes_merge(scan))
 
 
 def es2d_scan_projected_unfused(
@@ -237,8 +237,13 @@ def es2d_scan_projected_unfused(
     if scan is None:
         scan = functools.partial(selective_scan, impl=impl)
     xs = es2d_gather(x.float())
-    return _scan_routes(xs, proj.float(), dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:], scan,
-                        delta=None if delta is None else delta.float())
+    return _scan_routes(xs, proj.float(), dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:],
+                        _planes_merge(scan), delta=None if delta is None else delta.float())
+
+
+def _planes_merge(scan: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """:func:`scan_routes_merged` on ``scan``, leaving the map in the scatter's own (planes) layout."""
+    return functools.partial(scan_routes_merged, scan=scan, channels_last=False)
 
 
 def es2d_scan_routes(
@@ -262,24 +267,23 @@ def es2d_scan_routes(
     tiled transposes of ours (``fusion_edge::es2d_gather``, ``fusion_edge::es2d_scan_routes``), and the
     deltas come from a product in the scan's dtype."""
     xs, proj = _projected_routes(x, x_proj_weight, gather)
-    rank, n_states = dt_projs_weight.shape[-1], A_logs.shape[-1]
-    dts, Bs, Cs = torch.split(proj, [rank, n_states, n_states], dim=2)
-    delta = torch.matmul(dt_projs_weight.to(proj.dtype), dts)
-    merge = scan_routes_merged if scan_merge is None else scan_merge
-    return merge(xs, delta, -torch.exp(A_logs.float()), Bs.contiguous(), Cs.contiguous(), Ds.float(),
-                 dt_projs_bias.reshape(-1).float(), *x.shape[2:])
+    delta = torch.matmul(dt_projs_weight.to(proj.dtype), proj[:, :, : dt_projs_weight.shape[-1]])
+    return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:],
+                        scan_routes_merged if scan_merge is None else scan_merge, delta=delta)
 
 
 def scan_routes_merged(xs: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, Bs: torch.Tensor, Cs: torch.Tensor,
                        Ds: torch.Tensor, delta_bias: torch.Tensor, h: int, w: int, *,
-                       scan: Callable[..., torch.Tensor] = selective_scan) -> torch.Tensor:
+                       scan: Callable[..., torch.Tensor] = selective_scan, channels_last: bool = True) -> torch.Tensor:
     """Steps 5-6 on gathered routes: xs and delta (B, 4, D, L') scanned as (B, 4D, L') rows with
-    softplus, then scattered into a channels-last (B, D, h, w) map in the scan's output dtype
-    (``fusion_edge::es2d_scan_routes`` does both on the GPU, the scatter as one tiled kernel)."""
+    softplus, then scattered into a (B, D, h, w) map in the scan's output dtype, stored channels-last
+    unless told not to (``fusion_edge::es2d_scan_routes`` does both on the GPU, the scatter as one tiled
+    kernel)."""
     b, _, d, length = xs.shape
     ys = scan(xs.reshape(b, ROUTES * d, length), delta.reshape(b, ROUTES * d, length), A, Bs, Cs, D=Ds,
               delta_bias=delta_bias, delta_softplus=True)
-    return es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w).contiguous(memory_format=torch.channels_last)
+    y = es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
+    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
 
 def _check_projections(x: torch.Tensor, proj: torch.Tensor, dt_projs_weight: torch.Tensor,
@@ -298,25 +302,15 @@ def _check_projections(x: torch.Tensor, proj: torch.Tensor, dt_projs_weight: tor
                          f"got {tuple(delta.shape)}")
 
 
-def _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, size, scan, delta=None) -> torch.Tensor:
-    """Steps 3-6 on gathered routes xs (B, 4, D, L') and their projections (and deltas, if given);
-    scattered back to ``size``."""
-    b, _, d, length = xs.shape
-    dt_rank = dt_projs_weight.shape[2]
-    d_state = A_logs.shape[1]
+def _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, size, merge, delta=None) -> torch.Tensor:
+    """Steps 3-6 on gathered routes xs (B, 4, D, L') and their projections (and deltas, if given, else formed
+    in float32): ``merge`` (:func:`scan_routes_merged`'s signature) scans them and scatters them to ``size``."""
+    dt_rank, d_state = dt_projs_weight.shape[2], A_logs.shape[1]
     dts, Bs, Cs = torch.split(proj, [dt_rank, d_state, d_state], dim=2)
-    dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float()) if delta is None else delta
-    ys = scan(
-        xs.reshape(b, ROUTES * d, length),
-        dts.reshape(b, ROUTES * d, length),
-        -torch.exp(A_logs.float()),
-        Bs.contiguous(),
-        Cs.contiguous(),
-        D=Ds.float(),
-        delta_bias=dt_projs_bias.reshape(-1).float(),
-        delta_softplus=True,
-    )
-    return es2d_scatter(ys.reshape(b, ROUTES, d, length), *size)
+    if delta is None:
+        delta = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.float())
+    return merge(xs, delta, -torch.exp(A_logs.float()), Bs.contiguous(), Cs.contiguous(), Ds.float(),
+                 dt_projs_bias.reshape(-1).float(), *size)
 
 
 _FUSED = None

@@ -297,8 +297,9 @@ def test_run_command_end_to_end(model, data_dir, sequence_videos, tmp_path, caps
     assert "nope.mp4" in capsys.readouterr().err
 
 
-def test_run_command_ctrl_c_leaves_a_playable_video(model, tmp_path):
-    """SIGINT to a live run: the process exits 130 and the video is complete."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_run_command_ctrl_c_leaves_a_playable_video(model, tmp_path, sig):
+    """SIGINT (Ctrl-C) or SIGTERM to a live run: the process exits 130 and the video is complete."""
     record = tmp_path / "live.mp4"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
@@ -311,7 +312,7 @@ def test_run_command_ctrl_c_leaves_a_playable_video(model, tmp_path):
         while time.monotonic() < deadline and not (tmp_path / ".live.partial.mp4").exists():
             time.sleep(0.1)
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()

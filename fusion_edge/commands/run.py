@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 
 
 def register(subparsers) -> None:
@@ -98,16 +99,18 @@ def run(args: argparse.Namespace) -> int:
         log_every_s=args.stats_every or None, colour=args.colour, ir_range=args.ir_range,
     )
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    interrupted = False
+    stop = _StopOnSignal(pipeline)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pipeline:
             for _ in pipeline:
                 pass
-    except KeyboardInterrupt:
-        interrupted = True  # the pipeline is closed and its files finalised by now
+    except KeyboardInterrupt:  # a second signal, or Ctrl-C before the handlers were in place
+        stop.interrupted = True  # the pipeline is closed and its files finalised by now
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    interrupted = stop.interrupted
     stats = pipeline.stats
     print(f"{'interrupted: ' if interrupted else ''}{stats.summary()} [{pipeline.engine.name}]")
     if args.record and stats.frames:
@@ -138,5 +141,19 @@ def _stream_fps(sources: dict, requested: float | None) -> float:
     return requested or 30.0
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _StopOnSignal:
+    """SIGINT / SIGTERM handler: the first asks the pipeline to stop (from a thread of its own, so the
+    handler never waits for a lock the interrupted code may hold) and lets the frames in flight finish;
+    a second raises KeyboardInterrupt. Raising on the first signal instead could leave a lock taken
+    when the exception lands between its acquisition and the ``with`` block that releases it, and the
+    close that finalises the recording would then wait for it forever."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+        self.interrupted = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        threading.Thread(target=self.pipeline.stop, name="stop-on-signal", daemon=True).start()

@@ -141,17 +141,16 @@ def get_scan_form() -> str:
     return _scan_form
 
 
-# Where a compiled float16 layer scans gathered routes (es2d_scan_routes) instead of the fused op: a layer
-# of at least GEMM_MIN_CHANNELS channels (one that takes its projections from float16 products anyway) and
-# ROUTES_MIN_WORK row-steps (B x 4 x D x L', scanned rows times their length). One
-# compiled layer (SiLU, ES2D, LayerNorm) each way on the H200, 512x640 (benchmarks/results/es2d_forms_h200.md):
-# paper layers of stages 1-3 1.11-1.54x faster on the routes, stage 4 a tie (the plain scan outruns the
-# fused op's, and the route-major rows are what the projection GEMM reads anyway); the whole paper model
-# 6.48 -> 5.37 ms. Edge's stages 1-2
-# at batch 2 are 1.06-1.18x faster too, but they project in float32 on the fused op; on float16 products
-# the edge model's output moved by up to 3.8e-2 instead of 2.4e-2 from the float32 eager model for no
-# measurable gain (1.50 -> 1.48 ms, within the run-to-run spread), so they stay fused. Narrower or shorter
-# layers are up to 20% slower on the routes (a scan of a few hundred rows leaves the GPU idle).
+# Where a compiled float16 layer scans gathered routes (es2d_scan_routes) instead of the fused op: a layer of
+# at least GEMM_MIN_CHANNELS channels (one that takes its projections from float16 products anyway) and
+# ROUTES_MIN_WORK row-steps (B x 4 x D x L', scanned rows times their length). One compiled layer (SiLU,
+# ES2D, LayerNorm) each way on the H200, 512x640 (benchmarks/results/es2d_forms_h200.md): paper layers of
+# stages 1-3 1.11-1.54x faster on the routes, stage 4 a tie (the plain scan outruns the fused op's, and the
+# route-major rows are what the projection GEMM reads anyway); the whole paper model 6.48 -> 5.37 ms. Edge's
+# stages 1-2 at batch 2 are 1.06-1.18x faster too, but they project in float32 on the fused op; on float16
+# products the edge model's output moved by up to 3.8e-2 instead of 2.4e-2 from the float32 eager model for
+# no measurable gain (1.50 -> 1.48 ms, within the run-to-run spread), so they stay fused. Narrower or
+# shorter layers are up to 20% slower on the routes (a scan of a few hundred rows leaves the GPU idle).
 ROUTES_MIN_WORK = 400_000
 
 

@@ -246,6 +246,10 @@ def test_fake_implementations_give_shapes_and_dtypes():
         OPS.es2d_scan(torch.empty(8, 5, 7, device="meta"), *es2d_args(device="meta")[1:])
     with pytest.raises(ValueError, match=r"L' = 15 for an 9x5 map"):
         OPS.es2d_scan_routes(*(t.to("meta") for t in routes_args(h=5, w=7)[:-2]), 9, 5)
+    with pytest.raises(ValueError, match=r"L' = 15 for an 9x5 map"):  # the real kernel checks the same
+        OPS.es2d_scan_routes(*routes_args(h=5, w=7)[:-2], 9, 5)
+    with pytest.raises(ValueError, match=r"es2d_gather: x must be \(B, D, h, w\)"):
+        OPS.es2d_gather(torch.zeros(8, 5, 7))
 
 
 def test_dispatch_routes_inference_through_the_op_and_training_around_it():

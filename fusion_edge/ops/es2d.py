@@ -185,12 +185,13 @@ def es2d_project(x: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
 
 
 def es2d_delta(proj: torch.Tensor, dt_projs_weight: torch.Tensor) -> torch.Tensor:
-    """Route deltas before bias and softplus, (B, 4, D, L') float32 = dt_projs_weight[k] @ proj[b, k, :R]:
-    the dt rows' low-rank product as one batched matrix product, for the scan to read instead of
-    forming it itself (R multiply-adds and loads a step, which slowed the paper preset's scans by a
-    third; a GEMM writes it for a few microseconds a layer)."""
+    """Route deltas before bias and softplus, (B, 4, D, L') in proj's dtype (float32 from :func:`es2d_project`,
+    float16 in :func:`es2d_scan_routes`) = dt_projs_weight[k] @ proj[b, k, :R]: the dt rows' low-rank product
+    as one batched matrix product, for the scan to read instead of forming it itself (R multiply-adds and
+    loads a step, which slowed the paper preset's scans by a third; a GEMM writes it for a few microseconds
+    a layer)."""
     rank = dt_projs_weight.shape[-1]
-    return torch.matmul(dt_projs_weight.float(), proj[:, :, :rank].float())
+    return torch.matmul(dt_projs_weight.to(proj.dtype), proj[:, :, :rank])
 
 
 def es2d_scan_unfused(
@@ -266,9 +267,9 @@ def es2d_scan_routes(
     tiled transposes of ours (``fusion_edge::es2d_gather``, ``fusion_edge::es2d_scan_routes``), and the
     deltas come from a product in the scan's dtype."""
     xs, proj = _projected_routes(x, x_proj_weight, gather)
-    delta = torch.matmul(dt_projs_weight.to(proj.dtype), proj[:, :, : dt_projs_weight.shape[-1]])
-    return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:],
-                        scan_routes_merged if scan_merge is None else scan_merge, delta=delta)
+    merge = scan_routes_merged if scan_merge is None else scan_merge
+    return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:], merge,
+                        delta=es2d_delta(proj, dt_projs_weight))
 
 
 def scan_routes_merged(xs: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, Bs: torch.Tensor, Cs: torch.Tensor,
@@ -283,6 +284,19 @@ def scan_routes_merged(xs: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B
               delta_bias=delta_bias, delta_softplus=True)
     y = es2d_scatter(ys.reshape(b, ROUTES, d, length), h, w)
     return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+
+
+def check_routes(xs: torch.Tensor, h: int, w: int) -> None:
+    """ValueError unless xs is (B, 4, D, L') with L' the route length of an h x w map."""
+    if xs.dim() != 4 or xs.shape[1] != ROUTES or route_length(h, w) != xs.shape[3]:
+        raise ValueError(f"es2d_scan_routes: xs must be (B, 4, D, L') with L' = {route_length(h, w)} for an "
+                         f"{h}x{w} map, got shape {tuple(xs.shape)}")
+
+
+def check_map(x: torch.Tensor, op: str) -> None:
+    """ValueError unless x is a (B, D, h, w) map."""
+    if x.dim() != 4:
+        raise ValueError(f"{op}: x must be (B, D, h, w), got shape {tuple(x.shape)}")
 
 
 def _check_projections(x: torch.Tensor, proj: torch.Tensor, dt_projs_weight: torch.Tensor,

@@ -74,8 +74,7 @@ def _es2d_cpu(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
 
 
 def _es2d_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
-    if x.dim() != 4:
-        raise ValueError(f"es2d_scan: x must be (B, D, h, w), got shape {tuple(x.shape)}")
+    es2d.check_map(x, "es2d_scan")
     return torch.empty_like(x, dtype=torch.float32, memory_format=_map_layout(x))
 
 
@@ -95,33 +94,34 @@ def _es2d_projected_fake(x, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, de
 
 
 def _gather_cuda(x):
+    es2d.check_map(x, "es2d_gather")
     return _computed(selective_scan_cuda.es2d_gather_cuda, x)
 
 
 def _gather_cpu(x):
+    es2d.check_map(x, "es2d_gather")
     return _computed(es2d.es2d_gather, x)
 
 
 def _gather_fake(x):
-    if x.dim() != 4:
-        raise ValueError(f"es2d_gather: x must be (B, D, h, w), got shape {tuple(x.shape)}")
+    es2d.check_map(x, "es2d_gather")
     return x.new_empty((x.shape[0], es2d.ROUTES, x.shape[1], es2d.route_length(*x.shape[2:])))
 
 
 def _routes_cuda(xs, delta, A, B, C, D, delta_bias, h, w):
+    es2d.check_routes(xs, h, w)
     return _computed(selective_scan_cuda.es2d_scan_routes_cuda, xs, delta, A, B, C, D, delta_bias, h, w,
                      memory_format=torch.channels_last)
 
 
 def _routes_cpu(xs, delta, A, B, C, D, delta_bias, h, w):
+    es2d.check_routes(xs, h, w)
     return _computed(es2d.scan_routes_merged, xs, delta, A, B, C, D, delta_bias, h, w, scan=selective_scan_chunked,
                      memory_format=torch.channels_last)
 
 
 def _routes_fake(xs, delta, A, B, C, D, delta_bias, h, w):
-    if xs.dim() != 4 or xs.shape[1] != es2d.ROUTES or es2d.route_length(h, w) != xs.shape[3]:
-        raise ValueError(f"es2d_scan_routes: xs must be (B, 4, D, L') with L' = {es2d.route_length(h, w)} for an "
-                         f"{h}x{w} map, got shape {tuple(xs.shape)}")
+    es2d.check_routes(xs, h, w)
     return xs.new_empty((xs.shape[0], xs.shape[2], h, w)).contiguous(memory_format=torch.channels_last)
 
 

@@ -6,9 +6,9 @@
 For every stage of each preset it compiles one layer as the model has it (SiLU producing the float16
 channels-last map, the ES2D core, the LayerNorm over channels after it) twice: (a) ``fused``, the fused op
 reading and writing the map (given the library GEMM's projections and deltas where the model gives them),
-(b) ``routes``, ``es2d.es2d_scan_routes``: the gather (which the compiler fuses into the SiLU), float16
-products for the projections and deltas, our plain selective scan on route-major rows, and the scatter
-(fused into the LayerNorm). Each compiled layer is captured in a CUDA graph and its replays timed. The
+(b) ``routes``, ``es2d.es2d_scan_routes``: our gather kernel into route-major rows, float16 products for
+the projections and deltas, our plain selective scan on those rows, and our merge kernel back into the
+channels-last map. Each compiled layer is captured in a CUDA graph and its replays timed. The
 last column is what ``fusion_edge.ops.es2d.scans_routes`` picks, so the table checks that rule shape by
 shape, free of the noise whole compiled models carry from one compilation to the next. Batch 2 is the
 shared encoder's (both modalities stacked), batch 1 the decoder's. ``--profile`` lists each form's

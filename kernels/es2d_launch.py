@@ -197,7 +197,7 @@ def launch_es2d_merge(ys: Any, out: Any = None, *, h: int, w: int, channels_last
     if h < 1 or w < 1 or ya.shape[2] != _route_length(h, w):
         raise ValueError(f"ys has {ya.shape[2]} positions a route; an {h}x{w} map has {_route_length(h, w)}")
     shape = (batch, h, w, dim) if channels_last else (batch, dim, h, w)
-    return _move_routes("merge", ya, out, "out", shape, batch, dim, h, w, channels_last, stream)
+    return _move_routes("merge", ya, out, shape, batch, dim, h, w, channels_last, stream)
 
 
 def launch_es2d_split(x: Any, out: Any = None, *, channels_last: bool = False, stream: Any = None) -> Any:
@@ -210,24 +210,24 @@ def launch_es2d_split(x: Any, out: Any = None, *, channels_last: bool = False, s
         raise ValueError(f"x must be {layout} float32/float16/bfloat16, got {xa.shape} {xa.dtype}")
     batch, h, w, dim = xa.shape if channels_last else (xa.shape[0], *xa.shape[2:], xa.shape[1])
     shape = (batch, ROUTES * dim, _route_length(h, w))
-    return _move_routes("split", xa, out, "out", shape, batch, dim, h, w, channels_last, stream)
+    return _move_routes("split", xa, out, shape, batch, dim, h, w, channels_last, stream)
 
 
-def _move_routes(kind: str, src: DeviceArray, out: Any, name: str, shape: tuple, batch: int, dim: int, h: int,
-                 w: int, channels_last: bool, stream: Any) -> Any:
+def _move_routes(kind: str, src: DeviceArray, out: Any, shape: tuple, batch: int, dim: int, h: int, w: int,
+                 channels_last: bool, stream: Any) -> Any:
     """One launch of fe_es2d_{merge,split}: src checked by the caller, out allocated or checked here."""
-    arrs = {"src": src, name: None if out is None else as_device_array(out, name)}
+    arrs = {"src": src, "out": None if out is None else as_device_array(out, "out")}
     device = common_device(arrs)
     result = out
-    if arrs[name] is None:
+    if arrs["out"] is None:
         result = launch.alloc(0, src.dtype, shape, device=device, stream=stream)
-        arrs[name] = as_device_array(result, name)
-    check(arrs[name], name, shape, (src.dtype,))
+        arrs["out"] = as_device_array(result, "out")
+    check(arrs["out"], "out", shape, (src.dtype,))
     length = _route_length(h, w)
     if batch * dim * length == 0:
         return result
     grid, block = launch_params.es2d_merge_grid(batch, dim, length)
     launch.run("es2d", f"fe_es2d_{kind}_{TYPE_CODE[src.dtype]}", grid, block,
-               (launch.ptr(src), launch.ptr(arrs[name]), launch.i32(dim), launch.i32(h), launch.i32(w),
+               (launch.ptr(src), launch.ptr(arrs["out"]), launch.i32(dim), launch.i32(h), launch.i32(w),
                 launch.i32(int(channels_last))), device=device, stream=stream)
     return result

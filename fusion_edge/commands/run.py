@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         with pipeline:
             for _ in pipeline:
                 pass
-    except KeyboardInterrupt:  # a second signal, or Ctrl-C before the handlers were in place
+    except KeyboardInterrupt:  # a second signal
         stop.interrupted = True  # the pipeline is closed and its files finalised by now
     finally:
         for sig, handler in previous.items():

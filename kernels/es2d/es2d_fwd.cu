@@ -65,7 +65,8 @@ __device__ __forceinline__ void move_routes(const T* src, T* dst, int D, int h, 
     const long hw = (long)h * w;
     const T* map_in = src + (long)b * D * hw;
     T* map_out = dst + (long)b * D * hw;
-    // the rows' side: a warp a channel, a lane a position
+    // the rows' side: a warp a channel, a lane a position; a channels-last map's side: a warp a pixel,
+    // a lane a channel; channel planes: a lane a pixel, a warp a channel
     if (!kToMap) {  // map -> tile
         if (channels_last) {
             for (int ll = warp; ll < kMergeL; ll += kMergeWarps) {

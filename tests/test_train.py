@@ -541,6 +541,8 @@ def test_two_process_ddp_on_cpu(tmp_path):
         cfg = TrainConfig(data={str(data)!r}, out={str(tmp_path / "run")!r}, epochs=2, batch=1, crop=32,
                           model_overrides={TINY!r}, val_fraction=0.2, val_max_side=32, device="cpu")
         s = train(cfg)
+        import torch.distributed as dist
+        assert not dist.is_initialized(), "train() left its process group joined (gloo aborts at exit)"
         with open({str(tmp_path)!r} + "/result_" + os.environ["RANK"] + ".json", "w") as f:
             json.dump(s["steps"], f)
     """))
@@ -552,6 +554,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
            str(script)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "terminate called" not in proc.stderr
     # each rank writes its own file: the ranks share stdout, where their lines can interleave mid-line
     results = {rank: json.loads((tmp_path / f"result_{rank}.json").read_text()) for rank in (0, 1)}
     assert results == {0: 4, 1: 4}  # 4 train pairs / 2 ranks / batch 1 = 2 steps x 2 epochs

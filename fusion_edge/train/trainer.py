@@ -725,5 +725,13 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
 
 
 def train(config: TrainConfig, resume: str | None = None) -> dict[str, Any]:
-    """Run a training job described by ``config``; see :class:`TrainConfig`."""
-    return Trainer(config, resume=resume).run()
+    """Run a training job described by ``config``; see :class:`TrainConfig`.
+
+    A process group this call joined is left again before returning: gloo's worker threads
+    otherwise outlive the interpreter and abort the process at exit (SIGABRT after a good run)."""
+    joined_before = dist.is_available() and dist.is_initialized()
+    try:
+        return Trainer(config, resume=resume).run()
+    finally:
+        if not joined_before and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

@@ -31,7 +31,8 @@ compilation); ``fixed-reductions`` also gives every reduction kernel one heurist
 ``deterministic`` is ``fixed-pointwise`` under inductor's deterministic mode (no on-device timing of
 choices that change numerics); ``fused-scans`` and ``route-scans`` are ``fixed-pointwise`` with every
 ES2D layer on the fused op or on the plain scan over gathered routes (``fusion_edge.ops.es2d.set_scan_form``;
-the others take the model's per-layer choice).
+the others take the model's per-layer choice); ``map-gather`` is ``fixed-pointwise`` with the routes layers
+gathering from the map their depthwise conv stored instead of from their input (``es2d.set_conv_gather``).
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -79,6 +80,7 @@ class Variant(NamedTuple):
     options: dict
     cross_stream: bool
     scan_form: str = "auto"
+    conv_gather: bool = True
 
 
 VARIANTS = {
@@ -99,6 +101,7 @@ VARIANTS = {
     "deterministic": Variant("auto", "auto", "auto", {**FIXED_POINTWISE, "deterministic": True}, True),
     "fused-scans": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "fused"),
     "route-scans": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "routes"),
+    "map-gather": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "auto", False),
     "mm64": Variant("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 64}, True),
     "mm128": Variant("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 128}, True),
     "pdl-mm128": Variant("auto", "auto", "auto",
@@ -162,6 +165,7 @@ def _compiled(args, variant: str):
     es2d.set_projection(chosen.projection)
     es2d.set_delta(chosen.delta)
     es2d.set_scan_form(chosen.scan_form)
+    es2d.set_conv_gather(chosen.conv_gather)
     inductor_config.freezing = True
     _apply_inductor_options(chosen.options)
     torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT

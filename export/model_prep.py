@@ -9,6 +9,7 @@ with the pad amounts computed from the input shape so that a dynamic graph accep
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 
 from fusion_edge.models.fusion_mamba import SIZE_MULTIPLE, FusionMamba
 from fusion_edge.models.ss2d import _ES2DParams
+from fusion_edge.ops.es2d import es2d_conv_scan
 
 # Tensors the scan reads in fp32 even in an fp16 export (A = -exp(A_logs) and the softplus of
 # delta need the range; the scan itself always runs in fp32).
@@ -86,18 +88,19 @@ def prepare(
 def swapped_ops(es2d: Callable | None = None, ldc: Callable | None = None) -> Iterator[None]:
     """Route the model's ES2D and LDC calls through other functions while tracing.
 
-    The model modules call ``es2d_scan`` / ``ldc_conv2d`` through their module globals, so the
-    swap reaches every block. Not thread-safe: export one model at a time per process.
+    The model modules call ``es2d_conv_scan`` / ``ldc_conv2d`` through their module globals, so the
+    swap reaches every block (``es2d`` takes the map ``es2d_conv_scan`` computes, in place of ``es2d_scan``).
+    Not thread-safe: export one model at a time per process.
     """
     import fusion_edge.models.ldc as ldc_module
     import fusion_edge.models.ss2d as ss2d_module
 
-    saved = ss2d_module.es2d_scan, ldc_module.ldc_conv2d
+    saved = ss2d_module.es2d_conv_scan, ldc_module.ldc_conv2d
     try:
         if es2d is not None:
-            ss2d_module.es2d_scan = es2d
+            ss2d_module.es2d_conv_scan = functools.partial(es2d_conv_scan, scan=es2d)
         if ldc is not None:
             ldc_module.ldc_conv2d = ldc
         yield
     finally:
-        ss2d_module.es2d_scan, ldc_module.ldc_conv2d = saved
+        ss2d_module.es2d_conv_scan, ldc_module.ldc_conv2d = saved

@@ -58,6 +58,11 @@ workspace=None, proj=None, delta=None, channels_last=False, stream=None) -> out`
     Its inverse, the gather: the routes of the map x (batch, D, h, w) (or its channels-last
     (batch, h, w, D) buffer) as rows ``out`` (batch, 4D, L') in x's type, padding as zeros.
 
+``launch_es2d_conv_split(a, weight, bias, out=None, *, a2=None, stream=None) -> out``
+    The gather of a map computed on the way: SiLU(depthwise 3x3 conv + bias) of the first D channels of
+    the channels-last buffer a (batch, h, w, P), the SS2D layer's in_proj output; with a2 the CMFM's
+    c1 * c2 + c1 + c2 of two such convs. The map is never stored: rows ``out`` (batch, 4D, L').
+
 ``launch_ldc_conv2d(x, weight, base_mask, learnable_mask, theta, out, *, stream=None) -> out``
     3x3 convolution, stride 1, padding 1, no bias, with the LDC weight transform
     (``fusion_edge.ops.ldc.ldc_effective_weight``) applied inside. x (batch, Cin, H, W),
@@ -78,6 +83,7 @@ the full source, options and GPU architecture.
 from fusion_edge.kernels.arrays import DeviceArray
 from fusion_edge.kernels.es2d_launch import (
     es2d_workspace_bytes,
+    launch_es2d_conv_split,
     launch_es2d_merge,
     launch_es2d_scan,
     launch_es2d_split,
@@ -105,6 +111,7 @@ __all__ = [
     "is_available",
     "kernel_names",
     "kernel_source",
+    "launch_es2d_conv_split",
     "launch_es2d_merge",
     "launch_es2d_scan",
     "launch_es2d_split",

@@ -1,6 +1,7 @@
 """Fused ES2D launcher: route projections, then the scan (which forms delta from the dt rows itself
 unless given it), reading and writing the map in place; and the merge of scanned route rows into the map
-(the unfused form's scatter) and its gather (split)."""
+(the unfused form's scatter), its gather (split), and the gather of a map computed on the way from an
+SS2D layer's input (conv split)."""
 
 from __future__ import annotations
 
@@ -211,6 +212,50 @@ def launch_es2d_split(x: Any, out: Any = None, *, channels_last: bool = False, s
     batch, h, w, dim = xa.shape if channels_last else (xa.shape[0], *xa.shape[2:], xa.shape[1])
     shape = (batch, ROUTES * dim, _route_length(h, w))
     return _move_routes("split", xa, out, shape, batch, dim, h, w, channels_last, stream)
+
+
+def launch_es2d_conv_split(a: Any, weight: Any, bias: Any, out: Any = None, *, a2: Any = None,
+                           stream: Any = None) -> Any:
+    """out (batch, 4D, L') = the routes, as route-major rows (padding 0), of the map SiLU(depthwise 3x3
+    conv(a) + bias), computed on the way and never stored (``fusion_edge.ops.es2d.conv_map`` and
+    ``es2d_gather`` in one launch). a: a channels-last buffer (batch, h, w, P) whose first D channels are
+    the conv's input (P >= D: e.g. a linear layer's output, of which the SS2D layer convolves the first
+    half); weight (D, 1, 3, 3) or (D, 9), bias (D), both of a's type. a2 (batch, h, w, P2): the CMFM's second
+    input through the same conv; the map is then c1 * c2 + c1 + c2 of the two SiLU(conv)s. out has a's type."""
+    arrs = {"a": as_device_array(a, "a"), "weight": as_device_array(weight, "weight"),
+            "bias": as_device_array(bias, "bias"), "a2": None if a2 is None else as_device_array(a2, "a2")}
+    aa, wa = arrs["a"], arrs["weight"]
+    if len(aa.shape) != 4 or aa.dtype not in FLOAT_TYPES:
+        raise ValueError(f"a must be (batch, h, w, P) float32/float16/bfloat16, got {aa.shape} {aa.dtype}")
+    dim = wa.shape[0] if wa.shape else 0
+    if wa.shape not in ((dim, 1, 3, 3), (dim, 9)) or not 0 < dim <= aa.shape[3]:
+        raise ValueError(f"weight must be (D, 1, 3, 3) or (D, 9) with 0 < D <= a's {aa.shape[3]} channels, "
+                         f"got {wa.shape}")
+    check(wa, "weight", wa.shape, (aa.dtype,))
+    check(arrs["bias"], "bias", (dim,), (aa.dtype,))
+    batch, h, w, _ = aa.shape
+    if arrs["a2"] is not None:
+        a2a = arrs["a2"]
+        if len(a2a.shape) != 4 or a2a.shape[:3] != aa.shape[:3] or a2a.shape[3] < dim:
+            raise ValueError(f"a2 must be (batch, h, w, P2) = ({batch}, {h}, {w}, >= {dim}) like a, got {a2a.shape}")
+        check(a2a, "a2", a2a.shape, (aa.dtype,))
+    shape = (batch, ROUTES * dim, _route_length(h, w))
+    device = common_device(arrs)
+    result = out
+    if out is None:
+        result = launch.alloc(0, aa.dtype, shape, device=device, stream=stream)
+    oa = as_device_array(result, "out")
+    check(oa, "out", shape, (aa.dtype,))
+    if batch * dim * shape[2] == 0:
+        return result
+    grid, block = launch_params.es2d_merge_grid(batch, dim, shape[2])
+    cross = arrs["a2"] is not None
+    second = arrs["a2"] if cross else aa
+    launch.run("es2d", f"fe_es2d_conv_split{'_cross' if cross else ''}_{TYPE_CODE[aa.dtype]}", grid, block,
+               (launch.ptr(aa), launch.ptr(second), launch.ptr(wa), launch.ptr(arrs["bias"]), launch.ptr(oa),
+                launch.i32(dim), launch.i32(h), launch.i32(w), launch.i32(aa.shape[3]), launch.i32(second.shape[3])),
+               device=device, stream=stream)
+    return result
 
 
 def _move_routes(kind: str, src: DeviceArray, out: Any, shape: tuple, batch: int, dim: int, h: int, w: int,

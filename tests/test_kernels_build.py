@@ -34,7 +34,7 @@ REPRESENTATIVE = {
     "es2d": ("fe_es2d_project_f16", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16", "fe_es2d_scan_bf16_n64",
              "fe_es2d_lanes_scan_f16_l4", "fe_es2d_lanes_states_f32_l2", "fe_es2d_lanes_scan_bf16_l8",
              "fe_es2d_time_scan_f16", "fe_es2d_time_states_bf16", "fe_es2d_merge_f16", "fe_es2d_merge_bf16",
-             "fe_es2d_split_f32"),
+             "fe_es2d_split_f32", "fe_es2d_conv_split_f16", "fe_es2d_conv_split_cross_bf16"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
 }
 
@@ -125,8 +125,8 @@ def test_sources_are_self_contained_and_list_their_entry_points():
     # time-parallel core)
     assert len(kernels.kernel_names("selective_scan")) == 90
     # 3 dtypes x (2 projection widths + 2 passes x (4 split-core + 4 lane-major + 1 time-parallel scans)
-    # + the merge of route rows and its inverse, the split)
-    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4 + 1) + 3 * 2
+    # + the merge of route rows and its inverse, the split, and the conv split for one input or two)
+    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4 + 1) + 3 * 2 + 3 * 2
     assert "fe_es2d_delta" not in kernels.kernel_names("es2d")
     assert len(kernels.kernel_names("selective_scan_bwd")) == 30  # 5 type pairs x 3 state counts x 2 passes
 

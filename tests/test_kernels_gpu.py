@@ -563,6 +563,46 @@ def test_es2d_merge_and_split_on_unaligned_buffers(kernels, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cross", [False, True])
+@pytest.mark.parametrize("shape, pitch", [((1, 1, 1, 1), 1), ((2, 8, 7, 5), 16), ((1, 33, 9, 5), 33),
+                                          ((1, 33, 9, 5), 66), ((1, 96, 9, 12), 192), ((2, 130, 33, 20), 260),
+                                          ((1, 64, 1, 9), 64)])
+def test_es2d_conv_split_is_the_gather_of_the_conv_map(kernels, shape, pitch, cross, dtype):
+    """launch_es2d_conv_split (through es2d_conv_gather_cuda) writes every row position with the route's pixel
+    of SiLU(depthwise 3x3 conv + bias) of the first D channels of a (batch, h, w, pitch) buffer (a half of an
+    in_proj output when pitch = 2D, read in place; odd channel counts and pitches take the one-channel loads),
+    or the CMFM's c1 * c2 + c1 + c2 of two inputs, against the float64 conv; padding rows 0."""
+    from fusion_edge.ops.selective_scan_cuda import es2d_conv_gather_cuda
+
+    batch, d, h, w = shape
+    gen = torch.Generator(device="cuda").manual_seed(seed(shape, pitch, cross, dtype))
+    a, a2 = (torch.randn(batch, h, w, pitch, generator=gen, device="cuda").to(dtype)[..., :d] for _ in range(2))
+    weight = (torch.randn(d, 1, 3, 3, generator=gen, device="cuda") / 3).to(dtype)
+    bias = torch.randn(d, generator=gen, device="cuda").to(dtype)
+
+    def conv(x):
+        return F.silu(F.conv2d(x.double().permute(0, 3, 1, 2), weight.double(), bias.double(), padding=1, groups=d))
+
+    truth = conv(a)
+    if cross:
+        c2 = conv(a2)
+        truth = truth * c2 + truth + c2
+    rows = torch.full((batch, ROUTES * d, ((h + 1) // 2) * ((w + 1) // 2)), float("nan"), device="cuda", dtype=dtype)
+    with torch.no_grad():
+        out = es2d_conv_gather_cuda(a, weight, bias, a2 if cross else None)
+    kernels.launch_es2d_conv_split(a.contiguous(), weight, bias, rows, a2=a2.contiguous() if cross else None,
+                                   stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    expected = es2d_gather(truth)
+    assert out.shape == expected.shape and out.dtype == dtype
+    assert not out.isnan().any() and not rows.isnan().any()
+    assert rel_err(out, expected) <= TOL[dtype] and rel_err(rows.view(expected.shape), expected) <= TOL[dtype]
+    if d > 1:
+        with pytest.raises(ValueError, match=r"weight must be \(D, 1, 3, 3\) or \(D, 9\) with 0 < D <= a's"):
+            kernels.launch_es2d_conv_split(a[..., :1].contiguous(), weight, bias)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("case", ES2D_CASES)
 def test_es2d_routes_op_matches_the_truth(kernels, case, dtype):
     """fusion_edge::es2d_scan_routes on the GPU (the plain scan of gathered routes, then the merge kernel)

@@ -56,6 +56,20 @@ def routes_args(dtype=torch.float32, **kw):
             dtb.reshape(-1), *x.shape[2:])
 
 
+def conv_gather_args(batch=1, d=6, h=5, w=7, pitch=None, cross=False, dtype=torch.float32, device="cpu", seed=3):
+    """The inputs of fusion_edge::es2d_conv_gather: a (B, h, w, D) BHWC input, the first D channels of a buffer
+    of ``pitch`` channels a pixel (as the first half of an in_proj output), the depthwise conv's (D, 1, 3, 3)
+    weight and (D) bias, and (``cross``) a second input of a's shape."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rows():
+        return torch.randn(batch, h, w, pitch or d, generator=gen).to(device, dtype)[..., :d]
+
+    weight = (torch.randn(d, 1, 3, 3, generator=gen) / 3).to(device, dtype)
+    bias = torch.randn(d, generator=gen).to(device, dtype)
+    return (rows(), weight, bias, rows() if cross else None)
+
+
 def scan_args(batch=2, dim=6, length=9, n=4, groups=2, seed=1):
     gen = torch.Generator().manual_seed(seed)
     return (
@@ -92,6 +106,8 @@ def tiny_model():
     ("es2d_gather", (es2d_args(h=5, w=7)[0],)),
     ("es2d_gather", (es2d_args(h=4, w=6, dtype=torch.float16)[0].contiguous(memory_format=torch.channels_last),)),
     ("es2d_scan_routes", routes_args(h=5, w=7)),
+    ("es2d_conv_gather", conv_gather_args()),
+    ("es2d_conv_gather", conv_gather_args(batch=2, h=4, w=6, pitch=12, cross=True)),
     ("selective_scan", scan_args()),
     ("ldc_conv2d", ldc_args()),
 ])
@@ -110,6 +126,27 @@ def test_cpu_kernels_are_the_reference_paths():
         OPS.selective_scan(u, delta, A, B, C, D, z, bias, softplus),
         selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=softplus, impl="reference"),
         rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_conv_gather_is_the_gather_of_the_conv_map(cross):
+    """es2d_conv_gather's routes are those of the map SiLU(depthwise conv(a) + bias) (c1 * c2 + c1 + c2 with
+    a2), padding rows zero; the layer's scan from them matches the fused path's from that map."""
+    a, weight, bias, a2 = conv_gather_args(batch=2, d=8, h=5, w=7, pitch=16, cross=cross)
+    c1 = torch.nn.functional.silu(torch.nn.functional.conv2d(a.permute(0, 3, 1, 2), weight, bias, padding=1,
+                                                             groups=8))
+    if cross:
+        c2 = torch.nn.functional.silu(torch.nn.functional.conv2d(a2.permute(0, 3, 1, 2), weight, bias, padding=1,
+                                                                 groups=8))
+        c1 = c1 * c2 + c1 + c2
+    rows = OPS.es2d_conv_gather(a, weight, bias, a2)
+    assert rows.shape == (2, ROUTES, 8, 3 * 4)
+    torch.testing.assert_close(rows, es2d_module.es2d_gather(c1), rtol=1e-5, atol=1e-5)
+    _, *params = es2d_args(batch=2, d=8, h=5, w=7)
+    scanned = es2d_module.es2d_scan_gathered(rows, (5, 7), *params)
+    torch.testing.assert_close(scanned, es2d_scan_unfused(c1, *params), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"weight \(D, 1, 3, 3\)"):
+        OPS.es2d_conv_gather(a, weight[:4], bias[:4], a2)
 
 
 def test_library_projection_matches_the_unfused_path():
@@ -337,16 +374,19 @@ def _example(node):
 @pytest.mark.parametrize("route, projection, delta, scan_form", [
     ("chunked", "auto", "auto", "auto"), ("ops", "auto", "auto", "auto"), ("ops", "kernel", "auto", "auto"),
     ("ops", "library", "auto", "auto"), ("ops", "library", "kernel", "auto"), ("ops", "library", "library", "auto"),
-    ("ops", "auto", "auto", "routes")])
+    ("ops", "auto", "auto", "routes"), ("ops", "auto", "auto", "routes-map")])
 def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta, scan_form, monkeypatch):
     """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops).
     Compiled, the layers of at least GEMM_MIN_CHANNELS channels (64 here: the two widest stages) take their
     route projections from a library matrix product feeding es2d_scan_projected, and those doing at least
     DELTA_MIN_WORK (dt rank x channels x route length; 500 here: the widest stage) their deltas too,
-    unless pinned; the "routes" scan form scans every layer's gathered routes with the plain scan op."""
+    unless pinned; the "routes" scan form scans every layer's gathered routes with the plain scan op,
+    gathered from the layer's input through es2d_conv_gather (the map never stored), or with "routes-map"
+    (set_conv_gather(False)) from the conv's map through es2d_gather."""
     monkeypatch.setattr(es2d_module, "_projection", projection)
     monkeypatch.setattr(es2d_module, "_delta", delta)
-    monkeypatch.setattr(es2d_module, "_scan_form", scan_form)
+    monkeypatch.setattr(es2d_module, "_scan_form", scan_form.split("-")[0])
+    monkeypatch.setattr(es2d_module, "_conv_gather", scan_form != "routes-map")
     monkeypatch.setattr(es2d_module, "DELTA_MIN_WORK", 500)
     monkeypatch.setattr(es2d_module, "GEMM_MIN_CHANNELS", 64)
     model = tiny_model()
@@ -364,10 +404,11 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta,
     projected, fused = targets.count("fusion_edge.es2d_scan_projected"), targets.count("fusion_edge.es2d_scan")
     if route == "chunked":
         assert projected == fused == 0
-    elif scan_form == "routes":
+    elif scan_form.startswith("routes"):
         assert projected == fused == 0
-        assert targets.count("fusion_edge.es2d_scan_routes") == targets.count("fusion_edge.es2d_gather") \
-            == TINY_ES2D_CALLS
+        gathers = (targets.count("fusion_edge.es2d_gather"), targets.count("fusion_edge.es2d_conv_gather"))
+        assert targets.count("fusion_edge.es2d_scan_routes") == TINY_ES2D_CALLS
+        assert gathers == ((TINY_ES2D_CALLS, 0) if scan_form == "routes-map" else (0, TINY_ES2D_CALLS))
     else:
         assert projected + fused == TINY_ES2D_CALLS
         assert projected == {"auto": TINY_ES2D_CALLS_WIDE, "kernel": 0, "library": TINY_ES2D_CALLS}[projection]
@@ -454,3 +495,31 @@ def test_gpu_model_compiles_with_the_kernels_and_replays_in_a_cuda_graph(monkeyp
     # the kernels ran as custom ops in the compiled graph (the widest layers' projections from a library GEMM)
     assert targets.count("fusion_edge.es2d_scan_projected") == TINY_ES2D_CALLS_WIDE
     assert targets.count("fusion_edge.es2d_scan") == TINY_ES2D_CALLS - TINY_ES2D_CALLS_WIDE
+
+
+@pytest.mark.gpu
+def test_gpu_half_model_on_the_routes_form_gathers_through_the_conv(monkeypatch):
+    """A float16 model compiled on the routes form: its SS2D layers gather their routes from the in_proj
+    output itself (es2d_conv_gather; the conv's map never stored) and give the output the layers gathering
+    from the stored map give, within float16 rounding of that map."""
+    pytest.importorskip("cupy")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    monkeypatch.setattr(es2d_module, "_scan_form", "routes")
+    model = tiny_model().cuda().half()
+    vis, ir = torch.rand(1, 1, 64, 96, device="cuda").half(), torch.rand(1, 1, 64, 96, device="cuda").half()
+    outs = {}
+    for through_conv in (True, False):
+        monkeypatch.setattr(es2d_module, "_conv_gather", through_conv)
+        graphs = []
+        torch._dynamo.reset()
+        with torch.inference_mode():
+            outs[through_conv] = torch.compile(model, fullgraph=True, dynamic=False,
+                                               backend=_graph_recorder(graphs, then="inductor"))(vis, ir).float()
+        targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
+        gathers = (targets.count("fusion_edge.es2d_conv_gather"), targets.count("fusion_edge.es2d_gather"))
+        assert gathers == ((TINY_ES2D_CALLS, 0) if through_conv else (0, TINY_ES2D_CALLS))
+    torch._dynamo.reset()
+    diff = (outs[True] - outs[False]).abs()
+    assert not outs[True].isnan().any()
+    assert float(diff.max()) < 2e-2 and float(diff.mean()) < 2e-3

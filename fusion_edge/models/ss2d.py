@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_edge.ops.es2d import ROUTES, es2d_scan
-from fusion_edge.ops.fusable import depthwise_conv2d
+from fusion_edge.ops.es2d import ROUTES, es2d_conv_scan
 
 
 def _trunc_normal_linear(layer: nn.Linear) -> None:
@@ -52,17 +51,12 @@ class _ES2DParams(nn.Module):
         self.Ds.fill_(1.0)
         _trunc_normal_linear(self.out_proj)
 
-    def conv_silu(self, x: torch.Tensor) -> torch.Tensor:
-        """SiLU(depthwise conv) of a BHWC half of an in_proj output, as the map the scan reads: a (B, D, h, w)
-        view of a dense channels-last buffer, so neither the conv nor the LayerNorm after the scan (the scan
-        keeps the layout) has to transpose."""
-        return F.silu(depthwise_conv2d(x.permute(0, 3, 1, 2), self.conv2d.weight, self.conv2d.bias,
-                                       channels_last=True))
-
-    def scan(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D, h, w) activations -> LN'd scan output, BHWC (B, h, w, D)."""
-        y = es2d_scan(x, self.x_proj_weight, self.dt_projs_weight, self.dt_projs_bias, self.A_logs, self.Ds)
-        return self.out_norm(y.permute(0, 2, 3, 1).to(x.dtype))
+    def conv_scan(self, a: torch.Tensor, a2: torch.Tensor | None = None) -> torch.Tensor:
+        """BHWC in_proj half (B, h, w, D) -> LN'd scan output of SiLU(depthwise conv), BHWC (B, h, w, D); with a2
+        (the CMFM's second modality, same conv) the hybrid c1 * c2 + c1 + c2 is scanned."""
+        y = es2d_conv_scan(a, self.conv2d.weight, self.conv2d.bias, self.x_proj_weight, self.dt_projs_weight,
+                           self.dt_projs_bias, self.A_logs, self.Ds, a2=a2)
+        return self.out_norm(y.permute(0, 2, 3, 1).to(a.dtype))
 
 
 class SS2D(_ES2DParams):
@@ -75,8 +69,7 @@ class SS2D(_ES2DParams):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, z = self.in_proj(x).chunk(2, dim=-1)
-        a = self.conv_silu(a)
-        return self.out_proj(self.scan(a) * F.silu(z))
+        return self.out_proj(self.conv_scan(a) * F.silu(z))
 
 
 class SS2DCross(_ES2DParams):
@@ -98,9 +91,7 @@ class SS2DCross(_ES2DParams):
         a2 = self.in_proj2(u2)[..., : self.d_inner]
         g1 = F.silu(z1)
         g2 = F.silu(g1)
-        c1 = self.conv_silu(a1)
-        c2 = self.conv_silu(a2)
-        y = self.scan(c1 * c2 + c1 + c2)
+        y = self.conv_scan(a1, a2)
         return self.out_proj(y * g1 + y * g2)
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from fusion_edge.ops.fusable import depthwise_conv2d
 from fusion_edge.ops.selective_scan import selective_scan
 
 ROUTES = 4
@@ -158,22 +159,48 @@ def scans_routes(x: torch.Tensor, compiling: bool | None = None) -> bool:
     """Whether the layer over the map x (B, D, h, w) takes :func:`es2d_scan_routes` instead of the fused op.
     ``"auto"``: a float16 map of at least GEMM_MIN_CHANNELS channels and ROUTES_MIN_WORK row-steps while
     torch.compile traces the layer (``compiling``: whether it does, when not asked of torch)."""
+    return scans_routes_of(tuple(x.shape), x.dtype, compiling)
+
+
+def scans_routes_of(shape: tuple[int, ...], dtype: torch.dtype, compiling: bool | None = None) -> bool:
+    """:func:`scans_routes` for a map of this (B, D, h, w) shape and dtype (one not computed yet)."""
     if _scan_form == "auto":
         if compiling is None:
             compiling = torch.compiler.is_compiling()
-        work = x.shape[0] * ROUTES * x.shape[1] * route_length(*x.shape[2:])
-        return (compiling and x.dtype == torch.float16 and x.shape[1] >= GEMM_MIN_CHANNELS
+        work = shape[0] * ROUTES * shape[1] * route_length(*shape[2:])
+        return (compiling and dtype == torch.float16 and shape[1] >= GEMM_MIN_CHANNELS
                 and work >= ROUTES_MIN_WORK)
     return _scan_form == "routes"
+
+
+_conv_gather = True
+
+
+def set_conv_gather(enabled: bool) -> None:
+    """Whether a layer on the routes form gathers its routes straight from its input through
+    ``fusion_edge::es2d_conv_gather`` (the map SiLU(conv) computed on the way, never stored; default) or
+    from the map the depthwise conv wrote (the compiler's conv kernel, then ``fusion_edge::es2d_gather``)."""
+    global _conv_gather
+    _conv_gather = bool(enabled)
+
+
+def gathers_through_conv() -> bool:
+    return _conv_gather
+
+
+def _product_dtype(x: torch.Tensor) -> torch.dtype:
+    """The route products' dtype: float16 for float16 maps (tensor cores, float32 accumulation; the products
+    rounded to float16 move B, C and delta by ~1e-3), float32 otherwise (bfloat16 products would keep 8
+    mantissa bits)."""
+    return torch.float16 if x.dtype == torch.float16 else torch.float32
 
 
 def _projected_routes(x: torch.Tensor, x_proj_weight: torch.Tensor,
                       gather: Callable[[torch.Tensor], torch.Tensor] = es2d_gather
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gathered routes (B, 4, D, L') and their projections (B, 4, R+2N, L'), both in the product's
-    dtype: float16 for float16 maps (tensor cores, float32 accumulation; the products rounded to float16
-    move B, C and delta by ~1e-3), float32 otherwise (bfloat16 products would keep 8 mantissa bits)."""
-    dtype = torch.float16 if x.dtype == torch.float16 else torch.float32
+    """The gathered routes (B, 4, D, L') and their projections (B, 4, R+2N, L'), both in
+    :func:`_product_dtype`."""
+    dtype = _product_dtype(x)
     xs = gather(x.to(dtype))
     return xs, torch.matmul(x_proj_weight.to(dtype), xs)
 
@@ -266,9 +293,27 @@ def es2d_scan_routes(
     which reads and writes the map itself (see :func:`scans_routes`); there the gather and the merge are
     tiled transposes of ours (``fusion_edge::es2d_gather``, ``fusion_edge::es2d_scan_routes``), and the
     deltas come from a product in the scan's dtype."""
-    xs, proj = _projected_routes(x, x_proj_weight, gather)
+    xs = gather(x.to(_product_dtype(x)))
+    return es2d_scan_gathered(xs, x.shape[2:], x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                              scan_merge=scan_merge)
+
+
+def es2d_scan_gathered(
+    xs: torch.Tensor,
+    size: tuple[int, int],
+    x_proj_weight: torch.Tensor,
+    dt_projs_weight: torch.Tensor,
+    dt_projs_bias: torch.Tensor,
+    A_logs: torch.Tensor,
+    Ds: torch.Tensor,
+    *,
+    scan_merge: Callable[..., torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """:func:`es2d_scan_routes` from the routes already gathered, xs (B, 4, D, L') of an h x w map (``size``):
+    the projections and deltas as products in xs's dtype, then ``scan_merge``."""
+    proj = torch.matmul(x_proj_weight.to(xs.dtype), xs)
     merge = scan_routes_merged if scan_merge is None else scan_merge
-    return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, x.shape[2:], merge,
+    return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, tuple(size), merge,
                         delta=es2d_delta(proj, dt_projs_weight))
 
 
@@ -350,3 +395,56 @@ def es2d_scan(
     if _FUSED is not None and x.is_cuda and impl in (None, "auto", "cuda"):
         return _FUSED(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     return es2d_scan_unfused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, impl=impl)
+
+
+def conv_silu_map(a: torch.Tensor, conv_weight: torch.Tensor, conv_bias: torch.Tensor | None) -> torch.Tensor:
+    """SiLU(depthwise conv) of a BHWC input (B, h, w, D), e.g. a half of an in_proj output, as the map the
+    scan reads: a (B, D, h, w) view of a dense channels-last buffer, so neither the conv nor the LayerNorm
+    after the scan (the scan keeps the layout) has to transpose."""
+    return F.silu(depthwise_conv2d(a.permute(0, 3, 1, 2), conv_weight, conv_bias, channels_last=True))
+
+
+def conv_map(a: torch.Tensor, conv_weight: torch.Tensor, conv_bias: torch.Tensor | None,
+             a2: torch.Tensor | None = None) -> torch.Tensor:
+    """The map an SS2D layer scans: :func:`conv_silu_map` of a; with a2 (the CMFM's second modality, same
+    conv) the hybrid c1 * c2 + c1 + c2 of the two."""
+    c1 = conv_silu_map(a, conv_weight, conv_bias)
+    if a2 is None:
+        return c1
+    c2 = conv_silu_map(a2, conv_weight, conv_bias)
+    return c1 * c2 + c1 + c2
+
+
+_CONV_ROUTES = None
+
+
+def register_conv_routes(fn) -> None:
+    """Install the GPU path of :func:`es2d_conv_scan`: ``fn(a, conv_weight, conv_bias, a2, params)`` returns
+    the scanned map, or None where it does not serve the call."""
+    global _CONV_ROUTES
+    _CONV_ROUTES = fn
+
+
+def es2d_conv_scan(
+    a: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+    x_proj_weight: torch.Tensor,
+    dt_projs_weight: torch.Tensor,
+    dt_projs_bias: torch.Tensor,
+    A_logs: torch.Tensor,
+    Ds: torch.Tensor,
+    *,
+    a2: torch.Tensor | None = None,
+    scan: Callable[..., torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """:func:`es2d_scan` of :func:`conv_map` (a BHWC input, or two for the CMFM): the SS2D layer from its
+    in_proj output to the scanned (B, D, h, w) map. On the routes form the gather reads the input itself
+    (``fusion_edge::es2d_conv_gather``, see :func:`set_conv_gather`), so the map is never stored.
+    ``scan`` replaces :func:`es2d_scan` on the map, and the routes form with it (export's portable core)."""
+    params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    if scan is None and _CONV_ROUTES is not None:
+        y = _CONV_ROUTES(a, conv_weight, conv_bias, a2, params)
+        if y is not None:
+            return y
+    return (es2d_scan if scan is None else scan)(conv_map(a, conv_weight, conv_bias, a2), *params)

@@ -256,6 +256,55 @@ def es2d_gather_cuda(x: torch.Tensor) -> torch.Tensor:
     return out.view(b, es2d.ROUTES, d, -1)
 
 
+def es2d_conv_gather_cuda(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                          a2: torch.Tensor | None = None) -> torch.Tensor:
+    """``es2d.es2d_gather(es2d.conv_map(a, weight, bias, a2))`` as one tiled launch that never stores the map:
+    a (and a2) (B, h, w, D) BHWC inputs whose channels are contiguous (e.g. a half of a linear layer's
+    output, read in place); weight (D, 1, 3, 3) and bias (D) are taken in a's dtype. Returns (B, 4, D, L')."""
+    from fusion_edge import kernels
+
+    b, h, w, d = a.shape
+    a = _pixel_rows_or_dense(a)
+    a2 = None if a2 is None else _pixel_rows_or_dense(a2.to(a.dtype))
+    weight, bias = weight.to(a.dtype).contiguous(), bias.to(a.dtype).contiguous()
+    out = torch.empty((b, es2d.ROUTES * d, es2d.route_length(h, w)), device=a.device, dtype=a.dtype)
+    with torch.cuda.device(a.device):
+        kernels.launch_es2d_conv_split(_pixel_array(a), weight, bias, out,
+                                       a2=None if a2 is None else _pixel_array(a2), stream=_stream(a))
+    return out.view(b, es2d.ROUTES, d, -1)
+
+
+def _pixel_rows_or_dense(a: torch.Tensor) -> torch.Tensor:
+    """a (B, h, w, D) itself when each pixel's D channels are one run at a fixed pixel stride (dense, or a
+    leading slice of a wider buffer's channels, as a half of a linear layer's output), else a dense copy."""
+    b, h, w, d = a.shape
+    pitch = _pixel_pitch(a)
+    wanted = (h * w * pitch, w * pitch, pitch, 1)
+    if pitch >= d and all(n == 1 or st == want for n, st, want in zip(a.shape, a.stride(), wanted)):
+        return a
+    return a.contiguous()
+
+
+def _pixel_array(a: torch.Tensor):
+    """The (B, h, w, P) rows of pixel stride P that a (from :func:`_pixel_rows_or_dense`) is the first D
+    channels of, for the launcher (which reads only those)."""
+    from fusion_edge import kernels
+
+    b, h, w, _ = a.shape
+    return kernels.DeviceArray(a.data_ptr(), (b, h, w, _pixel_pitch(a)), str(a.dtype).replace("torch.", ""),
+                               a.device.index)
+
+
+def _pixel_pitch(a: torch.Tensor) -> int:
+    """Elements from one pixel of a (B, h, w, D) tensor to the next (its innermost pixel axis longer than 1)."""
+    b, h, w, d = a.shape
+    if w > 1:
+        return a.stride(2)
+    if h > 1:
+        return a.stride(1)
+    return a.stride(0) if b > 1 else d
+
+
 def _es2d_kernels_apply(x, A_logs, params) -> bool:
     """Our kernels serve this call: inference, a supported dtype and state count, kernels present."""
     return (

@@ -6,6 +6,8 @@ opaque operator with a fake implementation that gives only the output's shape an
 * ``fusion_edge::es2d_scan``  the fused ES2D route scan -> (B, D, h, w) float32
 * ``fusion_edge::es2d_scan_projected``  the same with the route projections (and deltas) given (a library GEMM's)
 * ``fusion_edge::es2d_gather``  the map's routes as rows -> (B, 4, D, L') in x's dtype (``es2d.es2d_gather``)
+* ``fusion_edge::es2d_conv_gather``  the routes of the SS2D layer's map SiLU(depthwise conv) computed from its
+  BHWC input on the way -> (B, 4, D, L') in a's dtype (``es2d.es2d_gather(es2d.conv_map(...))``)
 * ``fusion_edge::es2d_scan_routes``  the plain scan of gathered routes, merged into the map -> (B, D, h, w)
   channels-last in the routes' dtype (``es2d.scan_routes_merged``)
 * ``fusion_edge::selective_scan``  the selective scan forward -> u's shape and dtype
@@ -39,6 +41,7 @@ ES2D_SCHEMA = "(Tensor x, Tensor x_proj_weight, Tensor dt_projs_weight, Tensor d
 ES2D_PROJECTED_SCHEMA = "(Tensor x, Tensor proj, Tensor dt_projs_weight, Tensor dt_projs_bias, Tensor A_logs, " \
                         "Tensor Ds, Tensor? delta=None) -> Tensor"
 GATHER_SCHEMA = "(Tensor x) -> Tensor"
+CONV_GATHER_SCHEMA = "(Tensor a, Tensor weight, Tensor bias, Tensor? a2=None) -> Tensor"
 ROUTES_SCHEMA = "(Tensor xs, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor D, Tensor delta_bias, int h, " \
                 "int w) -> Tensor"
 SCAN_SCHEMA = "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, " \
@@ -108,6 +111,30 @@ def _gather_fake(x):
     return x.new_empty((x.shape[0], es2d.ROUTES, x.shape[1], es2d.route_length(*x.shape[2:])))
 
 
+def _conv_gather_cuda(a, weight, bias, a2=None):
+    _check_conv_input(a, weight, a2)
+    return _computed(selective_scan_cuda.es2d_conv_gather_cuda, a, weight, bias, a2)
+
+
+def _conv_gather_cpu(a, weight, bias, a2=None):
+    _check_conv_input(a, weight, a2)
+    return _computed(lambda: es2d.es2d_gather(es2d.conv_map(a, weight, bias, a2)))
+
+
+def _conv_gather_fake(a, weight, bias, a2=None):
+    _check_conv_input(a, weight, a2)
+    return a.new_empty((a.shape[0], es2d.ROUTES, weight.shape[0], es2d.route_length(*a.shape[1:3])))
+
+
+def _check_conv_input(a: torch.Tensor, weight: torch.Tensor, a2: torch.Tensor | None) -> None:
+    """ValueError unless a (and a2) are (B, h, w, D) inputs of a (D, 1, 3, 3) depthwise conv."""
+    if a.dim() != 4 or tuple(weight.shape) != (a.shape[3], 1, 3, 3):
+        raise ValueError(f"es2d_conv_gather: a must be (B, h, w, D) and weight (D, 1, 3, 3), got {tuple(a.shape)} "
+                         f"and {tuple(weight.shape)}")
+    if a2 is not None and a2.shape != a.shape:
+        raise ValueError(f"es2d_conv_gather: a2 must have a's shape {tuple(a.shape)}, got {tuple(a2.shape)}")
+
+
 def _routes_cuda(xs, delta, A, B, C, D, delta_bias, h, w):
     es2d.check_routes(xs, h, w)
     return _computed(selective_scan_cuda.es2d_scan_routes_cuda, xs, delta, A, B, C, D, delta_bias, h, w,
@@ -159,6 +186,7 @@ _OPS = {
     "es2d_scan": (ES2D_SCHEMA, _es2d_cuda, _es2d_cpu, _es2d_fake),
     "es2d_scan_projected": (ES2D_PROJECTED_SCHEMA, _es2d_projected_cuda, _es2d_projected_cpu, _es2d_projected_fake),
     "es2d_gather": (GATHER_SCHEMA, _gather_cuda, _gather_cpu, _gather_fake),
+    "es2d_conv_gather": (CONV_GATHER_SCHEMA, _conv_gather_cuda, _conv_gather_cpu, _conv_gather_fake),
     "es2d_scan_routes": (ROUTES_SCHEMA, _routes_cuda, _routes_cpu, _routes_fake),
     "selective_scan": (SCAN_SCHEMA, _scan_cuda, _scan_cpu, _scan_fake),
     "ldc_conv2d": (LDC_SCHEMA, _ldc_cuda, _ldc_cpu, _ldc_fake),
@@ -239,6 +267,20 @@ def _es2d_op(x: torch.Tensor, params: tuple) -> torch.Tensor:
     return torch.ops.fusion_edge.es2d_scan(x, *params)
 
 
+def es2d_conv_routes_dispatch(a, conv_weight, conv_bias, a2, params) -> torch.Tensor | None:
+    """The SS2D layer on the routes form with its routes gathered straight from its input a (B, h, w, D) (the
+    map SiLU(conv) computed on the way, never stored), where the routes form serves the map; else None."""
+    if (a.dim() != 4 or conv_bias is None or tuple(conv_weight.shape) != (a.shape[3], 1, 3, 3)
+            or not es2d.gathers_through_conv()):
+        return None
+    b, h, w, d = a.shape
+    if not (_es2d_op_applies(a, params) and _use_ops(a, conv_weight, conv_bias, a2)
+            and es2d.scans_routes_of((b, d, h, w), a.dtype)):
+        return None
+    rows = torch.ops.fusion_edge.es2d_conv_gather(a, conv_weight, conv_bias, a2)
+    return es2d.es2d_scan_gathered(rows, (h, w), *params, scan_merge=torch.ops.fusion_edge.es2d_scan_routes)
+
+
 def _es2d_op_applies(x: torch.Tensor, params: tuple) -> bool:
     """The conditions of the fused function's own kernel branch (scan not pinned elsewhere, N small)."""
     return (get_default_impl() in ("auto", "cuda") and params[3].shape[-1] <= selective_scan_cuda.MAX_STATES
@@ -271,6 +313,7 @@ def install() -> bool:
         return False
     register_impl("cuda", selective_scan_dispatch, scan_available, selective_scan_cuda.cuda_unavailable_reason)
     es2d.register_fused(es2d_scan_dispatch)
+    es2d.register_conv_routes(es2d_conv_routes_dispatch)
     ldc.register_cuda_ldc(ldc_conv2d_dispatch, auto=getattr(ldc, "_CUDA_LDC_AUTO", False))
     return True
 

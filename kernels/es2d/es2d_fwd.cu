@@ -20,6 +20,8 @@
 //   fe_es2d_merge_<x>    the scatter of the unfused form: route-major rows (batch, 4D, L), as the plain
 //                        selective scan writes them for gathered routes, into the map (padding dropped)
 //   fe_es2d_split_<x>    its gather: the map's routes as route-major rows (batch, 4D, L), padding as 0
+//   fe_es2d_conv_split[_cross]_<x>  the gather of a map computed on the way: SiLU(depthwise 3x3 conv + bias)
+//                        of a channels-last input (the SS2D layer's), or of two inputs combined (the CMFM's)
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
 // row-major over the h2 x w2 sub-grid, routes 1 and 3 column-major (see route_pixel).
 // Every kernel takes `channels_last`: 0 for a map of channel planes (batch, D, h, w), 1 for its
@@ -100,6 +102,99 @@ __device__ __forceinline__ void move_routes(const T* src, T* dst, int D, int h, 
         for (int dd = warp; dd < kMergeD && d0 + dd < D; dd += kMergeWarps)
             map_out[(long)(d0 + dd) * hw + px] = from_float<T>(tile[dd][lane]);
     }
+}
+
+// Two channels' values c, c + 1 at p; `pair`: one 2-element access (p aligned to it).
+template <typename T>
+__device__ __forceinline__ void load_pair(const T* p, bool pair, bool second, float& v0, float& v1) {
+    if constexpr (sizeof(T) == 2) {
+        if (pair) {
+            const unsigned w = __ldg(reinterpret_cast<const unsigned*>(p));
+            v0 = Word<T>::get(w, 0);
+            v1 = Word<T>::get(w, 1);
+            return;
+        }
+    } else {
+        if (pair) {
+            const float2 q = __ldg(reinterpret_cast<const float2*>(p));
+            v0 = q.x;
+            v1 = q.y;
+            return;
+        }
+    }
+    v0 = to_float(p[0]);
+    v1 = second ? to_float(p[1]) : 0.f;
+}
+
+// The split with the map computed on the way (the SS2D layer's map is SiLU(depthwise 3x3 conv + bias) of
+// the in_proj output's first half, and nothing but this gather reads it): the map never exists, so the
+// conv's write and the split's read of it disappear. `a` is the channels-last input (batch, h, w, *) with
+// pixel stride `ps` (channels contiguous, e.g. a half of a (.., 2D) linear output); wt (D, 9) and bias (D).
+// kCross (the CMFM): a second input a2 (pixel stride ps2) through the same conv, the map c1 * c2 + c1 + c2.
+// A lane owns two adjacent channels of the tile (one 4-byte load per 16-bit pair), a warp a route position.
+template <typename T, bool kCross>
+__device__ __forceinline__ void conv_split(const T* a, const T* a2, const T* wt, const T* bias, T* dst, int D,
+                                           int h, int w, int ps, int ps2) {
+    __shared__ float tile[kMergeD][kMergeL + 1];
+    const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
+    const int bk = blockIdx.z, b = bk / 4, k = bk % 4;
+    const int l0 = blockIdx.x * kMergeL, d0 = blockIdx.y * kMergeD;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long row0 = ((long)bk * D + d0) * L + l0;
+    const long img = (long)b * h * w;
+    const int c = d0 + 2 * lane;  // this lane's channels c, c + 1
+    const bool on0 = c < D, on1 = c + 1 < D;
+    const bool aligned = reinterpret_cast<unsigned long long>(a) % (2 * sizeof(T)) == 0 && ps % 2 == 0 &&
+                         (!kCross || (reinterpret_cast<unsigned long long>(a2) % (2 * sizeof(T)) == 0 &&
+                                      ps2 % 2 == 0));
+    const bool pair = aligned && on1;
+    float tap0[9], tap1[9];
+#pragma unroll
+    for (int t = 0; t < 9; ++t) {
+        tap0[t] = on0 ? to_float(wt[(long)c * 9 + t]) : 0.f;
+        tap1[t] = on1 ? to_float(wt[(long)(c + 1) * 9 + t]) : 0.f;
+    }
+    const float bias0 = on0 ? to_float(bias[c]) : 0.f, bias1 = on1 ? to_float(bias[c + 1]) : 0.f;
+    for (int ll = warp; ll < kMergeL; ll += kMergeWarps) {
+        const int px = l0 + ll < L ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
+        float v0 = 0.f, v1 = 0.f;
+        if (px >= 0 && on0) {
+            const int r = px / w, col = px - r * w;
+            float s0 = bias0, s1 = bias1, t0 = bias0, t1 = bias1;
+#pragma unroll
+            for (int dy = 0; dy < 3; ++dy) {
+                const int rr = r + dy - 1;
+                if (rr < 0 || rr >= h) continue;
+#pragma unroll
+                for (int dx = 0; dx < 3; ++dx) {
+                    const int cc = col + dx - 1;
+                    if (cc < 0 || cc >= w) continue;
+                    const long pix = img + (long)rr * w + cc;
+                    float x0, x1;
+                    load_pair(a + pix * ps + c, pair, on1, x0, x1);
+                    s0 = fmaf(tap0[dy * 3 + dx], x0, s0);
+                    s1 = fmaf(tap1[dy * 3 + dx], x1, s1);
+                    if constexpr (kCross) {
+                        load_pair(a2 + pix * ps2 + c, pair, on1, x0, x1);
+                        t0 = fmaf(tap0[dy * 3 + dx], x0, t0);
+                        t1 = fmaf(tap1[dy * 3 + dx], x1, t1);
+                    }
+                }
+            }
+            v0 = silu(s0);
+            v1 = silu(s1);
+            if constexpr (kCross) {
+                const float u0 = silu(t0), u1 = silu(t1);
+                v0 = v0 * u0 + v0 + u0;
+                v1 = v1 * u1 + v1 + u1;
+            }
+        }
+        tile[2 * lane][ll] = v0;
+        tile[2 * lane + 1][ll] = v1;
+    }
+    __syncthreads();
+    for (int dd = warp; dd < kMergeD && d0 + dd < D; dd += kMergeWarps)
+        if (l0 + lane < L) dst[row0 + (long)dd * L + lane] = from_float<T>(tile[dd][lane]);
 }
 
 // grid (ceil(L/kProjL), ceil(CP/kProjC), batch * 4 * splits), block kProjL threads; kProjC rows a block.
@@ -241,6 +336,14 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
     extern "C" __global__ void __launch_bounds__(fe::es2d::kMergeWarps * 32) NAME(                    \
         const T* src, T* dst, int D, int h, int w, int channels_last) {                               \
         fe::es2d::move_routes<T, TO_MAP>(src, dst, D, h, w, channels_last);                           \
+    }
+
+// a: channels-last input (pixel stride ps), wt (D, 9), bias (D), dst the rows (batch, 4D, L); CROSS: a2 too.
+#define FE_ES2D_CONV_SPLIT_ENTRY(NAME, T, CROSS)                                                       \
+    extern "C" __global__ void __launch_bounds__(fe::es2d::kMergeWarps * 32) NAME(                    \
+        const T* a, const T* a2, const T* wt, const T* bias, T* dst, int D, int h, int w, int ps,     \
+        int ps2) {                                                                                    \
+        fe::es2d::conv_split<T, CROSS>(a, a2, wt, bias, dst, D, h, w, ps, ps2);                        \
     }
 
 #define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \
@@ -509,4 +612,22 @@ FE_ES2D_MOVE_ENTRY(fe_es2d_split_f16, half_t, false)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_split_bf16)
 FE_ES2D_MOVE_ENTRY(fe_es2d_split_bf16, bf16_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_f32)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_f32, float, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_f32)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_f32, float, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_f16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_f16, half_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_f16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_f16, half_t, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_bf16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_bf16, bf16_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_bf16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_bf16, bf16_t, true)
 #endif

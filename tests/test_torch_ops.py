@@ -374,19 +374,19 @@ def _example(node):
 @pytest.mark.parametrize("route, projection, delta, scan_form", [
     ("chunked", "auto", "auto", "auto"), ("ops", "auto", "auto", "auto"), ("ops", "kernel", "auto", "auto"),
     ("ops", "library", "auto", "auto"), ("ops", "library", "kernel", "auto"), ("ops", "library", "library", "auto"),
-    ("ops", "auto", "auto", "routes"), ("ops", "auto", "auto", "routes-map")])
+    ("ops", "auto", "auto", "routes"), ("ops", "auto", "auto", "routes-conv")])
 def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta, scan_form, monkeypatch):
     """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops).
     Compiled, the layers of at least GEMM_MIN_CHANNELS channels (64 here: the two widest stages) take their
     route projections from a library matrix product feeding es2d_scan_projected, and those doing at least
     DELTA_MIN_WORK (dt rank x channels x route length; 500 here: the widest stage) their deltas too,
     unless pinned; the "routes" scan form scans every layer's gathered routes with the plain scan op,
-    gathered from the layer's input through es2d_conv_gather (the map never stored), or with "routes-map"
-    (set_conv_gather(False)) from the conv's map through es2d_gather."""
+    gathered from the conv's map through es2d_gather, or with "routes-conv" (set_conv_gather(True)) from the
+    layer's input through es2d_conv_gather (the map never stored)."""
     monkeypatch.setattr(es2d_module, "_projection", projection)
     monkeypatch.setattr(es2d_module, "_delta", delta)
     monkeypatch.setattr(es2d_module, "_scan_form", scan_form.split("-")[0])
-    monkeypatch.setattr(es2d_module, "_conv_gather", scan_form != "routes-map")
+    monkeypatch.setattr(es2d_module, "_conv_gather", scan_form == "routes-conv")
     monkeypatch.setattr(es2d_module, "DELTA_MIN_WORK", 500)
     monkeypatch.setattr(es2d_module, "GEMM_MIN_CHANNELS", 64)
     model = tiny_model()
@@ -408,7 +408,7 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta,
         assert projected == fused == 0
         gathers = (targets.count("fusion_edge.es2d_gather"), targets.count("fusion_edge.es2d_conv_gather"))
         assert targets.count("fusion_edge.es2d_scan_routes") == TINY_ES2D_CALLS
-        assert gathers == ((TINY_ES2D_CALLS, 0) if scan_form == "routes-map" else (0, TINY_ES2D_CALLS))
+        assert gathers == ((0, TINY_ES2D_CALLS) if scan_form == "routes-conv" else (TINY_ES2D_CALLS, 0))
     else:
         assert projected + fused == TINY_ES2D_CALLS
         assert projected == {"auto": TINY_ES2D_CALLS_WIDE, "kernel": 0, "library": TINY_ES2D_CALLS}[projection]

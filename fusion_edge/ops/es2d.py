@@ -173,13 +173,15 @@ def scans_routes_of(shape: tuple[int, ...], dtype: torch.dtype, compiling: bool 
     return _scan_form == "routes"
 
 
-_conv_gather = True
+# Off by default until measured: the conv split kernel is built for every target but has not yet been run
+# on a GPU (docs/kernels.md).
+_conv_gather = False
 
 
 def set_conv_gather(enabled: bool) -> None:
     """Whether a layer on the routes form gathers its routes straight from its input through
-    ``fusion_edge::es2d_conv_gather`` (the map SiLU(conv) computed on the way, never stored; default) or
-    from the map the depthwise conv wrote (the compiler's conv kernel, then ``fusion_edge::es2d_gather``)."""
+    ``fusion_edge::es2d_conv_gather`` (the map SiLU(conv) computed on the way, never stored) or from the map
+    the depthwise conv wrote (the compiler's conv kernel, then ``fusion_edge::es2d_gather``; default)."""
     global _conv_gather
     _conv_gather = bool(enabled)
 

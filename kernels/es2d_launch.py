@@ -240,34 +240,37 @@ def launch_es2d_conv_split(a: Any, weight: Any, bias: Any, out: Any = None, *, a
             raise ValueError(f"a2 must be (batch, h, w, P2) = ({batch}, {h}, {w}, >= {dim}) like a, got {a2a.shape}")
         check(a2a, "a2", a2a.shape, (aa.dtype,))
     shape = (batch, ROUTES * dim, _route_length(h, w))
-    device = common_device(arrs)
-    result = out
-    if out is None:
-        result = launch.alloc(0, aa.dtype, shape, device=device, stream=stream)
-    oa = as_device_array(result, "out")
-    check(oa, "out", shape, (aa.dtype,))
+    cross = arrs["a2"] is not None
+    second = arrs["a2"] if cross else aa
+    result, device = _checked_out(arrs, out, shape, aa.dtype, stream)
     if batch * dim * shape[2] == 0:
         return result
     grid, block = launch_params.es2d_merge_grid(batch, dim, shape[2])
-    cross = arrs["a2"] is not None
-    second = arrs["a2"] if cross else aa
     launch.run("es2d", f"fe_es2d_conv_split{'_cross' if cross else ''}_{TYPE_CODE[aa.dtype]}", grid, block,
-               (launch.ptr(aa), launch.ptr(second), launch.ptr(wa), launch.ptr(arrs["bias"]), launch.ptr(oa),
-                launch.i32(dim), launch.i32(h), launch.i32(w), launch.i32(aa.shape[3]), launch.i32(second.shape[3])),
-               device=device, stream=stream)
+               (launch.ptr(aa), launch.ptr(second), launch.ptr(wa), launch.ptr(arrs["bias"]),
+                launch.ptr(arrs["out"]), launch.i32(dim), launch.i32(h), launch.i32(w), launch.i32(aa.shape[3]),
+                launch.i32(second.shape[3])), device=device, stream=stream)
     return result
+
+
+def _checked_out(arrs: dict, out: Any, shape: tuple, dtype: str, stream: Any) -> tuple[Any, int | None]:
+    """(the result, the device): ``out`` allocated when None, else checked as a ``shape`` ``dtype`` array, on
+    the one GPU of the inputs ``arrs`` (where it is added as ``"out"``)."""
+    arrs["out"] = None if out is None else as_device_array(out, "out")
+    device = common_device(arrs)
+    result = out
+    if arrs["out"] is None:
+        result = launch.alloc(0, dtype, shape, device=device, stream=stream)
+        arrs["out"] = as_device_array(result, "out")
+    check(arrs["out"], "out", shape, (dtype,))
+    return result, device
 
 
 def _move_routes(kind: str, src: DeviceArray, out: Any, shape: tuple, batch: int, dim: int, h: int, w: int,
                  channels_last: bool, stream: Any) -> Any:
     """One launch of fe_es2d_{merge,split}: src checked by the caller, out allocated or checked here."""
-    arrs = {"src": src, "out": None if out is None else as_device_array(out, "out")}
-    device = common_device(arrs)
-    result = out
-    if arrs["out"] is None:
-        result = launch.alloc(0, src.dtype, shape, device=device, stream=stream)
-        arrs["out"] = as_device_array(result, "out")
-    check(arrs["out"], "out", shape, (src.dtype,))
+    arrs = {"src": src}
+    result, device = _checked_out(arrs, out, shape, src.dtype, stream)
     length = _route_length(h, w)
     if batch * dim * length == 0:
         return result

@@ -197,20 +197,15 @@ def _product_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float16 if x.dtype == torch.float16 else torch.float32
 
 
-def _projected_routes(x: torch.Tensor, x_proj_weight: torch.Tensor,
-                      gather: Callable[[torch.Tensor], torch.Tensor] = es2d_gather
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gathered routes (B, 4, D, L') and their projections (B, 4, R+2N, L'), both in
-    :func:`_product_dtype`."""
-    dtype = _product_dtype(x)
-    xs = gather(x.to(dtype))
-    return xs, torch.matmul(x_proj_weight.to(dtype), xs)
-
-
 def es2d_project(x: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
     """Route projections (B, 4, R+2N, L') float32 of the map x (B, D, h, w): one batched matrix product
-    over the gathered routes (see :func:`_projected_routes` for its dtype)."""
-    return _projected_routes(x, x_proj_weight)[1].float()
+    over the routes gathered in :func:`_product_dtype` (:func:`_route_projections`)."""
+    return _route_projections(es2d_gather(x.to(_product_dtype(x))), x_proj_weight).float()
+
+
+def _route_projections(xs: torch.Tensor, x_proj_weight: torch.Tensor) -> torch.Tensor:
+    """Projections (B, 4, R+2N, L') of gathered routes xs (B, 4, D, L'): one batched product in xs's dtype."""
+    return torch.matmul(x_proj_weight.to(xs.dtype), xs)
 
 
 def es2d_delta(proj: torch.Tensor, dt_projs_weight: torch.Tensor) -> torch.Tensor:
@@ -289,7 +284,7 @@ def es2d_scan_routes(
     """The ES2D core as routes gathered by ``gather``, two library products, and ``scan_merge`` (default
     :func:`scan_routes_merged`): the plain selective scan of the route rows, merged back into the map.
     Returns (B, D, h, w) channels-last in the products' dtype (float16 for float16 maps, see
-    :func:`_projected_routes`).
+    :func:`_product_dtype`).
 
     The form a compiled model takes where the plain scan on route-major rows outruns the fused op,
     which reads and writes the map itself (see :func:`scans_routes`); there the gather and the merge are
@@ -313,7 +308,7 @@ def es2d_scan_gathered(
 ) -> torch.Tensor:
     """:func:`es2d_scan_routes` from the routes already gathered, xs (B, 4, D, L') of an h x w map (``size``):
     the projections and deltas as products in xs's dtype, then ``scan_merge``."""
-    proj = torch.matmul(x_proj_weight.to(xs.dtype), xs)
+    proj = _route_projections(xs, x_proj_weight)
     merge = scan_routes_merged if scan_merge is None else scan_merge
     return _scan_routes(xs, proj, dt_projs_weight, dt_projs_bias, A_logs, Ds, tuple(size), merge,
                         delta=es2d_delta(proj, dt_projs_weight))

@@ -8,8 +8,10 @@
    the device-to-device copy bandwidth measured in the same run; beside it the chunked
    op eager and under torch.compile, and the sequential reference (small cases only).
 2. Fused ES2D against gather + scan + scatter (es2d_scan_unfused) on the same maps.
-3. The LDC kernel against the folded convolution (cuDNN).
-4. Model forward (512x640, float16 autocast, batch 1) with our kernels and with the chunked scan.
+3. The conv gather (SiLU(depthwise 3x3 conv + bias) of an in_proj output half, gathered into route rows
+   in one launch) against the conv (cuDNN) + SiLU + the split kernel, and the split kernel alone.
+4. The LDC kernel against the folded convolution (cuDNN).
+5. Model forward (512x640, float16 autocast, batch 1) with our kernels and with the chunked scan.
 
 Timing: CUDA events around a batch of calls queued behind a GPU sleep (so CPU launch
 overhead does not pad the kernels' time), median of several rounds.
@@ -37,7 +39,12 @@ from fusion_edge.ops import use_impl
 from fusion_edge.ops.es2d import es2d_scan_unfused
 from fusion_edge.ops.ldc import ldc_effective_weight
 from fusion_edge.ops.selective_scan_chunked import selective_scan_chunked
-from fusion_edge.ops.selective_scan_cuda import es2d_scan_fused, ldc_conv2d_cuda, selective_scan_cuda
+from fusion_edge.ops.selective_scan_cuda import (
+    es2d_conv_gather_cuda,
+    es2d_scan_fused,
+    ldc_conv2d_cuda,
+    selective_scan_cuda,
+)
 from fusion_edge.ops.selective_scan_ref import selective_scan_ref
 
 RESOLUTIONS = ((256, 256), (512, 640))
@@ -286,6 +293,51 @@ def es2d_table() -> list[str]:
     return lines
 
 
+def _conv_silu(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The unfused SS2D map: cuDNN's depthwise conv of the (1, h, w, D) input, SiLU, channels-last."""
+    m = F.silu(F.conv2d(a.permute(0, 3, 1, 2), weight, bias, padding=1, groups=a.shape[-1]))
+    return m.permute(0, 2, 3, 1).contiguous()
+
+
+def _conv_silu_split(a, weight, bias, rows, stream) -> torch.Tensor:
+    from fusion_edge import kernels
+
+    kernels.launch_es2d_split(_conv_silu(a, weight, bias), rows, channels_last=True, stream=stream)
+    return rows
+
+
+@torch.no_grad()
+def conv_gather_table(copy_gbs: float) -> list[str]:
+    """The SS2D layer's conv gather on each stage's map (float16, batch 1): a (1, h, w, 2D) in_proj output
+    whose first half is convolved in place; bytes = that half read once + the route rows written once."""
+    from fusion_edge import kernels
+
+    lines = ["| preset | HxW | stage | map (h, w, D) | conv gather ms | GB/s | of copy bw "
+             "| conv (cuDNN) + SiLU + split ms | split alone ms | max rel diff |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    stream = torch.cuda.current_stream().cuda_stream
+    for preset, res, s, d, h, w in stage_shapes():
+        if res != (512, 640):
+            continue
+        a = torch.randn(1, h, w, 2 * d, generator=gen, device="cuda").half()[..., :d]
+        weight = (torch.randn(d, 1, 3, 3, generator=gen, device="cuda") / 3).half()
+        bias = torch.randn(d, generator=gen, device="cuda").half()
+        rows = torch.empty(1, 4 * d, ((h + 1) // 2) * ((w + 1) // 2), device="cuda", dtype=torch.half)
+        conv_then_split = functools.partial(_conv_silu_split, a, weight, bias, rows, stream)
+        gathered = bench(functools.partial(es2d_conv_gather_cuda, a, weight, bias))
+        separate = bench(conv_then_split)
+        conv_map = _conv_silu(a, weight, bias)
+        split = bench(functools.partial(kernels.launch_es2d_split, conv_map, rows, channels_last=True, stream=stream))
+        nbytes = (a.numel() + rows.numel()) * 2
+        diff = rel_diff(es2d_conv_gather_cuda(a, weight, bias).reshape(rows.shape), conv_then_split())
+        lines.append(f"| {preset} | {res[0]}x{res[1]} | {s + 1} | ({h}, {w}, {d}) | {fmt(gathered)} "
+                     f"| {nbytes / gathered / 1e6:.0f} | {nbytes / gathered / 1e6 / copy_gbs:.0%} | {fmt(separate)} "
+                     f"| {fmt(split)} | {diff:.1e} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 @torch.no_grad()
 def ldc_table() -> list[str]:
     lines = ["| preset | HxW | stage | x shape | LDC kernel ms | folded conv (cuDNN) ms | max rel diff |",
@@ -360,7 +412,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the tables to this markdown file (after each section)")
     parser.add_argument("--compile-budget", type=float, default=150.0,
                         help="compiled section: seconds the cases (compiled at once, one process each) may take")
-    parser.add_argument("--sections", default="scan,es2d,ldc,model,compiled")
+    parser.add_argument("--sections", default="scan,es2d,conv,ldc,model,compiled")
     parser.add_argument("--wait-for", help="compiled section: time only once this file exists")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -373,6 +425,8 @@ def main() -> None:
         "scan": ("Selective scan (float16, N=16, 4 groups, softplus, D, delta_bias)",
                  functools.partial(scan_table, copy_gbs)),
         "es2d": ("Fused ES2D vs gather + scan + scatter (x float16, output float32)", es2d_table),
+        "conv": ("Conv gather vs conv + SiLU + split (float16, batch 1, 512x640)",
+                 functools.partial(conv_gather_table, copy_gbs)),
         "ldc": ("LDC kernel vs the folded convolution (float16, batch 1)", ldc_table),
         "model": ("Model forward, batch 1", model_table),
         "compiled": ("Chunked op under torch.compile (float16, batch 1, 512x640)",

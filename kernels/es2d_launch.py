@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fusion_edge.kernels import launch, launch_params
-from fusion_edge.kernels.arrays import TYPE_CODE, DeviceArray, as_device_array, check, common_device
+from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, DeviceArray, as_device_array, check, common_device
 from fusion_edge.kernels.scan_launch import FLOAT_TYPES
 
 ROUTES = 4
@@ -215,13 +215,17 @@ def launch_es2d_split(x: Any, out: Any = None, *, channels_last: bool = False, s
 
 
 def launch_es2d_conv_split(a: Any, weight: Any, bias: Any, out: Any = None, *, a2: Any = None,
-                           stream: Any = None) -> Any:
+                           tile: int | None = None, stream: Any = None) -> Any:
     """out (batch, 4D, L') = the routes, as route-major rows (padding 0), of the map SiLU(depthwise 3x3
     conv(a) + bias), computed on the way and never stored (``fusion_edge.ops.es2d.conv_map`` and
     ``es2d_gather`` in one launch). a: a channels-last buffer (batch, h, w, P) whose first D channels are
     the conv's input (P >= D: e.g. a linear layer's output, of which the SS2D layer convolves the first
     half); weight (D, 1, 3, 3) or (D, 9), bias (D), both of a's type. a2 (batch, h, w, P2): the CMFM's second
-    input through the same conv; the map is then c1 * c2 + c1 + c2 of the two SiLU(conv)s. out has a's type."""
+    input through the same conv; the map is then c1 * c2 + c1 + c2 of the two SiLU(conv)s. out has a's type.
+    ``tile``: route positions a side of a block's tile, 16 or 8 (None: launch_params.es2d_conv_split_tile)."""
+    if tile not in (None, launch_params.ES2D_CONV_TILE, launch_params.ES2D_CONV_TILE // 2):
+        raise ValueError(f"tile must be {launch_params.ES2D_CONV_TILE} or {launch_params.ES2D_CONV_TILE // 2}, "
+                         f"got {tile}")
     arrs = {"a": as_device_array(a, "a"), "weight": as_device_array(weight, "weight"),
             "bias": as_device_array(bias, "bias"), "a2": None if a2 is None else as_device_array(a2, "a2")}
     aa, wa = arrs["a"], arrs["weight"]
@@ -245,8 +249,12 @@ def launch_es2d_conv_split(a: Any, weight: Any, bias: Any, out: Any = None, *, a
     result, device = _checked_out(arrs, out, shape, aa.dtype, stream)
     if batch * dim * shape[2] == 0:
         return result
-    grid, block = launch_params.es2d_merge_grid(batch, dim, shape[2])
-    launch.run("es2d", f"fe_es2d_conv_split{'_cross' if cross else ''}_{TYPE_CODE[aa.dtype]}", grid, block,
+    itemsize = ITEMSIZE[aa.dtype]
+    if tile is None:
+        sms = launch.sm_count(launch.current_device() if device is None else device)
+        tile = launch_params.es2d_conv_split_tile(batch, dim, h, w, itemsize, sms)
+    grid, block = launch_params.es2d_conv_split_grid(batch, dim, h, w, itemsize, tile)
+    launch.run("es2d", f"fe_es2d_conv_split{'_cross' if cross else ''}_{TYPE_CODE[aa.dtype]}_t{tile}", grid, block,
                (launch.ptr(aa), launch.ptr(second), launch.ptr(wa), launch.ptr(arrs["bias"]),
                 launch.ptr(arrs["out"]), launch.i32(dim), launch.i32(h), launch.i32(w), launch.i32(aa.shape[3]),
                 launch.i32(second.shape[3])), device=device, stream=stream)

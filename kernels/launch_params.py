@@ -27,6 +27,10 @@ ES2D_PROJ_D = 32                 # kProjD
 ES2D_MERGE_L = 32                # es2d_fwd.cu: kMergeL (route positions per merge/split block)
 ES2D_MERGE_D = 64                # kMergeD (channels per merge/split block)
 ES2D_MERGE_WARPS = 8             # kMergeWarps
+ES2D_CONV_TILE = 16              # route positions a side of a conv split tile (32 x 32 pixels), or half
+ES2D_CONV_THREADS = 256          # kConvThreads
+ES2D_CONV_BYTES = 16             # kConvBytes (bytes of each pixel's channels a conv split block owns)
+ES2D_CONV_MIN_BLOCKS_PER_SM = 2  # below this many blocks an SM at ES2D_CONV_TILE, the half-size tile
 
 LDC_TILE_W, LDC_TILE_H, LDC_OUT, LDC_THREADS = 32, 16, 8, 128  # ldc_conv2d.cu
 
@@ -324,6 +328,22 @@ def es2d_project_grid(batch: int, length: int, proj_rows: int, splits: int, rows
 def es2d_merge_grid(batch: int, dim: int, length: int):
     grid = (math.ceil(length / ES2D_MERGE_L), math.ceil(dim / ES2D_MERGE_D), batch * 4)
     return grid, (ES2D_MERGE_WARPS * 32, 1, 1)
+
+
+def es2d_conv_split_tile(batch: int, dim: int, h: int, w: int, itemsize: int, sm_count: int) -> int:
+    """Route positions a side of a conv split tile: ES2D_CONV_TILE, or half of it where the large tiles would
+    give fewer than ES2D_CONV_MIN_BLOCKS_PER_SM blocks an SM (small maps, few channels)."""
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    groups = math.ceil(dim / (ES2D_CONV_BYTES // itemsize))
+    tiles = math.ceil(h2 / ES2D_CONV_TILE) * math.ceil(w2 / ES2D_CONV_TILE)
+    return ES2D_CONV_TILE if batch * groups * tiles >= ES2D_CONV_MIN_BLOCKS_PER_SM * sm_count else ES2D_CONV_TILE // 2
+
+
+def es2d_conv_split_grid(batch: int, dim: int, h: int, w: int, itemsize: int, tile: int):
+    """Channel groups fastest, so the groups of one tile (which share 32-byte sectors) run together."""
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    grid = (math.ceil(dim / (ES2D_CONV_BYTES // itemsize)), math.ceil(h2 / tile) * math.ceil(w2 / tile), batch)
+    return grid, (ES2D_CONV_THREADS, 1, 1)
 
 
 def ldc_grid(batch: int, cout: int, height: int, width: int):

@@ -34,7 +34,7 @@ REPRESENTATIVE = {
     "es2d": ("fe_es2d_project_f16", "fe_es2d_scan_f16_n16", "fe_es2d_states_f16_n16", "fe_es2d_scan_bf16_n64",
              "fe_es2d_lanes_scan_f16_l4", "fe_es2d_lanes_states_f32_l2", "fe_es2d_lanes_scan_bf16_l8",
              "fe_es2d_time_scan_f16", "fe_es2d_time_states_bf16", "fe_es2d_merge_f16", "fe_es2d_merge_bf16",
-             "fe_es2d_split_f32", "fe_es2d_conv_split_f16", "fe_es2d_conv_split_cross_bf16"),
+             "fe_es2d_split_f32", "fe_es2d_conv_split_f16_t16", "fe_es2d_conv_split_cross_bf16_t8"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
 }
 
@@ -125,8 +125,9 @@ def test_sources_are_self_contained_and_list_their_entry_points():
     # time-parallel core)
     assert len(kernels.kernel_names("selective_scan")) == 90
     # 3 dtypes x (2 projection widths + 2 passes x (4 split-core + 4 lane-major + 1 time-parallel scans)
-    # + the merge of route rows and its inverse, the split, and the conv split for one input or two)
-    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4 + 1) + 3 * 2 + 3 * 2
+    # + the merge of route rows and its inverse, the split, and the conv split for one input or two in two
+    # tile sizes)
+    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4 + 1) + 3 * 2 + 3 * 2 * 2
     assert "fe_es2d_delta" not in kernels.kernel_names("es2d")
     assert len(kernels.kernel_names("selective_scan_bwd")) == 30  # 5 type pairs x 3 state counts x 2 passes
 
@@ -527,3 +528,19 @@ def test_projection_width_follows_the_layer():
         splits = lp.es2d_project_splits(1, 80, 40, 256, 132, rows)
         grid, block = lp.es2d_project_grid(1, 80, 40, splits, rows)
         assert grid == (1, -(-40 // rows), 4 * splits) and block == (lp.ES2D_PROJ_L, 1, 1)
+
+
+def test_conv_split_tile_follows_the_map():
+    """32 x 32 pixel tiles where they give at least two blocks an SM (paper stages 1-2 at 512x640), 16 x 16
+    ones for small maps and few channels (paper stages 3-4, every edge stage), so those fill the GPU."""
+    from fusion_edge.kernels import launch_params as lp
+
+    big, small = lp.ES2D_CONV_TILE, lp.ES2D_CONV_TILE // 2
+    assert lp.es2d_conv_split_tile(1, 192, 128, 160, 2, 132) == big     # paper stage 1: 480 blocks
+    assert lp.es2d_conv_split_tile(1, 384, 64, 80, 2, 132) == big       # paper stage 2: 288 blocks
+    assert lp.es2d_conv_split_tile(1, 768, 32, 40, 2, 132) == small     # paper stage 3: 192 blocks
+    assert lp.es2d_conv_split_tile(1, 32, 128, 160, 2, 132) == small    # edge stage 1: 80 blocks
+    assert lp.es2d_conv_split_tile(8, 32, 128, 160, 2, 132) == big      # the same at batch 8
+    assert lp.es2d_conv_split_tile(1, 192, 128, 160, 4, 132) == big     # float32: 4 channels a block
+    grid, block = lp.es2d_conv_split_grid(2, 33, 35, 33, 2, small)      # 18 x 17 positions, 5 groups of 8
+    assert grid == (5, 3 * 3, 2) and block == (lp.ES2D_CONV_THREADS, 1, 1)

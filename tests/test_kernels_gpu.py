@@ -566,7 +566,7 @@ def test_es2d_merge_and_split_on_unaligned_buffers(kernels, dtype):
 @pytest.mark.parametrize("cross", [False, True])
 @pytest.mark.parametrize("shape, pitch", [((1, 1, 1, 1), 1), ((2, 8, 7, 5), 16), ((1, 33, 9, 5), 33),
                                           ((1, 33, 9, 5), 66), ((1, 96, 9, 12), 192), ((2, 130, 33, 20), 260),
-                                          ((1, 64, 1, 9), 64)])
+                                          ((1, 64, 1, 9), 64), ((1, 24, 40, 70), 48), ((2, 12, 35, 33), 24)])
 def test_es2d_conv_split_is_the_gather_of_the_conv_map(kernels, shape, pitch, cross, dtype):
     """launch_es2d_conv_split (through es2d_conv_gather_cuda) writes every row position with the route's pixel
     of SiLU(depthwise 3x3 conv + bias) of the first D channels of a (batch, h, w, pitch) buffer (a half of an
@@ -587,19 +587,25 @@ def test_es2d_conv_split_is_the_gather_of_the_conv_map(kernels, shape, pitch, cr
     if cross:
         c2 = conv(a2)
         truth = truth * c2 + truth + c2
-    rows = torch.full((batch, ROUTES * d, ((h + 1) // 2) * ((w + 1) // 2)), float("nan"), device="cuda", dtype=dtype)
     with torch.no_grad():
         out = es2d_conv_gather_cuda(a, weight, bias, a2 if cross else None)
-    kernels.launch_es2d_conv_split(a.contiguous(), weight, bias, rows, a2=a2.contiguous() if cross else None,
-                                   stream=torch.cuda.current_stream().cuda_stream)
-    torch.cuda.synchronize()
     expected = es2d_gather(truth)
     assert out.shape == expected.shape and out.dtype == dtype
-    assert not out.isnan().any() and not rows.isnan().any()
-    assert rel_err(out, expected) <= TOL[dtype] and rel_err(rows.view(expected.shape), expected) <= TOL[dtype]
+    assert not out.isnan().any()
+    assert rel_err(out, expected) <= TOL[dtype]
+    for tile in (16, 8):  # both tile sizes, whichever the launcher would pick for this shape
+        rows = torch.full((batch, ROUTES * d, ((h + 1) // 2) * ((w + 1) // 2)), float("nan"), device="cuda",
+                          dtype=dtype)
+        kernels.launch_es2d_conv_split(a.contiguous(), weight, bias, rows, a2=a2.contiguous() if cross else None,
+                                       tile=tile, stream=torch.cuda.current_stream().cuda_stream)
+        torch.cuda.synchronize()
+        assert not rows.isnan().any(), f"tile {tile}"
+        assert rel_err(rows.view(expected.shape), expected) <= TOL[dtype], f"tile {tile}"
     if d > 1:
         with pytest.raises(ValueError, match=r"weight must be \(D, 1, 3, 3\) or \(D, 9\) with 0 < D <= a's"):
             kernels.launch_es2d_conv_split(a[..., :1].contiguous(), weight, bias)
+    with pytest.raises(ValueError, match="tile must be 16 or 8, got 4"):
+        kernels.launch_es2d_conv_split(a.contiguous(), weight, bias, tile=4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

@@ -20,8 +20,9 @@
 //   fe_es2d_merge_<x>    the scatter of the unfused form: route-major rows (batch, 4D, L), as the plain
 //                        selective scan writes them for gathered routes, into the map (padding dropped)
 //   fe_es2d_split_<x>    its gather: the map's routes as route-major rows (batch, 4D, L), padding as 0
-//   fe_es2d_conv_split[_cross]_<x>  the gather of a map computed on the way: SiLU(depthwise 3x3 conv + bias)
-//                        of a channels-last input (the SS2D layer's), or of two inputs combined (the CMFM's)
+//   fe_es2d_conv_split[_cross]_<x>_t<T>  the gather of a map computed on the way: SiLU(depthwise 3x3 conv +
+//                        bias) of a channels-last input (the SS2D layer's), or of two inputs combined (the
+//                        CMFM's), in tiles of T x T route positions (T = 16 or 8, the launcher picks)
 // Route k, sequence index l: (row parity k & 1, column parity k >> 1); routes 0 and 2 are
 // row-major over the h2 x w2 sub-grid, routes 1 and 3 column-major (see route_pixel).
 // Every kernel takes `channels_last`: 0 for a map of channel planes (batch, D, h, w), 1 for its
@@ -104,26 +105,69 @@ __device__ __forceinline__ void move_routes(const T* src, T* dst, int D, int h, 
     }
 }
 
-// Two channels' values c, c + 1 at p; `pair`: one 2-element access (p aligned to it).
+// A conv split tile is kT x kT positions of each route (2kT x 2kT pixels), kT = 16 or 8 (the launcher takes
+// 8 where 16 leaves the GPU short of blocks: small maps, few channels).
+constexpr int kConvThreads = 256;  // threads per conv split block
+constexpr int kConvBytes = 16;     // bytes of each pixel's channels a block owns: one 16-byte load a pixel
+constexpr int kConvVec = 4;        // channels a thread convolves
+
+// SiLU on the special-function unit: the conv split is issue-bound, and the IEEE exp and divide of fe::silu
+// cost it a quarter of its instructions (for x < -87 the quotient is -0 instead of about -x e^x).
+__device__ __forceinline__ float silu_fast(float x) {
+    return __fdividef(x, 1.f + exp2_fast(-x * kLog2e));
+}
+
+// The channels a conv split block owns: 8 of a 16-bit type, 4 floats.
+template <typename T> __host__ __device__ constexpr int conv_channels() { return kConvBytes / static_cast<int>(sizeof(T)); }
+
+// Four channels at p (kConvVec consecutive elements of shared memory, 8- or 16-byte aligned) as floats.
 template <typename T>
-__device__ __forceinline__ void load_pair(const T* p, bool pair, bool second, float& v0, float& v1) {
+__device__ __forceinline__ void load_vec4(const T* p, float v[kConvVec]) {
     if constexpr (sizeof(T) == 2) {
-        if (pair) {
-            const unsigned w = __ldg(reinterpret_cast<const unsigned*>(p));
-            v0 = Word<T>::get(w, 0);
-            v1 = Word<T>::get(w, 1);
-            return;
-        }
+        const uint2 q = *reinterpret_cast<const uint2*>(p);
+        v[0] = Word<T>::get(q.x, 0); v[1] = Word<T>::get(q.x, 1);
+        v[2] = Word<T>::get(q.y, 0); v[3] = Word<T>::get(q.y, 1);
     } else {
-        if (pair) {
-            const float2 q = __ldg(reinterpret_cast<const float2*>(p));
-            v0 = q.x;
-            v1 = q.y;
-            return;
-        }
+        const float4 q = *reinterpret_cast<const float4*>(p);
+        v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
     }
-    v0 = to_float(p[0]);
-    v1 = second ? to_float(p[1]) : 0.f;
+}
+
+// Stage the (2T + 2) x (2T + 2) pixels (the tile and its halo; outside the image 0) of the block's channels
+// c0.. of a channels-last input (pixel stride ps) in shared memory: one 16-byte load a pixel where the
+// layout allows, all of a thread's loads in flight before the first store (the tile is latency-bound, not
+// bandwidth-bound); else element by element.
+template <typename T, int kT>
+__device__ __forceinline__ void stage_conv_input(const T* a, int ps, T* tile, long img, int h, int w,
+                                                 int row0, int col0, int c0, int D) {
+    constexpr int kC = conv_channels<T>(), kSide = 2 * kT + 2, kPixels = kSide * kSide;
+    constexpr int kRounds = (kPixels + kConvThreads - 1) / kConvThreads;
+    const bool vec = reinterpret_cast<unsigned long long>(a) % kConvBytes == 0 &&
+                     (static_cast<long>(ps) * sizeof(T)) % kConvBytes == 0 && c0 + kC <= D;
+    if (vec) {
+        uint4 got[kRounds];
+#pragma unroll
+        for (int q = 0; q < kRounds; ++q) {
+            const int p = threadIdx.x + q * kConvThreads;
+            const int row = row0 - 1 + p / kSide, col = col0 - 1 + p % kSide;
+            const bool inside = p < kPixels && row >= 0 && row < h && col >= 0 && col < w;
+            got[q] = inside ? __ldg(reinterpret_cast<const uint4*>(a + (img + (long)row * w + col) * ps + c0))
+                            : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int q = 0; q < kRounds; ++q) {
+            const int p = threadIdx.x + q * kConvThreads;
+            if (p < kPixels) *reinterpret_cast<uint4*>(tile + p * kC) = got[q];
+        }
+        return;
+    }
+    for (int p = threadIdx.x; p < kPixels; p += kConvThreads) {
+        const int row = row0 - 1 + p / kSide, col = col0 - 1 + p % kSide;
+        const bool inside = row >= 0 && row < h && col >= 0 && col < w;
+        const T* src = a + (img + (long)row * w + col) * ps + c0;
+#pragma unroll
+        for (int v = 0; v < kC; ++v) tile[p * kC + v] = (inside && c0 + v < D) ? src[v] : from_float<T>(0.f);
+    }
 }
 
 // The split with the map computed on the way (the SS2D layer's map is SiLU(depthwise 3x3 conv + bias) of
@@ -131,70 +175,94 @@ __device__ __forceinline__ void load_pair(const T* p, bool pair, bool second, fl
 // conv's write and the split's read of it disappear. `a` is the channels-last input (batch, h, w, *) with
 // pixel stride `ps` (channels contiguous, e.g. a half of a (.., 2D) linear output); wt (D, 9) and bias (D).
 // kCross (the CMFM): a second input a2 (pixel stride ps2) through the same conv, the map c1 * c2 + c1 + c2.
-// A lane owns two adjacent channels of the tile (one 4-byte load per 16-bit pair), a warp a route position.
-template <typename T, bool kCross>
+// grid (ceil(D / kC), tiles, batch), block kConvThreads: a block owns a 2kT x 2kT pixel tile (kT x kT positions
+// of each route) and kC channels. Its input tile with halo is staged in shared memory (each pixel read once,
+// not once per tap), a thread convolves a column strip of pixels for kConvVec channels on a sliding 3 x 3
+// window, the results land in a route-major shared tile, and the rows are written a run of positions at a
+// time. The channel groups of one tile are neighbouring blocks, so the 32-byte sectors they share are read
+// from L2 together.
+template <typename T, bool kCross, int kT>
 __device__ __forceinline__ void conv_split(const T* a, const T* a2, const T* wt, const T* bias, T* dst, int D,
                                            int h, int w, int ps, int ps2) {
-    __shared__ float tile[kMergeD][kMergeL + 1];
+    constexpr int kC = conv_channels<T>(), kSide = 2 * kT + 2;
+    constexpr int kLanesPerPixel = kC / kConvVec;                              // 2 (16-bit) or 1 (float)
+    constexpr int kThreadsPerCol = kConvThreads / (2 * kT * kLanesPerPixel);  // strips of a column
+    constexpr int kStripRows = 2 * kT / kThreadsPerCol;                       // pixels a thread convolves
+    static_assert(kC % kConvVec == 0 && kThreadsPerCol >= 1 && kStripRows * kThreadsPerCol == 2 * kT, "tiling");
+    __shared__ __align__(16) T in[kSide * kSide * kC];
+    __shared__ T routes[4][kC][kT][kT + 2];  // the tile's outputs by route; padded so columns spread over banks
     const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
-    const int bk = blockIdx.z, b = bk / 4, k = bk % 4;
-    const int l0 = blockIdx.x * kMergeL, d0 = blockIdx.y * kMergeD;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const long row0 = ((long)bk * D + d0) * L + l0;
+    const int c0 = blockIdx.x * kC, b = blockIdx.z;
+    const int tiles_w = (w2 + kT - 1) / kT;
+    const int i0 = (blockIdx.y / tiles_w) * kT, j0 = (blockIdx.y % tiles_w) * kT;
     const long img = (long)b * h * w;
-    const int c = d0 + 2 * lane;  // this lane's channels c, c + 1
-    const bool on0 = c < D, on1 = c + 1 < D;
-    const bool aligned = reinterpret_cast<unsigned long long>(a) % (2 * sizeof(T)) == 0 && ps % 2 == 0 &&
-                         (!kCross || (reinterpret_cast<unsigned long long>(a2) % (2 * sizeof(T)) == 0 &&
-                                      ps2 % 2 == 0));
-    const bool pair = aligned && on1;
-    float tap0[9], tap1[9];
+    const int ch = (threadIdx.x % kLanesPerPixel) * kConvVec;  // this thread's first channel in the block
+    const int col = (threadIdx.x / kLanesPerPixel) % (2 * kT);
+    const int r0 = threadIdx.x / (kLanesPerPixel * 2 * kT) * kStripRows;
+    float tap[9][kConvVec], b4[kConvVec];
+    float first[kCross ? kStripRows : 1][kConvVec];  // kCross: the first input's map at this thread's pixels
 #pragma unroll
-    for (int t = 0; t < 9; ++t) {
-        tap0[t] = on0 ? to_float(wt[(long)c * 9 + t]) : 0.f;
-        tap1[t] = on1 ? to_float(wt[(long)(c + 1) * 9 + t]) : 0.f;
+    for (int v = 0; v < kConvVec; ++v) {
+        const int c = c0 + ch + v;
+        b4[v] = c < D ? to_float(bias[c]) : 0.f;
+#pragma unroll
+        for (int t = 0; t < 9; ++t) tap[t][v] = c < D ? to_float(wt[(long)c * 9 + t]) : 0.f;
     }
-    const float bias0 = on0 ? to_float(bias[c]) : 0.f, bias1 = on1 ? to_float(bias[c + 1]) : 0.f;
-    for (int ll = warp; ll < kMergeL; ll += kMergeWarps) {
-        const int px = l0 + ll < L ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
-        float v0 = 0.f, v1 = 0.f;
-        if (px >= 0 && on0) {
-            const int r = px / w, col = px - r * w;
-            float s0 = bias0, s1 = bias1, t0 = bias0, t1 = bias1;
 #pragma unroll
-            for (int dy = 0; dy < 3; ++dy) {
-                const int rr = r + dy - 1;
-                if (rr < 0 || rr >= h) continue;
+    for (int pass = 0; pass < (kCross ? 2 : 1); ++pass) {
+        if (pass) __syncthreads();  // every thread is done with the first input's tile
+        stage_conv_input<T, kT>(pass ? a2 : a, pass ? ps2 : ps, in, img, h, w, 2 * i0, 2 * j0, c0, D);
+        __syncthreads();
+        float win[3][3][kConvVec];  // rows r - 1, r, r + 1 of columns col - 1, col, col + 1
 #pragma unroll
-                for (int dx = 0; dx < 3; ++dx) {
-                    const int cc = col + dx - 1;
-                    if (cc < 0 || cc >= w) continue;
-                    const long pix = img + (long)rr * w + cc;
-                    float x0, x1;
-                    load_pair(a + pix * ps + c, pair, on1, x0, x1);
-                    s0 = fmaf(tap0[dy * 3 + dx], x0, s0);
-                    s1 = fmaf(tap1[dy * 3 + dx], x1, s1);
-                    if constexpr (kCross) {
-                        load_pair(a2 + pix * ps2 + c, pair, on1, x0, x1);
-                        t0 = fmaf(tap0[dy * 3 + dx], x0, t0);
-                        t1 = fmaf(tap1[dy * 3 + dx], x1, t1);
+        for (int y = 0; y < 2; ++y)
+#pragma unroll
+            for (int x = 0; x < 3; ++x) load_vec4(in + ((r0 + y) * kSide + col + x) * kC + ch, win[y + 1][x]);
+#pragma unroll
+        for (int dr = 0; dr < kStripRows; ++dr) {
+            const int r = r0 + dr;
+#pragma unroll
+            for (int x = 0; x < 3; ++x) {
+#pragma unroll
+                for (int v = 0; v < kConvVec; ++v) { win[0][x][v] = win[1][x][v]; win[1][x][v] = win[2][x][v]; }
+                load_vec4(in + ((r + 2) * kSide + col + x) * kC + ch, win[2][x]);
+            }
+            const int row = 2 * i0 + r, pcol = 2 * j0 + col;
+            const int k = (r & 1) | ((col & 1) << 1), i = r >> 1, j = col >> 1;
+#pragma unroll
+            for (int v = 0; v < kConvVec; ++v) {
+                float s = b4[v];
+#pragma unroll
+                for (int t = 0; t < 9; ++t) s = fmaf(tap[t][v], win[t / 3][t % 3][v], s);
+                const float y = (row < h && pcol < w) ? silu_fast(s) : 0.f;  // padding positions of a route read as 0
+                if constexpr (kCross) {
+                    if (pass == 0) {
+                        first[dr][v] = y;
+                        continue;
                     }
+                    routes[k][ch + v][i][j] = from_float<T>(first[dr][v] * y + first[dr][v] + y);
+                } else {
+                    routes[k][ch + v][i][j] = from_float<T>(y);
                 }
             }
-            v0 = silu(s0);
-            v1 = silu(s1);
-            if constexpr (kCross) {
-                const float u0 = silu(t0), u1 = silu(t1);
-                v0 = v0 * u0 + v0 + u0;
-                v1 = v1 * u1 + v1 + u1;
-            }
         }
-        tile[2 * lane][ll] = v0;
-        tile[2 * lane + 1][ll] = v1;
     }
     __syncthreads();
-    for (int dd = warp; dd < kMergeD && d0 + dd < D; dd += kMergeWarps)
-        if (l0 + lane < L) dst[row0 + (long)dd * L + lane] = from_float<T>(tile[dd][lane]);
+    // rows (batch, 4D, L): routes 0 and 2 run along j (row-major sub-grid), routes 1 and 3 along i. A thread
+    // keeps its position q of the tile for every channel and route (kT * kT divides kConvThreads).
+    static_assert(kConvThreads % (kT * kT) == 0 && (4 * kC * kT * kT) % kConvThreads == 0, "write tiling");
+    constexpr int kPerThread = 4 * kC * kT * kT / kConvThreads, kChanStep = kConvThreads / (kT * kT);
+    const int q = threadIdx.x % (kT * kT), cq = threadIdx.x / (kT * kT);
+    const int ia = q / kT, ja = q % kT;  // routes 0, 2 (j fastest); routes 1, 3 transposed
+    const bool in_a = i0 + ia < h2 && j0 + ja < w2, in_b = i0 + ja < h2 && j0 + ia < w2;
+    const long la = (long)(i0 + ia) * w2 + j0 + ja, lb = (long)(j0 + ia) * h2 + i0 + ja;
+#pragma unroll
+    for (int n = 0; n < kPerThread; ++n) {
+        const int ck = cq + n * kChanStep, c = ck % kC, k = ck / kC;
+        const bool odd = k & 1;
+        if (!(odd ? in_b : in_a) || c0 + c >= D) continue;
+        dst[((long)(b * 4 + k) * D + c0 + c) * L + (odd ? lb : la)] = odd ? routes[k][c][ja][ia] : routes[k][c][ia][ja];
+    }
 }
 
 // grid (ceil(L/kProjL), ceil(CP/kProjC), batch * 4 * splits), block kProjL threads; kProjC rows a block.
@@ -339,11 +407,11 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
     }
 
 // a: channels-last input (pixel stride ps), wt (D, 9), bias (D), dst the rows (batch, 4D, L); CROSS: a2 too.
-#define FE_ES2D_CONV_SPLIT_ENTRY(NAME, T, CROSS)                                                       \
-    extern "C" __global__ void __launch_bounds__(fe::es2d::kMergeWarps * 32) NAME(                    \
+#define FE_ES2D_CONV_SPLIT_ENTRY(NAME, T, CROSS, TILE)                                                 \
+    extern "C" __global__ void __launch_bounds__(fe::es2d::kConvThreads, 2) NAME(                     \
         const T* a, const T* a2, const T* wt, const T* bias, T* dst, int D, int h, int w, int ps,     \
         int ps2) {                                                                                    \
-        fe::es2d::conv_split<T, CROSS>(a, a2, wt, bias, dst, D, h, w, ps, ps2);                        \
+        fe::es2d::conv_split<T, CROSS, TILE>(a, a2, wt, bias, dst, D, h, w, ps, ps2);                  \
     }
 
 #define FE_ES2D_SCAN_ENTRY(NAME, TX, LPC, SPL, STATES)                                                \
@@ -613,21 +681,39 @@ FE_ES2D_MOVE_ENTRY(fe_es2d_split_f16, half_t, false)
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_split_bf16)
 FE_ES2D_MOVE_ENTRY(fe_es2d_split_bf16, bf16_t, false)
 #endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_f32)
-FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_f32, float, false)
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_f32_t16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_f32_t16, float, false, 16)
 #endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_f32)
-FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_f32, float, true)
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_f32_t8)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_f32_t8, float, false, 8)
 #endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_f16)
-FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_f16, half_t, false)
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_f32_t16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_f32_t16, float, true, 16)
 #endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_f16)
-FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_f16, half_t, true)
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_f32_t8)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_f32_t8, float, true, 8)
 #endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_bf16)
-FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_bf16, bf16_t, false)
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_f16_t16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_f16_t16, half_t, false, 16)
 #endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_bf16)
-FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_bf16, bf16_t, true)
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_f16_t8)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_f16_t8, half_t, false, 8)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_f16_t16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_f16_t16, half_t, true, 16)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_f16_t8)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_f16_t8, half_t, true, 8)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_bf16_t16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_bf16_t16, bf16_t, false, 16)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_bf16_t8)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_bf16_t8, bf16_t, false, 8)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_bf16_t16)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_bf16_t16, bf16_t, true, 16)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_bf16_t8)
+FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_bf16_t8, bf16_t, true, 8)
 #endif

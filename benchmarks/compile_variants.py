@@ -31,9 +31,9 @@ compilation); ``fixed-reductions`` also gives every reduction kernel one heurist
 ``deterministic`` is ``fixed-pointwise`` under inductor's deterministic mode (no on-device timing of
 choices that change numerics); ``fused-scans`` and ``route-scans`` are ``fixed-pointwise`` with every
 ES2D layer on the fused op or on the plain scan over gathered routes (``fusion_edge.ops.es2d.set_scan_form``;
-the others take the model's per-layer choice); ``conv-gather`` is ``fixed-pointwise`` with the routes layers
-gathering from their input, the conv computed on the way, instead of from the map the conv stored
-(``es2d.set_conv_gather``).
+the others take the model's per-layer choice). Every variant gathers the routes layers' routes from their
+input with the conv computed on the way (the model's default) except ``map-gather``, which is
+``fixed-pointwise`` gathering them from the map the compiler's conv stored (``es2d.set_conv_gather``).
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -81,7 +81,7 @@ class Variant(NamedTuple):
     options: dict
     cross_stream: bool
     scan_form: str = "auto"
-    conv_gather: bool = False
+    conv_gather: bool = True
 
 
 VARIANTS = {
@@ -102,7 +102,7 @@ VARIANTS = {
     "deterministic": Variant("auto", "auto", "auto", {**FIXED_POINTWISE, "deterministic": True}, True),
     "fused-scans": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "fused"),
     "route-scans": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "routes"),
-    "conv-gather": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "auto", True),
+    "map-gather": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "auto", False),
     "mm64": Variant("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 64}, True),
     "mm128": Variant("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 128}, True),
     "pdl-mm128": Variant("auto", "auto", "auto",

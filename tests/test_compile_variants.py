@@ -59,6 +59,8 @@ def test_every_variant_sets_modes_the_model_accepts(cv, monkeypatch):
     fused, routes = cv.VARIANTS["fused-scans"], cv.VARIANTS["route-scans"]
     assert (fused.scan_form, routes.scan_form) == ("fused", "routes")
     assert fused._replace(scan_form="auto") == routes._replace(scan_form="auto") == cv.VARIANTS["fixed-pointwise"]
+    assert not cv.VARIANTS["map-gather"].conv_gather and cv.VARIANTS["fixed-pointwise"].conv_gather
+    assert cv.VARIANTS["map-gather"]._replace(conv_gather=True) == cv.VARIANTS["fixed-pointwise"]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown variants"):
         cv._variant_list("gemm,fastest")
 

@@ -381,8 +381,8 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta,
     route projections from a library matrix product feeding es2d_scan_projected, and those doing at least
     DELTA_MIN_WORK (dt rank x channels x route length; 500 here: the widest stage) their deltas too,
     unless pinned; the "routes" scan form scans every layer's gathered routes with the plain scan op,
-    gathered from the conv's map through es2d_gather, or with "routes-conv" (set_conv_gather(True)) from the
-    layer's input through es2d_conv_gather (the map never stored)."""
+    gathered from the conv's map through es2d_gather (set_conv_gather(False)), or with "routes-conv" (the
+    default) from the layer's input through es2d_conv_gather (the map never stored)."""
     monkeypatch.setattr(es2d_module, "_projection", projection)
     monkeypatch.setattr(es2d_module, "_delta", delta)
     monkeypatch.setattr(es2d_module, "_scan_form", scan_form.split("-")[0])

@@ -173,15 +173,15 @@ def scans_routes_of(shape: tuple[int, ...], dtype: torch.dtype, compiling: bool 
     return _scan_form == "routes"
 
 
-# Off by default until measured: the conv split kernel is built for every target but has not yet been run
-# on a GPU (docs/kernels.md).
-_conv_gather = False
+# On by default: the compiled paper model at 512x640 runs 0.2 ms faster (H200) with the conv gathered on the way
+# than with the compiler's conv kernel and the split (benchmarks/results/conv_gather_h200.md).
+_conv_gather = True
 
 
 def set_conv_gather(enabled: bool) -> None:
     """Whether a layer on the routes form gathers its routes straight from its input through
-    ``fusion_edge::es2d_conv_gather`` (the map SiLU(conv) computed on the way, never stored) or from the map
-    the depthwise conv wrote (the compiler's conv kernel, then ``fusion_edge::es2d_gather``; default)."""
+    ``fusion_edge::es2d_conv_gather`` (the map SiLU(conv) computed on the way, never stored; default) or from the map
+    the depthwise conv wrote (the compiler's conv kernel, then ``fusion_edge::es2d_gather``)."""
     global _conv_gather
     _conv_gather = bool(enabled)
 

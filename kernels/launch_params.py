@@ -333,10 +333,8 @@ def es2d_merge_grid(batch: int, dim: int, length: int):
 def es2d_conv_split_tile(batch: int, dim: int, h: int, w: int, itemsize: int, sm_count: int) -> int:
     """Route positions a side of a conv split tile: ES2D_CONV_TILE, or half of it where the large tiles would
     give fewer than ES2D_CONV_MIN_BLOCKS_PER_SM blocks an SM (small maps, few channels)."""
-    h2, w2 = (h + 1) // 2, (w + 1) // 2
-    groups = math.ceil(dim / (ES2D_CONV_BYTES // itemsize))
-    tiles = math.ceil(h2 / ES2D_CONV_TILE) * math.ceil(w2 / ES2D_CONV_TILE)
-    return ES2D_CONV_TILE if batch * groups * tiles >= ES2D_CONV_MIN_BLOCKS_PER_SM * sm_count else ES2D_CONV_TILE // 2
+    blocks = math.prod(es2d_conv_split_grid(batch, dim, h, w, itemsize, ES2D_CONV_TILE)[0])
+    return ES2D_CONV_TILE if blocks >= ES2D_CONV_MIN_BLOCKS_PER_SM * sm_count else ES2D_CONV_TILE // 2
 
 
 def es2d_conv_split_grid(batch: int, dim: int, h: int, w: int, itemsize: int, tile: int):

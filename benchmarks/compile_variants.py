@@ -3,7 +3,7 @@
     python benchmarks/compile_variants.py [--preset edge] [--size 512x640] [--scope model|blocks|stages]
         [--variants library,elementwise,combo,scan-delta,gemm,lib-delta,stream,aggressive,coordinate,
         autotune,pdl,mm64,mm128,pdl-mm128,fixed-pointwise,fixed-reductions,deterministic,fused-scans,
-        route-scans] [--jobs N]
+        route-scans,map-gather,separate-gelu,separate-norm] [--jobs N]
         [--out FILE.md] [--top N] [--cache-dir DIR] [--lock FILE] [--barrier DIR [--barrier-count N]]
         [--compile-timeout S] [--schedules early,after-encoder] [--priorities 0:0,-1:0] [--prior-inline] [--model CKPT]
 
@@ -33,7 +33,12 @@ choices that change numerics); ``fused-scans`` and ``route-scans`` are ``fixed-p
 ES2D layer on the fused op or on the plain scan over gathered routes (``fusion_edge.ops.es2d.set_scan_form``;
 the others take the model's per-layer choice). Every variant gathers the routes layers' routes from their
 input with the conv computed on the way (the model's default) except ``map-gather``, which is
-``fixed-pointwise`` gathering them from the map the compiler's conv stored (``es2d.set_conv_gather``).
+``fixed-pointwise`` gathering them from the map the compiler's conv stored (``es2d.set_conv_gather``), and
+every variant runs each MLP's fc1 and GELU as one cuBLASLt GEMM with the GELU in its epilogue except
+``separate-gelu`` (``fixed-pointwise`` with the GEMM and an elementwise GELU kernel after it;
+``fusion_edge.ops.linear_gelu``), and every routes layer merges its scanned rows with its LayerNorm and gate
+applied except ``separate-norm`` (``fixed-pointwise`` merging into the map for a compiled LayerNorm and gate
+kernel; ``es2d.set_merge_norm``).
 
 On a CUDA GPU each variant is compiled in its own process (``--jobs`` at once: compiling is CPU work),
 then the variants are timed one at a time: float16 model copy, our kernels, inductor freezing, the
@@ -82,6 +87,8 @@ class Variant(NamedTuple):
     cross_stream: bool
     scan_form: str = "auto"
     conv_gather: bool = True
+    gelu_epilogue: str = "auto"
+    merge_norm: bool = True
 
 
 VARIANTS = {
@@ -103,6 +110,8 @@ VARIANTS = {
     "fused-scans": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "fused"),
     "route-scans": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "routes"),
     "map-gather": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, "auto", False),
+    "separate-gelu": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, gelu_epilogue="off"),
+    "separate-norm": Variant("auto", "auto", "auto", FIXED_POINTWISE, True, merge_norm=False),
     "mm64": Variant("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 64}, True),
     "mm128": Variant("auto", "auto", "auto", {"combo_kernels": True, "decompose_mm": 128}, True),
     "pdl-mm128": Variant("auto", "auto", "auto",
@@ -160,6 +169,7 @@ def _compiled(args, variant: str):
     from fusion_edge.bench.backends_torch import half_model
     from fusion_edge.inference import load_model
     from fusion_edge.ops import es2d, fusable
+    from fusion_edge.ops.linear_gelu import set_gelu_epilogue
 
     chosen = VARIANTS[variant]
     fusable.set_default_impl(chosen.forms)
@@ -167,6 +177,8 @@ def _compiled(args, variant: str):
     es2d.set_delta(chosen.delta)
     es2d.set_scan_form(chosen.scan_form)
     es2d.set_conv_gather(chosen.conv_gather)
+    set_gelu_epilogue(chosen.gelu_epilogue)
+    es2d.set_merge_norm(chosen.merge_norm)
     inductor_config.freezing = True
     _apply_inductor_options(chosen.options)
     torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT

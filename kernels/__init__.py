@@ -54,6 +54,11 @@ workspace=None, proj=None, delta=None, channels_last=False, stream=None) -> out`
     ``channels_last`` its (batch, h, w, D) buffer) in ys's type, each route written to its own
     pixels and the padding dropped. A tiled transpose: both sides are read and written in runs.
 
+``launch_es2d_merge_norm(ys, z, weight, bias, out=None, *, h, w, eps, cross=False, stream=None) -> out``
+    The merge with the SS2D layer's out_norm and gate on the way: ``out`` (batch, h, w, D) =
+    LayerNorm(the map of the rows ys)(weight, bias, eps) * SiLU(z) (``cross``: the CMFM's gate s + SiLU(s),
+    s = SiLU(z)); z (batch, h, w, P) pixel rows, P >= D (the in_proj output's second half read in place).
+
 ``launch_es2d_split(x, out=None, *, channels_last=False, stream=None) -> out``
     Its inverse, the gather: the routes of the map x (batch, D, h, w) (or its channels-last
     (batch, h, w, D) buffer) as rows ``out`` (batch, 4D, L') in x's type, padding as zeros.
@@ -85,6 +90,7 @@ from fusion_edge.kernels.es2d_launch import (
     es2d_workspace_bytes,
     launch_es2d_conv_split,
     launch_es2d_merge,
+    launch_es2d_merge_norm,
     launch_es2d_scan,
     launch_es2d_split,
 )
@@ -113,6 +119,7 @@ __all__ = [
     "kernel_source",
     "launch_es2d_conv_split",
     "launch_es2d_merge",
+    "launch_es2d_merge_norm",
     "launch_es2d_scan",
     "launch_es2d_split",
     "launch_ldc_conv2d",

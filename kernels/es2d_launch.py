@@ -1,12 +1,13 @@
 """Fused ES2D launcher: route projections, then the scan (which forms delta from the dt rows itself
 unless given it), reading and writing the map in place; and the merge of scanned route rows into the map
-(the unfused form's scatter), its gather (split), and the gather of a map computed on the way from an
-SS2D layer's input (conv split)."""
+(the unfused form's scatter), its gather (split), the gather of a map computed on the way from an
+SS2D layer's input (conv split), and the merge with the layer's LayerNorm and gate applied (merge norm)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from fusion_edge.kernels import launch, launch_params
 from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, DeviceArray, as_device_array, check, common_device
 from fusion_edge.kernels.scan_launch import FLOAT_TYPES
@@ -199,6 +200,46 @@ def launch_es2d_merge(ys: Any, out: Any = None, *, h: int, w: int, channels_last
         raise ValueError(f"ys has {ya.shape[2]} positions a route; an {h}x{w} map has {_route_length(h, w)}")
     shape = (batch, h, w, dim) if channels_last else (batch, dim, h, w)
     return _move_routes("merge", ya, out, shape, batch, dim, h, w, channels_last, stream)
+
+
+def launch_es2d_merge_norm(ys: Any, z: Any, weight: Any, bias: Any, out: Any = None, *, h: int, w: int,
+                           eps: float, cross: bool = False, stream: Any = None) -> Any:
+    """out (batch, h, w, D) = LayerNorm over the channels of the map whose routes are the rows of ys
+    (batch, 4D, L'), with ``weight`` and ``bias`` (D), times the gate SiLU(z) (``cross``: s + SiLU(s) with
+    s = SiLU(z), the CMFM's); the merge, the SS2D layer's out_norm and its gate in one launch, the map never
+    stored. z: (batch, h, w, P) pixel rows whose first D channels are the gate's input (P >= D: e.g. the
+    in_proj output the layer's z is the second half of, passed from that half's first element). All of
+    ys's type; padding positions are dropped."""
+    arrs = {"ys": as_device_array(ys, "ys"), "z": as_device_array(z, "z"), "weight": as_device_array(weight, "weight"),
+            "bias": as_device_array(bias, "bias")}
+    ya, za = arrs["ys"], arrs["z"]
+    if len(ya.shape) != 3 or ya.dtype not in FLOAT_TYPES or ya.shape[1] % ROUTES:
+        raise ValueError(f"ys must be (batch, 4D, L') float32/float16/bfloat16, got {ya.shape} {ya.dtype}")
+    batch, dim = ya.shape[0], ya.shape[1] // ROUTES
+    if h < 1 or w < 1 or ya.shape[2] != _route_length(h, w):
+        raise ValueError(f"ys has {ya.shape[2]} positions a route; an {h}x{w} map has {_route_length(h, w)}")
+    if len(za.shape) != 4 or za.shape[:3] != (batch, h, w) or za.shape[3] < dim:
+        raise ValueError(f"z must be (batch, h, w, P) = ({batch}, {h}, {w}, >= {dim}), got {za.shape}")
+    check(za, "z", za.shape, (ya.dtype,))
+    check(arrs["weight"], "weight", (dim,), (ya.dtype,))
+    check(arrs["bias"], "bias", (dim,), (ya.dtype,))
+    itemsize = ITEMSIZE[ya.dtype]
+    if not launch_params.es2d_merge_norm_positions(dim, itemsize):
+        raise ValueError(f"es2d merge-norm: {dim} channels of {ya.dtype} do not fit a block's "
+                         f"{launch_params.ES2D_NORM_SMEM_BYTES} bytes of shared memory")
+    result, device = _checked_out(arrs, out, (batch, h, w, dim), ya.dtype, stream)
+    if batch * dim * ya.shape[2] == 0:
+        return result
+    vec = (launch_params.es2d_merge_norm_vectorized(dim, itemsize, ya.shape[2], za.shape[3])
+           and all(a.ptr % 16 == 0 for a in arrs.values())
+           and launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=True) > 0)
+    positions = launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=vec)
+    grid, block = launch_params.es2d_merge_norm_grid(batch, ya.shape[2], positions)
+    launch.run("es2d", f"fe_es2d_merge_norm{'_cross' if cross else ''}_{TYPE_CODE[ya.dtype]}", grid, block,
+               (launch.ptr(ya), launch.ptr(za), launch.ptr(arrs["weight"]), launch.ptr(arrs["bias"]),
+                launch.ptr(arrs["out"]), launch.i32(dim), launch.i32(h), launch.i32(w), launch.i32(za.shape[3]),
+                launch.i32(positions), np.float32(eps), launch.i32(int(vec))), device=device, stream=stream)
+    return result
 
 
 def launch_es2d_split(x: Any, out: Any = None, *, channels_last: bool = False, stream: Any = None) -> Any:

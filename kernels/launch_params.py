@@ -27,6 +27,10 @@ ES2D_PROJ_D = 32                 # kProjD
 ES2D_MERGE_L = 32                # es2d_fwd.cu: kMergeL (route positions per merge/split block)
 ES2D_MERGE_D = 64                # kMergeD (channels per merge/split block)
 ES2D_MERGE_WARPS = 8             # kMergeWarps
+ES2D_NORM_WARPS = 8              # kNormWarps (merge-norm block: a pixel a warp at a time)
+ES2D_NORM_SMEM_BYTES = 32768     # kNormSmemBytes (the merge-norm block's D x P tile of rows)
+ES2D_NORM_MAX_POSITIONS = 32     # route positions a merge-norm block stages, at most (runs of 64 bytes at 16 bits)
+ES2D_NORM_VEC_MAX_CHUNKS = 6     # kNormChunks (16-byte chunks of a pixel a lane owns in the 16-byte form)
 ES2D_CONV_TILE = 16              # route positions a side of a conv split tile (32 x 32 pixels), or half
 ES2D_CONV_THREADS = 256          # kConvThreads
 ES2D_CONV_BYTES = 16             # kConvBytes (bytes of each pixel's channels a conv split block owns)
@@ -328,6 +332,30 @@ def es2d_project_grid(batch: int, length: int, proj_rows: int, splits: int, rows
 def es2d_merge_grid(batch: int, dim: int, length: int):
     grid = (math.ceil(length / ES2D_MERGE_L), math.ceil(dim / ES2D_MERGE_D), batch * 4)
     return grid, (ES2D_MERGE_WARPS * 32, 1, 1)
+
+
+def es2d_merge_norm_vectorized(dim: int, itemsize: int, length: int, z_pitch: int) -> bool:
+    """Whether the merge-norm kernel can take its 16-byte form (es2d_fwd.cu merge_norm_vec): 16-bit types,
+    whole 16-byte chunks of channels (at most ES2D_NORM_VEC_MAX_CHUNKS a lane) and of route positions, z pixels
+    at whole chunks (the launcher checks the arrays' alignment too)."""
+    chunk = 16 // itemsize
+    return (itemsize == 2 and dim % chunk == 0 and dim // chunk <= 32 * ES2D_NORM_VEC_MAX_CHUNKS
+            and length % chunk == 0 and z_pitch % chunk == 0)
+
+
+def es2d_merge_norm_positions(dim: int, itemsize: int, vectorized: bool = False) -> int:
+    """Route positions a merge-norm block stages: the most (a power of two up to ES2D_NORM_MAX_POSITIONS) whose
+    tile fits the block's shared memory, 0 where none does. The 16-byte form's tile is P x D (P at least 8);
+    the other's D x pitch (es2d_fwd.cu norm_pitch: P + 2 elements a channel at 16 bits, P + 1 at 32)."""
+    pad = 0 if vectorized else (2 if itemsize == 2 else 1)
+    positions = ES2D_NORM_MAX_POSITIONS
+    while positions and dim * (positions + pad) * itemsize > ES2D_NORM_SMEM_BYTES:
+        positions //= 2
+    return positions if positions >= (8 if vectorized else 1) else 0
+
+
+def es2d_merge_norm_grid(batch: int, length: int, positions: int):
+    return (math.ceil(length / positions), batch * 4, 1), (ES2D_NORM_WARPS * 32, 1, 1)
 
 
 def es2d_conv_split_tile(batch: int, dim: int, h: int, w: int, itemsize: int, sm_count: int) -> int:

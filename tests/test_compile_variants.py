@@ -61,6 +61,10 @@ def test_every_variant_sets_modes_the_model_accepts(cv, monkeypatch):
     assert fused._replace(scan_form="auto") == routes._replace(scan_form="auto") == cv.VARIANTS["fixed-pointwise"]
     assert not cv.VARIANTS["map-gather"].conv_gather and cv.VARIANTS["fixed-pointwise"].conv_gather
     assert cv.VARIANTS["map-gather"]._replace(conv_gather=True) == cv.VARIANTS["fixed-pointwise"]
+    assert cv.VARIANTS["separate-gelu"]._replace(gelu_epilogue="auto") == cv.VARIANTS["fixed-pointwise"]
+    assert cv.VARIANTS["separate-gelu"].gelu_epilogue == "off"
+    assert cv.VARIANTS["separate-norm"]._replace(merge_norm=True) == cv.VARIANTS["fixed-pointwise"]
+    assert not cv.VARIANTS["separate-norm"].merge_norm
     with pytest.raises(argparse.ArgumentTypeError, match="unknown variants"):
         cv._variant_list("gemm,fastest")
 

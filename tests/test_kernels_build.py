@@ -126,8 +126,8 @@ def test_sources_are_self_contained_and_list_their_entry_points():
     assert len(kernels.kernel_names("selective_scan")) == 90
     # 3 dtypes x (2 projection widths + 2 passes x (4 split-core + 4 lane-major + 1 time-parallel scans)
     # + the merge of route rows and its inverse, the split, and the conv split for one input or two in two
-    # tile sizes)
-    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4 + 1) + 3 * 2 + 3 * 2 * 2
+    # tile sizes, and the merge-norm for the SS2D gate or the CMFM's)
+    assert len(kernels.kernel_names("es2d")) == 3 * 2 + 3 * 2 * (4 + 4 + 1) + 3 * 2 + 3 * 2 * 2 + 3 * 2
     assert "fe_es2d_delta" not in kernels.kernel_names("es2d")
     assert len(kernels.kernel_names("selective_scan_bwd")) == 30  # 5 type pairs x 3 state counts x 2 passes
 
@@ -257,16 +257,85 @@ def test_es2d_and_ldc_check_arguments():
 
 
 def entry_params(family: str, macro: str) -> list[tuple[str, str]]:
-    """(kind, name) of each parameter of the kernel an entry-point macro defines; kind "ptr" or "int"."""
+    """(kind, name) of each parameter of the kernel an entry-point macro defines; kind "ptr", "int" or "float"."""
     source = kernels.kernel_source(family)
     text = source[source.index(f"#define {macro}("):]
     text = text[text.index("NAME(") + len("NAME("):text.index(") {")].replace("\\", " ")
     params = []
     for param in text.split(","):
         words = param.replace("*", " * ").split()
-        assert "*" in words or words[0] == "int", param
-        params.append(("ptr" if "*" in words else "int", words[-1]))
+        assert "*" in words or words[0] in ("int", "float"), param
+        params.append(("ptr" if "*" in words else words[0], words[-1]))
     return params
+
+
+@pytest.mark.parametrize("dtype, cross", [("float16", False), ("float32", True), ("bfloat16", True)])
+def test_es2d_merge_norm_launch_matches_the_kernel_signature(monkeypatch, dtype, cross):
+    """Without a GPU: launch_es2d_merge_norm passes the kernel's parameters in order and kind (eps a float32),
+    z's pixel pitch, the positions a block stages and the grid that covers the route; a z of the wrong shape
+    or type, and a layer too wide for a block, are named."""
+    import numpy as np
+    from fusion_edge.kernels import launch
+    from fusion_edge.kernels import launch_params as lp
+
+    calls = []
+    monkeypatch.setattr(launch, "run", lambda family, name, grid, block, args, **kw: calls.append((name, grid,
+                                                                                                   block, args)))
+    batch, d, h, w = 2, 768, 31, 41
+    length = 16 * 21
+
+    def arr(ptr, shape, dt=dtype):
+        return kernels.DeviceArray(ptr, shape, dt, 0)
+
+    out = kernels.launch_es2d_merge_norm(arr(1000, (batch, 4 * d, length)), arr(2000, (batch, h, w, 2 * d)),
+                                         arr(3000, (d,)), arr(4000, (d,)), arr(5000, (batch, h, w, d)), h=h, w=w,
+                                         eps=1e-5, cross=cross)
+    assert out.ptr == 5000
+    [(name, grid, block, args)] = calls
+    code = {"float16": "f16", "float32": "f32", "bfloat16": "bf16"}[dtype]
+    assert name == f"fe_es2d_merge_norm{'_cross' if cross else ''}_{code}" and name in kernels.kernel_names("es2d")
+    params = entry_params("es2d", "FE_ES2D_MERGE_NORM_ENTRY")
+    assert len(args) == len(params)
+    for (kind, pname), value in zip(params, args):
+        assert isinstance(value, {"ptr": np.uint64, "int": np.int32, "float": np.float32}[kind]), (pname, value)
+    named = {pname: value for (_, pname), value in zip(params, args)}
+    positions = lp.es2d_merge_norm_positions(d, 2 if dtype != "float32" else 4)
+    assert (named["zps"], named["P"], named["D"], named["vec"]) == (2 * d, positions, d, 0)  # 8-byte aligned
+    assert positions == (16 if dtype != "float32" else 8) and named["eps"] == np.float32(1e-5)
+    assert grid == (math.ceil(length / positions), batch * 4, 1) and block == (lp.ES2D_NORM_WARPS * 32, 1, 1)
+    calls.clear()  # 16-byte aligned arrays: the 16-byte form for 16-bit types
+    kernels.launch_es2d_merge_norm(arr(1024, (batch, 4 * d, length)), arr(2048, (batch, h, w, 2 * d)),
+                                   arr(3072, (d,)), arr(4096, (d,)), arr(5120, (batch, h, w, d)), h=h, w=w, eps=1e-5)
+    named = {pname: value for (_, pname), value in zip(params, calls[0][3])}
+    assert named["vec"] == int(dtype != "float32")
+    assert named["P"] == lp.es2d_merge_norm_positions(d, 2 if dtype != "float32" else 4, vectorized=bool(named["vec"]))
+    with pytest.raises(ValueError, match=r"z must be \(batch, h, w, P\) = \(2, 31, 41, >= 768\)"):
+        kernels.launch_es2d_merge_norm(arr(1000, (batch, 4 * d, length)), arr(2000, (batch, h, w, d - 1)),
+                                       arr(3000, (d,)), arr(4000, (d,)), h=h, w=w, eps=1e-5)
+    with pytest.raises(ValueError, match="z must be"):
+        other = "float32" if dtype != "float32" else "float16"
+        kernels.launch_es2d_merge_norm(arr(1000, (batch, 4 * d, length)), arr(2000, (batch, h, w, d), other),
+                                       arr(3000, (d,)), arr(4000, (d,)), h=h, w=w, eps=1e-5)
+
+
+def test_merge_norm_tiles_fit_the_block():
+    """The D x P tile of a merge-norm block (P + 2 elements a channel at 16 bits, P + 1 at 32) fits its shared
+    memory, with P the largest power of two that does (at most 32), and 0 where one position does not."""
+    from fusion_edge.kernels import launch_params as lp
+
+    for itemsize, pad in ((2, 2), (4, 1)):
+        for d in (1, 16, 96, 192, 384, 768, 1536, 3072, 5461, 9000):
+            p = lp.es2d_merge_norm_positions(d, itemsize)
+            assert p == 0 or d * (p + pad) * itemsize <= lp.ES2D_NORM_SMEM_BYTES
+            assert p == lp.ES2D_NORM_MAX_POSITIONS or d * (max(2 * p, 1) + pad) * itemsize > lp.ES2D_NORM_SMEM_BYTES
+    assert [lp.es2d_merge_norm_positions(d, 2) for d in (192, 384, 768, 1536)] == [32, 32, 16, 8]
+    assert lp.es2d_merge_norm_positions(9000, 2) == 0
+    # the 16-byte form: a P x D tile, P at least 8 (one 16-byte run of each row)
+    assert [lp.es2d_merge_norm_positions(d, 2, vectorized=True) for d in (192, 384, 768, 1536, 2048, 4096)] == [
+        32, 32, 16, 8, 8, 0]
+    assert [lp.es2d_merge_norm_vectorized(d, 2, 5120, 2 * d) for d in (192, 1536, 1544, 100)] == [
+        True, True, False, False]
+    assert not lp.es2d_merge_norm_vectorized(192, 4, 5120, 384) and not lp.es2d_merge_norm_vectorized(192, 2, 30, 384)
 
 
 @pytest.mark.parametrize("override, chunked, given, channels_last", [

@@ -562,6 +562,59 @@ def test_es2d_merge_and_split_on_unaligned_buffers(kernels, dtype):
     torch.testing.assert_close(rows, ys, rtol=0, atol=0)
 
 
+def norm_gate_truth(ys: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, h: int, w: int,
+                    cross: bool, eps: float = 1e-5) -> torch.Tensor:
+    """float64 LayerNorm over the channels of the map whose routes are the rows ys, times the SS2D gate of z
+    (BHWC), as (B, h, w, D)."""
+    batch, d = ys.shape[0], ys.shape[1] // ROUTES
+    merged = es2d_scatter(ys.double().reshape(batch, ROUTES, d, -1), h, w).permute(0, 2, 3, 1)
+    normed = F.layer_norm(merged, (d,), weight.double(), bias.double(), eps)
+    g1 = F.silu(z.double())
+    return normed * g1 + normed * F.silu(g1) if cross else normed * g1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cross", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 8, 7, 5), (1, 33, 9, 5), (1, 96, 9, 12), (2, 130, 33, 20),
+                                   (1, 192, 64, 80), (2, 768, 31, 41), (1, 1536, 16, 20), (1, 3072, 3, 5)])
+def test_es2d_merge_norm_is_the_layernorm_of_the_merged_map_times_the_gate(kernels, shape, cross, dtype):
+    """launch_es2d_merge_norm writes every pixel: LayerNorm of its channels (merged from the routes' rows) times
+    SiLU(z) (the CMFM's SiLU(z) + SiLU(SiLU(z)) with cross), z the first D channels of wider pixel rows, against
+    float64; odd sizes (padding dropped), odd channel counts, and widths that leave a block 32 down to 1 route
+    positions (launch_params.es2d_merge_norm_positions); the 16-bit layers of whole 16-byte chunks (D = 192,
+    768, 1536 here) in the 16-byte form, and again from a z that rules it out."""
+    batch, d, h, w = shape
+    gen = torch.Generator(device="cuda").manual_seed(seed("merge_norm", shape, cross, dtype))
+    length = ((h + 1) // 2) * ((w + 1) // 2)
+    ys = (torch.randn(batch, ROUTES * d, length, generator=gen, device="cuda") * 3 + 1).to(dtype)
+    zbuf = (torch.randn(batch, h, w, 2 * d, generator=gen, device="cuda") * 2).to(dtype)
+    weight = (1 + torch.randn(d, generator=gen, device="cuda") / 4).to(dtype)
+    bias = (torch.randn(d, generator=gen, device="cuda") / 4).to(dtype)
+    out = torch.full((batch, h, w, d), float("nan"), device="cuda", dtype=dtype)
+    kernels.launch_es2d_merge_norm(ys, zbuf, weight, bias, out, h=h, w=w, eps=1e-5, cross=cross,
+                                   stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    truth = norm_gate_truth(ys, zbuf[..., :d], weight, bias, h, w, cross)
+    assert rel_err(out, truth) <= TOL[dtype]
+    # z one element into its rows (not 16-byte aligned): the element-by-element form on the same shapes
+    shifted = kernels.DeviceArray(zbuf.data_ptr() + zbuf.element_size(), (batch, h, w, 2 * d),
+                                  str(dtype).replace("torch.", ""), zbuf.device.index)
+    out.fill_(float("nan"))
+    kernels.launch_es2d_merge_norm(ys, shifted, weight, bias, out, h=h, w=w, eps=1e-5, cross=cross,
+                                   stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    assert rel_err(out, norm_gate_truth(ys, zbuf[..., 1:d + 1], weight, bias, h, w, cross)) <= TOL[dtype]
+    with pytest.raises(ValueError, match=r"z must be \(batch, h, w, P\)"):
+        kernels.launch_es2d_merge_norm(ys, zbuf[..., :d - 1].contiguous(), weight, bias, h=h, w=w, eps=1e-5)
+
+
+def test_es2d_merge_norm_names_a_layer_too_wide(kernels):
+    ys = torch.zeros(1, ROUTES * 6000, 1, device="cuda", dtype=torch.float16)
+    z, params = torch.zeros(1, 1, 1, 6000, device="cuda", dtype=torch.float16), torch.ones(6000, device="cuda").half()
+    with pytest.raises(ValueError, match="6000 channels of float16 do not fit"):
+        kernels.launch_es2d_merge_norm(ys, z, params, params, h=1, w=1, eps=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("cross", [False, True])
 @pytest.mark.parametrize("shape, pitch", [((1, 1, 1, 1), 1), ((2, 8, 7, 5), 16), ((1, 33, 9, 5), 33),
@@ -630,9 +683,18 @@ def test_es2d_routes_op_matches_the_truth(kernels, case, dtype):
         out = torch.ops.fusion_edge.es2d_scan_routes(*args, h, w)
     assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
     f64 = [t.double() for t in args]
-    truth = es2d.es2d_scatter(selective_scan_ref(f64[0].flatten(1, 2), f64[1].flatten(1, 2), *f64[2:5], D=f64[5],
-                                                 delta_bias=f64[6], delta_softplus=True).reshape(xs.shape), h, w)
+    rows = selective_scan_ref(f64[0].flatten(1, 2), f64[1].flatten(1, 2), *f64[2:5], D=f64[5], delta_bias=f64[6],
+                              delta_softplus=True)
+    truth = es2d.es2d_scatter(rows.reshape(xs.shape), h, w)
     assert rel_err(out, truth) <= TOL[dtype]
+    # with the LayerNorm and gate in the merge: z the second half of an in_proj output (read in place)
+    zbuf = torch.randn(batch, h, w, 2 * d, generator=gen, device="cuda").to(dtype)
+    weight, bias = (1 + torch.randn(2, d, generator=gen, device="cuda") / 4).to(dtype)
+    for cross in (False, True):
+        with torch.no_grad():
+            gated = torch.ops.fusion_edge.es2d_scan_routes_norm(*args, h, w, zbuf[..., d:], weight, bias, 1e-5, cross)
+        assert gated.dtype == dtype and gated.shape == (batch, h, w, d)
+        assert rel_err(gated, norm_gate_truth(rows, zbuf[..., d:], weight, bias, h, w, cross)) <= 2 * TOL[dtype]
 
 
 def test_es2d_dispatch_uses_the_fused_op_and_falls_back_for_training(kernels):

@@ -56,6 +56,17 @@ def routes_args(dtype=torch.float32, **kw):
             dtb.reshape(-1), *x.shape[2:])
 
 
+def routes_norm_args(cross=False, **kw):
+    """The inputs of fusion_edge::es2d_scan_routes_norm: routes_args, then z (the second half of a (B, h, w, 2D)
+    buffer, as the SS2D layer's in_proj output), the LayerNorm's weight, bias and eps, and the gate's kind."""
+    args = routes_args(**kw)
+    b, _, d, _ = args[0].shape
+    h, w = args[-2:]
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(b, h, w, 2 * d, generator=gen)[..., d:]
+    return (*args, z, 1 + torch.randn(d, generator=gen) / 4, torch.randn(d, generator=gen) / 4, 1e-5, cross)
+
+
 def conv_gather_args(batch=1, d=6, h=5, w=7, pitch=None, cross=False, dtype=torch.float32, device="cpu", seed=3):
     """The inputs of fusion_edge::es2d_conv_gather: a (B, h, w, D) BHWC input, the first D channels of a buffer
     of ``pitch`` channels a pixel (as the first half of an in_proj output), the depthwise conv's (D, 1, 3, 3)
@@ -106,6 +117,8 @@ def tiny_model():
     ("es2d_gather", (es2d_args(h=5, w=7)[0],)),
     ("es2d_gather", (es2d_args(h=4, w=6, dtype=torch.float16)[0].contiguous(memory_format=torch.channels_last),)),
     ("es2d_scan_routes", routes_args(h=5, w=7)),
+    ("es2d_scan_routes_norm", routes_norm_args(h=5, w=7)),
+    ("es2d_scan_routes_norm", routes_norm_args(batch=2, h=4, w=6, cross=True)),
     ("es2d_conv_gather", conv_gather_args()),
     ("es2d_conv_gather", conv_gather_args(batch=2, h=4, w=6, pitch=12, cross=True)),
     ("selective_scan", scan_args()),
@@ -126,6 +139,25 @@ def test_cpu_kernels_are_the_reference_paths():
         OPS.selective_scan(u, delta, A, B, C, D, z, bias, softplus),
         selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=softplus, impl="reference"),
         rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_routes_norm_is_the_model_layernorm_and_gate_of_the_merged_map(cross):
+    """es2d_scan_routes_norm = the SS2D layer's out_norm module on the merged map times its gate, as the model
+    wrote them before the two moved into the merge: y * SiLU(z), or the CMFM's y * g1 + y * g2."""
+    args = routes_norm_args(batch=2, h=5, w=7, cross=cross)
+    z, weight, bias, eps = args[9:13]
+    merged = OPS.es2d_scan_routes(*args[:9]).permute(0, 2, 3, 1)
+    norm = torch.nn.LayerNorm(merged.shape[-1], eps=eps)
+    with torch.no_grad():
+        norm.weight.copy_(weight)
+        norm.bias.copy_(bias)
+        y = norm(merged)
+    g1 = torch.nn.functional.silu(z)
+    expected = y * g1 + y * torch.nn.functional.silu(g1) if cross else y * g1
+    torch.testing.assert_close(OPS.es2d_scan_routes_norm(*args), expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"z must be \(B, h, w, D\)"):
+        OPS.es2d_scan_routes_norm(*args[:9], z[..., 1:], *args[10:])
 
 
 @pytest.mark.parametrize("cross", [False, True])
@@ -374,7 +406,8 @@ def _example(node):
 @pytest.mark.parametrize("route, projection, delta, scan_form", [
     ("chunked", "auto", "auto", "auto"), ("ops", "auto", "auto", "auto"), ("ops", "kernel", "auto", "auto"),
     ("ops", "library", "auto", "auto"), ("ops", "library", "kernel", "auto"), ("ops", "library", "library", "auto"),
-    ("ops", "auto", "auto", "routes"), ("ops", "auto", "auto", "routes-conv")])
+    ("ops", "auto", "auto", "routes"), ("ops", "auto", "auto", "routes-conv"),
+    ("ops", "auto", "auto", "routes-conv-merge")])
 def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta, scan_form, monkeypatch):
     """fullgraph=True: any graph break fails. "ops" traces the GPU's graph (the kernels as custom ops).
     Compiled, the layers of at least GEMM_MIN_CHANNELS channels (64 here: the two widest stages) take their
@@ -382,11 +415,14 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta,
     DELTA_MIN_WORK (dt rank x channels x route length; 500 here: the widest stage) their deltas too,
     unless pinned; the "routes" scan form scans every layer's gathered routes with the plain scan op,
     gathered from the conv's map through es2d_gather (set_conv_gather(False)), or with "routes-conv" (the
-    default) from the layer's input through es2d_conv_gather (the map never stored)."""
+    default) from the layer's input through es2d_conv_gather (the map never stored) and merged with the
+    LayerNorm and gate applied (es2d_scan_routes_norm), or "routes-conv-merge" the same merged into the map
+    for the compiled LayerNorm (set_merge_norm(False))."""
     monkeypatch.setattr(es2d_module, "_projection", projection)
     monkeypatch.setattr(es2d_module, "_delta", delta)
     monkeypatch.setattr(es2d_module, "_scan_form", scan_form.split("-")[0])
-    monkeypatch.setattr(es2d_module, "_conv_gather", scan_form == "routes-conv")
+    monkeypatch.setattr(es2d_module, "_conv_gather", scan_form.startswith("routes-conv"))
+    monkeypatch.setattr(es2d_module, "_merge_norm", scan_form != "routes-conv-merge")
     monkeypatch.setattr(es2d_module, "DELTA_MIN_WORK", 500)
     monkeypatch.setattr(es2d_module, "GEMM_MIN_CHANNELS", 64)
     model = tiny_model()
@@ -407,8 +443,9 @@ def test_model_compiles_as_one_graph_and_matches_eager(route, projection, delta,
     elif scan_form.startswith("routes"):
         assert projected == fused == 0
         gathers = (targets.count("fusion_edge.es2d_gather"), targets.count("fusion_edge.es2d_conv_gather"))
-        assert targets.count("fusion_edge.es2d_scan_routes") == TINY_ES2D_CALLS
-        assert gathers == ((0, TINY_ES2D_CALLS) if scan_form == "routes-conv" else (TINY_ES2D_CALLS, 0))
+        merged = (targets.count("fusion_edge.es2d_scan_routes"), targets.count("fusion_edge.es2d_scan_routes_norm"))
+        assert merged == ((0, TINY_ES2D_CALLS) if scan_form == "routes-conv" else (TINY_ES2D_CALLS, 0))
+        assert gathers == ((TINY_ES2D_CALLS, 0) if scan_form == "routes" else (0, TINY_ES2D_CALLS))
     else:
         assert projected + fused == TINY_ES2D_CALLS
         assert projected == {"auto": TINY_ES2D_CALLS_WIDE, "kernel": 0, "library": TINY_ES2D_CALLS}[projection]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fusion_edge.ops.es2d import ROUTES, es2d_conv_scan
+from fusion_edge.ops.es2d import ROUTES, NormGate, es2d_conv_scan
 
 
 def _trunc_normal_linear(layer: nn.Linear) -> None:
@@ -51,12 +50,15 @@ class _ES2DParams(nn.Module):
         self.Ds.fill_(1.0)
         _trunc_normal_linear(self.out_proj)
 
-    def conv_scan(self, a: torch.Tensor, a2: torch.Tensor | None = None) -> torch.Tensor:
-        """BHWC in_proj half (B, h, w, D) -> LN'd scan output of SiLU(depthwise conv), BHWC (B, h, w, D); with a2
-        (the CMFM's second modality, same conv) the hybrid c1 * c2 + c1 + c2 is scanned."""
-        y = es2d_conv_scan(a, self.conv2d.weight, self.conv2d.bias, self.x_proj_weight, self.dt_projs_weight,
-                           self.dt_projs_bias, self.A_logs, self.Ds, a2=a2)
-        return self.out_norm(y.permute(0, 2, 3, 1).to(a.dtype))
+    def conv_scan_gated(self, a: torch.Tensor, z: torch.Tensor, a2: torch.Tensor | None = None) -> torch.Tensor:
+        """BHWC in_proj halves a, z (B, h, w, D) -> out_norm(scan of SiLU(depthwise conv(a))) * SiLU(z), BHWC;
+        with a2 (the CMFM's second modality, same conv) the hybrid c1 * c2 + c1 + c2 is scanned and the gate is
+        the CMFM's SiLU(z) + SiLU(SiLU(z)). One call, so that on the GPU the LayerNorm and gate happen in the
+        merge of the scanned routes (``fusion_edge.ops.es2d.set_merge_norm``)."""
+        norm = self.out_norm
+        gate = NormGate(tuple(norm.normalized_shape), norm.weight, norm.bias, norm.eps, z, cross=a2 is not None)
+        return es2d_conv_scan(a, self.conv2d.weight, self.conv2d.bias, self.x_proj_weight, self.dt_projs_weight,
+                              self.dt_projs_bias, self.A_logs, self.Ds, a2=a2, gate=gate)
 
 
 class SS2D(_ES2DParams):
@@ -69,14 +71,15 @@ class SS2D(_ES2DParams):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, z = self.in_proj(x).chunk(2, dim=-1)
-        return self.out_proj(self.conv_scan(a) * F.silu(z))
+        return self.out_proj(self.conv_scan_gated(a, z))
 
 
 class SS2DCross(_ES2DParams):
     """The CMFM mixer: both modalities share one conv; the hybrid c1*c2 + c1 + c2 is scanned.
 
     Reference quirk kept: both gates come from modality 1 (g2 = SiLU(SiLU(z1))), so the z half
-    of ``in_proj2`` is dead; :meth:`drop_dead_weights` removes it for inference.
+    of ``in_proj2`` is dead; :meth:`drop_dead_weights` removes it for inference. The output is
+    out_proj(y * g1 + y * g2) with y the LayerNorm'd scan and g1 = SiLU(z1).
     """
 
     def __init__(self, d_model: int, d_state: int = 16, expand: int = 2) -> None:
@@ -89,10 +92,7 @@ class SS2DCross(_ES2DParams):
     def forward(self, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
         a1, z1 = self.in_proj1(u1).chunk(2, dim=-1)
         a2 = self.in_proj2(u2)[..., : self.d_inner]
-        g1 = F.silu(z1)
-        g2 = F.silu(g1)
-        y = self.conv_scan(a1, a2)
-        return self.out_proj(y * g1 + y * g2)
+        return self.out_proj(self.conv_scan_gated(a1, z1, a2))
 
     @torch.no_grad()
     def drop_dead_weights(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -188,6 +189,42 @@ def set_conv_gather(enabled: bool) -> None:
 
 def gathers_through_conv() -> bool:
     return _conv_gather
+
+
+_merge_norm = True
+
+
+def set_merge_norm(enabled: bool) -> None:
+    """Whether a layer on the routes form merges its scanned rows with its LayerNorm and gate applied on the
+    way (``fusion_edge::es2d_scan_routes_norm``: the merged map never stored; default), or writes the merged
+    map for the compiler's LayerNorm and gate kernel to read (``fusion_edge::es2d_scan_routes``)."""
+    global _merge_norm
+    _merge_norm = bool(enabled)
+
+
+def merges_with_norm() -> bool:
+    return _merge_norm
+
+
+class NormGate(NamedTuple):
+    """What follows the scan in an SS2D layer: ``LayerNorm(y)(shape, weight, bias, eps) * gate``, the gate SiLU(z),
+    or for the CMFM (``cross``) g1 + g2 with g1 = SiLU(z), g2 = SiLU(g1). z: (B, h, w, D), BHWC. ``shape`` is the
+    LayerNorm's (D,) as plain ints, so that a traced graph's LayerNorm has a fixed shape."""
+
+    shape: tuple[int, ...]
+    weight: torch.Tensor
+    bias: torch.Tensor
+    eps: float
+    z: torch.Tensor
+    cross: bool = False
+
+
+def norm_gate(y: torch.Tensor, gate: NormGate) -> torch.Tensor:
+    """The reference of what follows the scan: y (B, D, h, w), any layout -> (B, h, w, D) in z's dtype
+    (the LayerNorm in y's dtype cast to z's, as the model's out_norm module computes it)."""
+    normed = F.layer_norm(y.permute(0, 2, 3, 1).to(gate.z.dtype), gate.shape, gate.weight, gate.bias, gate.eps)
+    g1 = F.silu(gate.z)
+    return normed * g1 + normed * F.silu(g1) if gate.cross else normed * g1
 
 
 def _product_dtype(x: torch.Tensor) -> torch.dtype:
@@ -416,8 +453,8 @@ _CONV_ROUTES = None
 
 
 def register_conv_routes(fn) -> None:
-    """Install the GPU path of :func:`es2d_conv_scan`: ``fn(a, conv_weight, conv_bias, a2, params)`` returns
-    the scanned map, or None where it does not serve the call."""
+    """Install the GPU path of :func:`es2d_conv_scan`: ``fn(a, conv_weight, conv_bias, a2, params, gate)`` returns
+    the scanned map (gate None) or :func:`norm_gate` of it, or None where it does not serve the call."""
     global _CONV_ROUTES
     _CONV_ROUTES = fn
 
@@ -434,14 +471,18 @@ def es2d_conv_scan(
     *,
     a2: torch.Tensor | None = None,
     scan: Callable[..., torch.Tensor] | None = None,
+    gate: NormGate | None = None,
 ) -> torch.Tensor:
     """:func:`es2d_scan` of :func:`conv_map` (a BHWC input, or two for the CMFM): the SS2D layer from its
-    in_proj output to the scanned (B, D, h, w) map. On the routes form the gather reads the input itself
-    (``fusion_edge::es2d_conv_gather``, see :func:`set_conv_gather`), so the map is never stored.
-    ``scan`` replaces :func:`es2d_scan` on the map, and the routes form with it (export's portable core)."""
+    in_proj output to the scanned (B, D, h, w) map, or with ``gate`` to :func:`norm_gate` of it, (B, h, w, D).
+    On the routes form the gather reads the input itself (``fusion_edge::es2d_conv_gather``, see
+    :func:`set_conv_gather`), so the map is never stored, and the LayerNorm and gate are applied in the merge
+    (see :func:`set_merge_norm`). ``scan`` replaces :func:`es2d_scan` on the map, and the routes form with it
+    (export's portable core)."""
     params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     if scan is None and _CONV_ROUTES is not None:
-        y = _CONV_ROUTES(a, conv_weight, conv_bias, a2, params)
+        y = _CONV_ROUTES(a, conv_weight, conv_bias, a2, params, gate)
         if y is not None:
             return y
-    return (es2d_scan if scan is None else scan)(conv_map(a, conv_weight, conv_bias, a2), *params)
+    y = (es2d_scan if scan is None else scan)(conv_map(a, conv_weight, conv_bias, a2), *params)
+    return y if gate is None else norm_gate(y, gate)

@@ -243,6 +243,34 @@ def es2d_scan_routes_cuda(xs, delta, A, Bs, Cs, Ds, delta_bias, h: int, w: int) 
     return out.permute(0, 3, 1, 2)
 
 
+def es2d_scan_routes_norm_cuda(xs, delta, A, Bs, Cs, Ds, delta_bias, h: int, w: int, z: torch.Tensor,
+                               norm_weight: torch.Tensor, norm_bias: torch.Tensor, eps: float,
+                               cross: bool) -> torch.Tensor:
+    """``es2d.norm_gate(es2d.scan_routes_merged(...), ...)`` on our kernels: the plain scan of the route rows,
+    then one launch that merges them, applies the SS2D layer's LayerNorm and multiplies by its gate, so the
+    merged map is never stored. z (B, h, w, D) is read in place (e.g. the second half of the in_proj output).
+    Returns (B, h, w, D) in xs's dtype."""
+    from fusion_edge import kernels
+
+    b, routes, d, length = xs.shape
+    ys = _scan_forward(xs.reshape(b, routes * d, length), delta.reshape(b, routes * d, length), A, Bs, Cs, Ds,
+                       None, delta_bias, True)
+    z = _pixel_rows_or_dense(z.to(ys.dtype))
+    out = torch.empty((b, h, w, d), device=xs.device, dtype=ys.dtype)
+    with torch.cuda.device(xs.device):
+        kernels.launch_es2d_merge_norm(ys, _pixel_array(z), norm_weight.to(ys.dtype).contiguous(),
+                                       norm_bias.to(ys.dtype).contiguous(), out, h=h, w=w, eps=eps, cross=cross,
+                                       stream=_stream(xs))
+    return out
+
+
+def es2d_merge_norm_fits(channels: int, itemsize: int) -> bool:
+    """Whether the merge-norm kernel takes a layer of this width (its channels of one position fit a block)."""
+    from fusion_edge.kernels import launch_params
+
+    return launch_params.es2d_merge_norm_positions(channels, itemsize) > 0
+
+
 def es2d_gather_cuda(x: torch.Tensor) -> torch.Tensor:
     """``es2d.es2d_gather`` as one tiled launch (reading a channels-last map as its buffer): (B, 4, D, L')."""
     from fusion_edge import kernels

@@ -10,6 +10,8 @@ opaque operator with a fake implementation that gives only the output's shape an
   BHWC input on the way -> (B, 4, D, L') in a's dtype (``es2d.es2d_gather(es2d.conv_map(...))``)
 * ``fusion_edge::es2d_scan_routes``  the plain scan of gathered routes, merged into the map -> (B, D, h, w)
   channels-last in the routes' dtype (``es2d.scan_routes_merged``)
+* ``fusion_edge::es2d_scan_routes_norm``  the same with the SS2D layer's LayerNorm and gate applied in the merge
+  -> (B, h, w, D) in the routes' dtype (``es2d.norm_gate`` of the above)
 * ``fusion_edge::selective_scan``  the selective scan forward -> u's shape and dtype
 * ``fusion_edge::ldc_conv2d``  the LDC convolution -> (B, Cout, H, W) in x's dtype
 
@@ -24,6 +26,7 @@ Importing this module registers nothing with CUDA and imports no CuPy.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -44,6 +47,8 @@ GATHER_SCHEMA = "(Tensor x) -> Tensor"
 CONV_GATHER_SCHEMA = "(Tensor a, Tensor weight, Tensor bias, Tensor? a2=None) -> Tensor"
 ROUTES_SCHEMA = "(Tensor xs, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor D, Tensor delta_bias, int h, " \
                 "int w) -> Tensor"
+ROUTES_NORM_SCHEMA = "(Tensor xs, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor D, Tensor delta_bias, int h, " \
+                     "int w, Tensor z, Tensor norm_weight, Tensor norm_bias, float eps, bool cross) -> Tensor"
 SCAN_SCHEMA = "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, " \
               "bool delta_softplus) -> Tensor"
 LDC_SCHEMA = "(Tensor x, Tensor weight, Tensor base_mask, Tensor learnable_mask, Tensor theta) -> Tensor"
@@ -152,6 +157,34 @@ def _routes_fake(xs, delta, A, B, C, D, delta_bias, h, w):
     return xs.new_empty((xs.shape[0], xs.shape[2], h, w)).contiguous(memory_format=torch.channels_last)
 
 
+def _check_gate(xs, h, w, z, norm_weight, norm_bias):
+    es2d.check_routes(xs, h, w)
+    want = (xs.shape[0], h, w, xs.shape[2])
+    if tuple(z.shape) != want or tuple(norm_weight.shape) != want[3:] or tuple(norm_bias.shape) != want[3:]:
+        raise ValueError(f"es2d_scan_routes_norm: z must be (B, h, w, D) = {want} and the LayerNorm's weight and "
+                         f"bias (D,); got z {tuple(z.shape)}, weight {tuple(norm_weight.shape)}, bias "
+                         f"{tuple(norm_bias.shape)}")
+
+
+def _routes_norm_cuda(xs, delta, A, B, C, D, delta_bias, h, w, z, norm_weight, norm_bias, eps, cross):
+    _check_gate(xs, h, w, z, norm_weight, norm_bias)
+    with torch.no_grad():
+        return selective_scan_cuda.es2d_scan_routes_norm_cuda(xs, delta, A, B, C, D, delta_bias, h, w, z, norm_weight,
+                                                              norm_bias, eps, cross)
+
+
+def _routes_norm_cpu(xs, delta, A, B, C, D, delta_bias, h, w, z, norm_weight, norm_bias, eps, cross):
+    _check_gate(xs, h, w, z, norm_weight, norm_bias)
+    y = _routes_cpu(xs, delta, A, B, C, D, delta_bias, h, w)
+    gate = es2d.NormGate((xs.shape[2],), norm_weight.to(xs.dtype), norm_bias.to(xs.dtype), eps, z.to(xs.dtype), cross)
+    return _computed(es2d.norm_gate, y, gate)
+
+
+def _routes_norm_fake(xs, delta, A, B, C, D, delta_bias, h, w, z, norm_weight, norm_bias, eps, cross):
+    _check_gate(xs, h, w, z, norm_weight, norm_bias)
+    return xs.new_empty((xs.shape[0], h, w, xs.shape[2]))
+
+
 def _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return _computed(selective_scan_cuda.selective_scan_cuda, u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                      delta_softplus=delta_softplus)
@@ -188,6 +221,7 @@ _OPS = {
     "es2d_gather": (GATHER_SCHEMA, _gather_cuda, _gather_cpu, _gather_fake),
     "es2d_conv_gather": (CONV_GATHER_SCHEMA, _conv_gather_cuda, _conv_gather_cpu, _conv_gather_fake),
     "es2d_scan_routes": (ROUTES_SCHEMA, _routes_cuda, _routes_cpu, _routes_fake),
+    "es2d_scan_routes_norm": (ROUTES_NORM_SCHEMA, _routes_norm_cuda, _routes_norm_cpu, _routes_norm_fake),
     "selective_scan": (SCAN_SCHEMA, _scan_cuda, _scan_cpu, _scan_fake),
     "ldc_conv2d": (LDC_SCHEMA, _ldc_cuda, _ldc_cpu, _ldc_fake),
 }
@@ -267,9 +301,11 @@ def _es2d_op(x: torch.Tensor, params: tuple) -> torch.Tensor:
     return torch.ops.fusion_edge.es2d_scan(x, *params)
 
 
-def es2d_conv_routes_dispatch(a, conv_weight, conv_bias, a2, params) -> torch.Tensor | None:
+def es2d_conv_routes_dispatch(a, conv_weight, conv_bias, a2, params, gate=None) -> torch.Tensor | None:
     """The SS2D layer on the routes form with its routes gathered straight from its input a (B, h, w, D) (the
-    map SiLU(conv) computed on the way, never stored), where the routes form serves the map; else None."""
+    map SiLU(conv) computed on the way, never stored), where the routes form serves the map; else None. With
+    ``gate`` (``es2d.NormGate``) the LayerNorm'd, gated (B, h, w, D) output, applied in the merge where
+    ``es2d.merges_with_norm``."""
     if (a.dim() != 4 or conv_bias is None or tuple(conv_weight.shape) != (a.shape[3], 1, 3, 3)
             or not es2d.gathers_through_conv()):
         return None
@@ -278,7 +314,23 @@ def es2d_conv_routes_dispatch(a, conv_weight, conv_bias, a2, params) -> torch.Te
             and es2d.scans_routes_of((b, d, h, w), a.dtype)):
         return None
     rows = torch.ops.fusion_edge.es2d_conv_gather(a, conv_weight, conv_bias, a2)
-    return es2d.es2d_scan_gathered(rows, (h, w), *params, scan_merge=torch.ops.fusion_edge.es2d_scan_routes)
+    if gate is not None and _merge_norm_applies(rows, gate):
+        merge = functools.partial(_routes_norm_op, gate=gate)
+        return es2d.es2d_scan_gathered(rows, (h, w), *params, scan_merge=merge)
+    y = es2d.es2d_scan_gathered(rows, (h, w), *params, scan_merge=torch.ops.fusion_edge.es2d_scan_routes)
+    return y if gate is None else es2d.norm_gate(y, gate)
+
+
+def _merge_norm_applies(rows: torch.Tensor, gate: es2d.NormGate) -> bool:
+    """The merge-norm kernel serves this layer: switched on, inference, its D channels fit a block."""
+    return (es2d.merges_with_norm() and _inference_only(gate.z, gate.weight, gate.bias)
+            and gate.z.dtype == rows.dtype and gate.z.shape[-1] == rows.shape[2]
+            and selective_scan_cuda.es2d_merge_norm_fits(rows.shape[2], rows.element_size()))
+
+
+def _routes_norm_op(xs, delta, A, B, C, D, delta_bias, h, w, *, gate: es2d.NormGate) -> torch.Tensor:
+    return torch.ops.fusion_edge.es2d_scan_routes_norm(xs, delta, A, B, C, D, delta_bias, h, w, gate.z, gate.weight,
+                                                       gate.bias, float(gate.eps), bool(gate.cross))
 
 
 def _es2d_op_applies(x: torch.Tensor, params: tuple) -> bool:

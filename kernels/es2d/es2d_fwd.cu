@@ -20,6 +20,8 @@
 //   fe_es2d_merge_<x>    the scatter of the unfused form: route-major rows (batch, 4D, L), as the plain
 //                        selective scan writes them for gathered routes, into the map (padding dropped)
 //   fe_es2d_split_<x>    its gather: the map's routes as route-major rows (batch, 4D, L), padding as 0
+//   fe_es2d_merge_norm[_cross]_<x>  the merge with the SS2D layer's out_norm and gate applied on the way:
+//                        channels-last LayerNorm(map) * SiLU(z) (CROSS: the CMFM's gate), the map never stored
 //   fe_es2d_conv_split[_cross]_<x>_t<T>  the gather of a map computed on the way: SiLU(depthwise 3x3 conv +
 //                        bias) of a channels-last input (the SS2D layer's), or of two inputs combined (the
 //                        CMFM's), in tiles of T x T route positions (T = 16 or 8, the launcher picks)
@@ -105,17 +107,193 @@ __device__ __forceinline__ void move_routes(const T* src, T* dst, int D, int h, 
     }
 }
 
+// Merge + out_norm + gate: the scanned route rows written into the map as the SS2D layer's next input,
+// LayerNorm(y) * gate(z) over each pixel's D channels, so the merged map is never stored and read back.
+constexpr int kNormWarps = 8;            // warps per merge-norm block, a pixel a warp at a time
+constexpr int kNormSmemBytes = 32768;    // the block's P x D tile (launch_params.ES2D_NORM_SMEM_BYTES)
+constexpr int kNormChunks = 6;           // 16-byte chunks of a pixel a lane owns, at most (VEC: D <= 32 * 6 * 8)
+constexpr int kNormLoads = 8;            // 16-byte row loads a thread stages, at most (VEC: P * D <= 8 * 256 * 8)
+
+// SiLU on the special-function unit (conv split and merge-norm; for x < -87 it gives -0 instead of about -x e^x).
+__device__ __forceinline__ float silu_fast(float x) {
+    return __fdividef(x, 1.f + exp2_fast(-x * kLog2e));
+}
+
+__device__ __forceinline__ float gate_of(float z, bool cross) {
+    const float g = silu_fast(z);
+    return cross ? g + silu_fast(g) : g;
+}
+
+// Warp sum, every lane gets it.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// 16-bit types, D % 8 == 0, D <= 1536, L % 8 == 0, P % 8 == 0, z's pixels and every array 16-byte aligned.
+// The tile is pixel-major (tile[ll * D + d]): a thread loads 8 positions of one channel's row (16 bytes) and
+// stores them into 8 pixels, the warp's lanes on consecutive channels (no bank conflicts); a lane then owns
+// 16-byte chunks of its warp's pixel: the statistics and the output read them as vectors, and each lane's
+// gate inputs are requested before the two reductions, so their latency hides behind them.
+template <typename T, bool CROSS>
+__device__ __forceinline__ void merge_norm_vec(const T* rows, const T* z, const T* gamma, const T* beta, T* out,
+                                               int D, int h, int w, int zps, int P, float eps, T* tile) {
+    const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
+    const int bk = blockIdx.y, b = bk / 4, k = bk % 4;
+    const int l0 = blockIdx.x * P;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const T* src = rows + (long)bk * D * L + l0;
+    {
+        const int items = D * (P / 8);
+        uint4 v[kNormLoads];
+#pragma unroll
+        for (int i = 0; i < kNormLoads; ++i) {
+            const int idx = threadIdx.x + i * kNormWarps * 32, d = idx % D, g = idx / D;
+            if (idx < items && l0 + 8 * g < L) v[i] = __ldg(reinterpret_cast<const uint4*>(src + (long)d * L + 8 * g));
+            else v[i] = make_uint4(0u, 0u, 0u, 0u);
+        }
+#pragma unroll
+        for (int i = 0; i < kNormLoads; ++i) {
+            const int idx = threadIdx.x + i * kNormWarps * 32, d = idx % D, g = idx / D;
+            if (idx >= items) break;
+            const unsigned words[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+            unsigned short* t = reinterpret_cast<unsigned short*>(tile) + (8 * g) * D + d;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) t[j * D] = static_cast<unsigned short>(words[j / 2] >> (16 * (j % 2)));
+        }
+    }
+    __syncthreads();
+    const int chunks = D / 8;
+    const float inv_d = 1.f / (float)D;
+    for (int ll = warp; ll < P; ll += kNormWarps) {
+        const int px = l0 + ll < L ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
+        if (px < 0) continue;  // warp-uniform
+        const long pixel = (long)b * h * w + px;
+        const uint4* zp = reinterpret_cast<const uint4*>(z + pixel * zps);
+        const uint4* xp = reinterpret_cast<const uint4*>(tile + ll * D);
+        uint4 zc[kNormChunks];
+#pragma unroll
+        for (int i = 0; i < kNormChunks; ++i)
+            if (lane + 32 * i < chunks) zc[i] = __ldg(zp + lane + 32 * i);
+        float sum = 0.f;
+#pragma unroll
+        for (int i = 0; i < kNormChunks; ++i) {
+            if (lane + 32 * i >= chunks) break;
+            const uint4 x = xp[lane + 32 * i];
+            const unsigned words[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+            for (int j = 0; j < 8; ++j) sum += Word<T>::get(words[j / 2], j % 2);
+        }
+        const float mean = warp_sum(sum) * inv_d;
+        float sq = 0.f;
+#pragma unroll
+        for (int i = 0; i < kNormChunks; ++i) {
+            if (lane + 32 * i >= chunks) break;
+            const uint4 x = xp[lane + 32 * i];
+            const unsigned words[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                const float c = Word<T>::get(words[j / 2], j % 2) - mean;
+                sq = fmaf(c, c, sq);
+            }
+        }
+        const float rstd = rsqrtf(warp_sum(sq) * inv_d + eps);
+        uint4* op = reinterpret_cast<uint4*>(out + pixel * D);
+#pragma unroll
+        for (int i = 0; i < kNormChunks; ++i) {
+            const int c = lane + 32 * i;
+            if (c >= chunks) break;
+            const uint4 x = xp[c], gm = __ldg(reinterpret_cast<const uint4*>(gamma) + c),
+                        bt = __ldg(reinterpret_cast<const uint4*>(beta) + c);
+            const unsigned xw[4] = {x.x, x.y, x.z, x.w}, zw[4] = {zc[i].x, zc[i].y, zc[i].z, zc[i].w};
+            const unsigned gw[4] = {gm.x, gm.y, gm.z, gm.w}, bw[4] = {bt.x, bt.y, bt.z, bt.w};
+            unsigned ow[4];
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                unsigned acc = 0;
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const float v = fmaf((Word<T>::get(xw[q], e) - mean) * rstd, Word<T>::get(gw[q], e),
+                                         Word<T>::get(bw[q], e));
+                    acc |= Word<T>::bits(from_float<T>(v * gate_of(Word<T>::get(zw[q], e), CROSS))) << (16 * e);
+                }
+                ow[q] = acc;
+            }
+            op[c] = make_uint4(ow[0], ow[1], ow[2], ow[3]);
+        }
+    }
+}
+
+// Any type and size: the tile channel-major (tile[d * pitch + ll], pitch P + 2 at 16 bits, P + 1 at 32: an odd
+// number of words, so a warp reading one position of 32 channels hits 32 banks), element by element.
+template <typename T> __host__ __device__ constexpr int norm_pitch(int P) { return P + (sizeof(T) == 2 ? 2 : 1); }
+
+template <typename T, bool CROSS>
+__device__ __forceinline__ void merge_norm_any(const T* rows, const T* z, const T* gamma, const T* beta, T* out,
+                                               int D, int h, int w, int zps, int P, float eps, T* tile) {
+    const int pitch = norm_pitch<T>(P);
+    const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
+    const int bk = blockIdx.y, b = bk / 4, k = bk % 4;
+    const int l0 = blockIdx.x * P;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const T* src = rows + (long)bk * D * L + l0;
+    for (int i = threadIdx.x; i < D * P; i += blockDim.x) {
+        const int d = i / P, ll = i - d * P;
+        tile[d * pitch + ll] = l0 + ll < L ? src[(long)d * L + ll] : from_float<T>(0.f);
+    }
+    __syncthreads();
+    const float inv_d = 1.f / (float)D;
+    for (int ll = warp; ll < P; ll += kNormWarps) {
+        const int px = l0 + ll < L ? route_pixel(k, l0 + ll, h, w, h2, w2) : -1;
+        if (px < 0) continue;  // warp-uniform
+        const T* col = tile + ll;
+        float sum = 0.f;
+        for (int d = lane; d < D; d += 32) sum += to_float(col[d * pitch]);
+        const float mean = warp_sum(sum) * inv_d;
+        float sq = 0.f;
+        for (int d = lane; d < D; d += 32) {
+            const float c = to_float(col[d * pitch]) - mean;
+            sq = fmaf(c, c, sq);
+        }
+        const float rstd = rsqrtf(warp_sum(sq) * inv_d + eps);
+        const long pixel = (long)b * h * w + px;
+        const T* zp = z + pixel * zps;
+        T* op = out + pixel * D;
+        for (int d = lane; d < D; d += 32) {
+            const float v = fmaf((to_float(col[d * pitch]) - mean) * rstd, to_float(gamma[d]), to_float(beta[d]));
+            op[d] = from_float<T>(v * gate_of(to_float(zp[d]), CROSS));
+        }
+    }
+}
+
+// grid (ceil(L/P), batch * 4), block kNormWarps * 32. A block stages positions l0 .. l0+P-1 of route k of all
+// D channels from the rows (batch, 4D, L), then a warp a pixel: mean and variance over the pixel's channels
+// (two passes over the tile, float32), the affine LayerNorm, times the gate (SiLU(z); CROSS: s + SiLU(s) with
+// s = SiLU(z), the CMFM's y * g1 + y * g2), stored as the pixel's channels of out (batch, h, w, D). z: (batch,
+// h, w, zps) pixel rows whose first D channels are read. Padding is dropped. vec: the launcher's 16-byte form.
+template <typename T, bool CROSS>
+__device__ __forceinline__ void merge_norm(const T* rows, const T* z, const T* gamma, const T* beta, T* out,
+                                           int D, int h, int w, int zps, int P, float eps, int vec) {
+    __shared__ __align__(16) unsigned char smem[kNormSmemBytes];
+    T* tile = reinterpret_cast<T*>(smem);
+    if constexpr (sizeof(T) == 2) {
+        if (vec) {
+            merge_norm_vec<T, CROSS>(rows, z, gamma, beta, out, D, h, w, zps, P, eps, tile);
+            return;
+        }
+    }
+    merge_norm_any<T, CROSS>(rows, z, gamma, beta, out, D, h, w, zps, P, eps, tile);
+}
+
 // A conv split tile is kT x kT positions of each route (2kT x 2kT pixels), kT = 16 or 8 (the launcher takes
 // 8 where 16 leaves the GPU short of blocks: small maps, few channels).
 constexpr int kConvThreads = 256;  // threads per conv split block
 constexpr int kConvBytes = 16;     // bytes of each pixel's channels a block owns: one 16-byte load a pixel
 constexpr int kConvVec = 4;        // channels a thread convolves
 
-// SiLU on the special-function unit: the conv split is issue-bound, and the IEEE exp and divide of fe::silu
-// cost it a quarter of its instructions (for x < -87 the quotient is -0 instead of about -x e^x).
-__device__ __forceinline__ float silu_fast(float x) {
-    return __fdividef(x, 1.f + exp2_fast(-x * kLog2e));
-}
+// SiLU on the special-function unit (silu_fast above): the conv split is issue-bound, and the IEEE exp and
+// divide of fe::silu cost it a quarter of its instructions.
 
 // The channels a conv split block owns: 8 of a 16-bit type, 4 floats.
 template <typename T> __host__ __device__ constexpr int conv_channels() { return kConvBytes / static_cast<int>(sizeof(T)); }
@@ -404,6 +582,14 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
     extern "C" __global__ void __launch_bounds__(fe::es2d::kMergeWarps * 32) NAME(                    \
         const T* src, T* dst, int D, int h, int w, int channels_last) {                               \
         fe::es2d::move_routes<T, TO_MAP>(src, dst, D, h, w, channels_last);                           \
+    }
+
+// rows (batch, 4D, L) -> out (batch, h, w, D) = LayerNorm(merged map) * gate(z); P positions a block.
+#define FE_ES2D_MERGE_NORM_ENTRY(NAME, T, CROSS)                                                      \
+    extern "C" __global__ void __launch_bounds__(fe::es2d::kNormWarps * 32) NAME(                     \
+        const T* rows, const T* z, const T* gamma, const T* beta, T* out, int D, int h, int w,        \
+        int zps, int P, float eps, int vec) {                                                         \
+        fe::es2d::merge_norm<T, CROSS>(rows, z, gamma, beta, out, D, h, w, zps, P, eps, vec);          \
     }
 
 // a: channels-last input (pixel stride ps), wt (D, 9), bias (D), dst the rows (batch, 4D, L); CROSS: a2 too.
@@ -716,4 +902,22 @@ FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_bf16_t16, bf16_t, true, 16)
 #endif
 #if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_conv_split_cross_bf16_t8)
 FE_ES2D_CONV_SPLIT_ENTRY(fe_es2d_conv_split_cross_bf16_t8, bf16_t, true, 8)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_norm_f32)
+FE_ES2D_MERGE_NORM_ENTRY(fe_es2d_merge_norm_f32, float, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_norm_cross_f32)
+FE_ES2D_MERGE_NORM_ENTRY(fe_es2d_merge_norm_cross_f32, float, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_norm_f16)
+FE_ES2D_MERGE_NORM_ENTRY(fe_es2d_merge_norm_f16, half_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_norm_cross_f16)
+FE_ES2D_MERGE_NORM_ENTRY(fe_es2d_merge_norm_cross_f16, half_t, true)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_norm_bf16)
+FE_ES2D_MERGE_NORM_ENTRY(fe_es2d_merge_norm_bf16, bf16_t, false)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_es2d_merge_norm_cross_bf16)
+FE_ES2D_MERGE_NORM_ENTRY(fe_es2d_merge_norm_cross_bf16, bf16_t, true)
 #endif

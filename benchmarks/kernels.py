@@ -10,8 +10,10 @@
 2. Fused ES2D against gather + scan + scatter (es2d_scan_unfused) on the same maps.
 3. The conv gather (SiLU(depthwise 3x3 conv + bias) of an in_proj output half, gathered into route rows
    in one launch) against the conv (cuDNN) + SiLU + the split kernel, and the split kernel alone.
-4. The LDC kernel against the folded convolution (cuDNN).
-5. Model forward (512x640, float16 autocast, batch 1) with our kernels and with the chunked scan.
+4. The merge-norm (the scanned routes merged with the SS2D layer's LayerNorm and gate applied) against our
+   merge alone and the merge followed by PyTorch's LayerNorm and gate.
+5. The LDC kernel against the folded convolution (cuDNN).
+6. Model forward (512x640, float16 autocast, batch 1) with our kernels and with the chunked scan.
 
 Timing: CUDA events around a batch of calls queued behind a GPU sleep (so CPU launch
 overhead does not pad the kernels' time), median of several rounds.
@@ -338,6 +340,59 @@ def conv_gather_table(copy_gbs: float) -> list[str]:
     return lines
 
 
+def _merge_then_norm_gate(kernels, ys, z, weight, bias, d, h, w, stream) -> torch.Tensor:
+    """The separate form: our merge into a channels-last map, then PyTorch's LayerNorm and gate."""
+    merged = torch.empty(ys.shape[0], h, w, d, device="cuda", dtype=ys.dtype)
+    kernels.launch_es2d_merge(ys, merged, h=h, w=w, channels_last=True, stream=stream)
+    return F.layer_norm(merged, (d,), weight, bias, 1e-5) * F.silu(z)
+
+
+@torch.no_grad()
+def merge_norm_table(copy_gbs: float) -> list[str]:
+    """The SS2D layer's merge + LayerNorm + gate (float16, batch 1 and 2) on each stage's map: the merge-norm
+    kernel at the launcher's plan and at the most positions that fit a block, against our merge alone (which
+    stores the map the separate form then reads) and the merge followed by PyTorch's LayerNorm and gate.
+    Bytes = the rows and z read once, the output written once."""
+    from fusion_edge.kernels import launch, launch_params
+
+    from fusion_edge import kernels
+
+    lines = ["| preset | HxW | stage | batch | map (h, w, D) | merge-norm ms (positions) | GB/s | of copy bw "
+             "| most positions ms (positions) | merge alone ms | merge + torch LayerNorm, gate ms | max rel diff |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    stream = torch.cuda.current_stream().cuda_stream
+    sms = launch.sm_count(torch.cuda.current_device())
+    for preset, res, s, d, h, w in stage_shapes():
+        if res != (512, 640):
+            continue
+        for batch in (1, 2):
+            length = ((h + 1) // 2) * ((w + 1) // 2)
+            ys = torch.randn(batch, 4 * d, length, generator=gen, device="cuda").half()
+            z = torch.randn(batch, h, w, 2 * d, generator=gen, device="cuda").half()[..., d:]
+            weight = (1 + torch.randn(d, generator=gen, device="cuda") / 4).half()
+            bias = (torch.randn(d, generator=gen, device="cuda") / 4).half()
+            out = torch.empty(batch, h, w, d, device="cuda", dtype=torch.half)
+            zrows = kernels.DeviceArray(z.data_ptr(), (batch, h, w, 2 * d), "float16", z.device.index)  # in place
+            vec = launch_params.es2d_merge_norm_vectorized(d, 2, length, 2 * d)
+            plan = launch_params.es2d_merge_norm_plan(batch, d, length, 2, vec, sms)
+            most = launch_params.es2d_merge_norm_positions(d, 2, vectorized=vec)
+            fused = [bench(functools.partial(kernels.launch_es2d_merge_norm, ys, zrows, weight, bias, out, h=h, w=w,
+                                             eps=1e-5, positions=p, stream=stream)) for p in (plan, most)]
+            merged = torch.empty(batch, h, w, d, device="cuda", dtype=torch.half)
+            merge = bench(functools.partial(kernels.launch_es2d_merge, ys, merged, h=h, w=w, channels_last=True,
+                                            stream=stream))
+            separate = functools.partial(_merge_then_norm_gate, kernels, ys, z, weight, bias, d, h, w, stream)
+            kernels.launch_es2d_merge_norm(ys, zrows, weight, bias, out, h=h, w=w, eps=1e-5, stream=stream)
+            diff = rel_diff(out, separate())
+            nbytes = 3 * batch * h * w * d * 2
+            lines.append(f"| {preset} | {res[0]}x{res[1]} | {s + 1} | {batch} | ({h}, {w}, {d}) | {fmt(fused[0])} "
+                         f"({plan}) | {nbytes / fused[0] / 1e6:.0f} | {nbytes / fused[0] / 1e6 / copy_gbs:.0%} "
+                         f"| {fmt(fused[1])} ({most}) | {fmt(merge)} | {fmt(bench(separate))} | {diff:.1e} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 @torch.no_grad()
 def ldc_table() -> list[str]:
     lines = ["| preset | HxW | stage | x shape | LDC kernel ms | folded conv (cuDNN) ms | max rel diff |",
@@ -412,7 +467,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the tables to this markdown file (after each section)")
     parser.add_argument("--compile-budget", type=float, default=150.0,
                         help="compiled section: seconds the cases (compiled at once, one process each) may take")
-    parser.add_argument("--sections", default="scan,es2d,conv,ldc,model,compiled")
+    parser.add_argument("--sections", default="scan,es2d,conv,norm,ldc,model,compiled")
     parser.add_argument("--wait-for", help="compiled section: time only once this file exists")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -427,6 +482,8 @@ def main() -> None:
         "es2d": ("Fused ES2D vs gather + scan + scatter (x float16, output float32)", es2d_table),
         "conv": ("Conv gather vs conv + SiLU + split (float16, batch 1, 512x640)",
                  functools.partial(conv_gather_table, copy_gbs)),
+        "norm": ("Merge-norm vs merge, then LayerNorm and gate (float16, 512x640)",
+                 functools.partial(merge_norm_table, copy_gbs)),
         "ldc": ("LDC kernel vs the folded convolution (float16, batch 1)", ldc_table),
         "model": ("Model forward, batch 1", model_table),
         "compiled": ("Chunked op under torch.compile (float16, batch 1, 512x640)",

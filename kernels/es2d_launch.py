@@ -203,13 +203,14 @@ def launch_es2d_merge(ys: Any, out: Any = None, *, h: int, w: int, channels_last
 
 
 def launch_es2d_merge_norm(ys: Any, z: Any, weight: Any, bias: Any, out: Any = None, *, h: int, w: int,
-                           eps: float, cross: bool = False, stream: Any = None) -> Any:
+                           eps: float, cross: bool = False, positions: int | None = None, stream: Any = None) -> Any:
     """out (batch, h, w, D) = LayerNorm over the channels of the map whose routes are the rows of ys
     (batch, 4D, L'), with ``weight`` and ``bias`` (D), times the gate SiLU(z) (``cross``: s + SiLU(s) with
     s = SiLU(z), the CMFM's); the merge, the SS2D layer's out_norm and its gate in one launch, the map never
     stored. z: (batch, h, w, P) pixel rows whose first D channels are the gate's input (P >= D: e.g. the
     in_proj output the layer's z is the second half of, passed from that half's first element). All of
-    ys's type; padding positions are dropped."""
+    ys's type; padding positions are dropped. ``positions``: route positions a block stages, a power of two
+    whose tile fits (at least 8 in the 16-byte form); None: launch_params.es2d_merge_norm_plan."""
     arrs = {"ys": as_device_array(ys, "ys"), "z": as_device_array(z, "z"), "weight": as_device_array(weight, "weight"),
             "bias": as_device_array(bias, "bias")}
     ya, za = arrs["ys"], arrs["z"]
@@ -233,7 +234,13 @@ def launch_es2d_merge_norm(ys: Any, z: Any, weight: Any, bias: Any, out: Any = N
     vec = (launch_params.es2d_merge_norm_vectorized(dim, itemsize, ya.shape[2], za.shape[3])
            and all(a.ptr % 16 == 0 for a in arrs.values())
            and launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=True) > 0)
-    positions = launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=vec)
+    most = launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=vec)
+    if positions is None:
+        sms = launch.sm_count(launch.current_device() if device is None else device)
+        positions = launch_params.es2d_merge_norm_plan(batch, dim, ya.shape[2], itemsize, vec, sms)
+    elif positions & (positions - 1) or not (8 if vec else 1) <= positions <= most:
+        raise ValueError(f"positions must be a power of two from {8 if vec else 1} to {most} for this layer, "
+                         f"got {positions}")
     grid, block = launch_params.es2d_merge_norm_grid(batch, ya.shape[2], positions)
     launch.run("es2d", f"fe_es2d_merge_norm{'_cross' if cross else ''}_{TYPE_CODE[ya.dtype]}", grid, block,
                (launch.ptr(ya), launch.ptr(za), launch.ptr(arrs["weight"]), launch.ptr(arrs["bias"]),

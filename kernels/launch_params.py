@@ -31,6 +31,7 @@ ES2D_NORM_WARPS = 8              # kNormWarps (merge-norm block: a pixel a warp 
 ES2D_NORM_SMEM_BYTES = 32768     # kNormSmemBytes (the merge-norm block's D x P tile of rows)
 ES2D_NORM_MAX_POSITIONS = 32     # route positions a merge-norm block stages, at most (runs of 64 bytes at 16 bits)
 ES2D_NORM_VEC_MAX_CHUNKS = 6     # kNormChunks (16-byte chunks of a pixel a lane owns in the 16-byte form)
+ES2D_NORM_MIN_BLOCKS_PER_SM = 2  # merge-norm blocks an SM the launcher aims for (fewer positions a block if need be)
 ES2D_CONV_TILE = 16              # route positions a side of a conv split tile (32 x 32 pixels), or half
 ES2D_CONV_THREADS = 256          # kConvThreads
 ES2D_CONV_BYTES = 16             # kConvBytes (bytes of each pixel's channels a conv split block owns)
@@ -352,6 +353,17 @@ def es2d_merge_norm_positions(dim: int, itemsize: int, vectorized: bool = False)
     while positions and dim * (positions + pad) * itemsize > ES2D_NORM_SMEM_BYTES:
         positions //= 2
     return positions if positions >= (8 if vectorized else 1) else 0
+
+
+def es2d_merge_norm_plan(batch: int, dim: int, length: int, itemsize: int, vectorized: bool, sm_count: int) -> int:
+    """Route positions a merge-norm block stages for this layer: the most that fit
+    (:func:`es2d_merge_norm_positions`), halved while the grid would give fewer than ES2D_NORM_MIN_BLOCKS_PER_SM
+    blocks an SM (the narrow maps of the deep stages), down to 8 (the 16-byte form's one run a row) or 1."""
+    positions = es2d_merge_norm_positions(dim, itemsize, vectorized)
+    least = 8 if vectorized else 1
+    while positions > least and math.ceil(length / positions) * 4 * batch < ES2D_NORM_MIN_BLOCKS_PER_SM * sm_count:
+        positions //= 2
+    return positions
 
 
 def es2d_merge_norm_grid(batch: int, length: int, positions: int):

@@ -281,6 +281,8 @@ def test_es2d_merge_norm_launch_matches_the_kernel_signature(monkeypatch, dtype,
     calls = []
     monkeypatch.setattr(launch, "run", lambda family, name, grid, block, args, **kw: calls.append((name, grid,
                                                                                                    block, args)))
+    monkeypatch.setattr(launch, "sm_count", lambda device: 132)
+    monkeypatch.setattr(launch, "current_device", lambda: 0)
     batch, d, h, w = 2, 768, 31, 41
     length = 16 * 21
 
@@ -299,16 +301,22 @@ def test_es2d_merge_norm_launch_matches_the_kernel_signature(monkeypatch, dtype,
     for (kind, pname), value in zip(params, args):
         assert isinstance(value, {"ptr": np.uint64, "int": np.int32, "float": np.float32}[kind]), (pname, value)
     named = {pname: value for (_, pname), value in zip(params, args)}
-    positions = lp.es2d_merge_norm_positions(d, 2 if dtype != "float32" else 4)
+    itemsize = 2 if dtype != "float32" else 4
+    positions = lp.es2d_merge_norm_plan(batch, d, length, itemsize, False, 132)
     assert (named["zps"], named["P"], named["D"], named["vec"]) == (2 * d, positions, d, 0)  # 8-byte aligned
-    assert positions == (16 if dtype != "float32" else 8) and named["eps"] == np.float32(1e-5)
+    # 16 (float32: 8) positions fit, but 8 give the GPU's 132 SMs two blocks each
+    assert positions == 8 and named["eps"] == np.float32(1e-5)
     assert grid == (math.ceil(length / positions), batch * 4, 1) and block == (lp.ES2D_NORM_WARPS * 32, 1, 1)
     calls.clear()  # 16-byte aligned arrays: the 16-byte form for 16-bit types
     kernels.launch_es2d_merge_norm(arr(1024, (batch, 4 * d, length)), arr(2048, (batch, h, w, 2 * d)),
                                    arr(3072, (d,)), arr(4096, (d,)), arr(5120, (batch, h, w, d)), h=h, w=w, eps=1e-5)
     named = {pname: value for (_, pname), value in zip(params, calls[0][3])}
     assert named["vec"] == int(dtype != "float32")
-    assert named["P"] == lp.es2d_merge_norm_positions(d, 2 if dtype != "float32" else 4, vectorized=bool(named["vec"]))
+    assert named["P"] == lp.es2d_merge_norm_plan(batch, d, length, itemsize, bool(named["vec"]), 132)
+    for bad in (3, 64, 4 if named["vec"] else 0):
+        with pytest.raises(ValueError, match=f"positions must be a power of two .* got {bad}"):
+            kernels.launch_es2d_merge_norm(arr(1024, (batch, 4 * d, length)), arr(2048, (batch, h, w, 2 * d)),
+                                           arr(3072, (d,)), arr(4096, (d,)), h=h, w=w, eps=1e-5, positions=bad)
     with pytest.raises(ValueError, match=r"z must be \(batch, h, w, P\) = \(2, 31, 41, >= 768\)"):
         kernels.launch_es2d_merge_norm(arr(1000, (batch, 4 * d, length)), arr(2000, (batch, h, w, d - 1)),
                                        arr(3000, (d,)), arr(4000, (d,)), h=h, w=w, eps=1e-5)
@@ -336,6 +344,11 @@ def test_merge_norm_tiles_fit_the_block():
     assert [lp.es2d_merge_norm_vectorized(d, 2, 5120, 2 * d) for d in (192, 1536, 1544, 100)] == [
         True, True, False, False]
     assert not lp.es2d_merge_norm_vectorized(192, 4, 5120, 384) and not lp.es2d_merge_norm_vectorized(192, 2, 30, 384)
+    # fewer positions a block where the most that fit leave the GPU short of blocks (132 SMs: 264 wanted)
+    plan = functools.partial(lp.es2d_merge_norm_plan, itemsize=2, vectorized=True, sm_count=132)
+    assert [plan(1, 192, 5120), plan(2, 384, 1280), plan(1, 384, 1280), plan(1, 768, 320), plan(2, 1536, 80)] == [
+        32, 32, 16, 8, 8]
+    assert lp.es2d_merge_norm_plan(1, 1536, 80, 2, False, 132) == 1  # the other form goes down to one position
 
 
 @pytest.mark.parametrize("override, chunked, given, channels_last", [

@@ -596,6 +596,18 @@ def test_es2d_merge_norm_is_the_layernorm_of_the_merged_map_times_the_gate(kerne
     torch.cuda.synchronize()
     truth = norm_gate_truth(ys, zbuf[..., :d], weight, bias, h, w, cross)
     assert rel_err(out, truth) <= TOL[dtype]
+    # the most positions that fit a block (the launcher may take fewer for more blocks)
+    from fusion_edge.kernels import launch_params as lp
+
+    itemsize = zbuf.element_size()
+    vec = lp.es2d_merge_norm_vectorized(d, itemsize, length, 2 * d) and lp.es2d_merge_norm_positions(
+        d, itemsize, vectorized=True) > 0
+    out.fill_(float("nan"))
+    kernels.launch_es2d_merge_norm(ys, zbuf, weight, bias, out, h=h, w=w, eps=1e-5, cross=cross,
+                                   positions=lp.es2d_merge_norm_positions(d, itemsize, vectorized=vec),
+                                   stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    assert rel_err(out, truth) <= TOL[dtype]
     # z one element into its rows (not 16-byte aligned): the element-by-element form on the same shapes
     shifted = kernels.DeviceArray(zbuf.data_ptr() + zbuf.element_size(), (batch, h, w, 2 * d),
                                   str(dtype).replace("torch.", ""), zbuf.device.index)

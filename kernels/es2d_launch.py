@@ -228,19 +228,21 @@ def launch_es2d_merge_norm(ys: Any, z: Any, weight: Any, bias: Any, out: Any = N
     if not launch_params.es2d_merge_norm_positions(dim, itemsize):
         raise ValueError(f"es2d merge-norm: {dim} channels of {ya.dtype} do not fit a block's "
                          f"{launch_params.ES2D_NORM_SMEM_BYTES} bytes of shared memory")
+    # 16-byte form: every array 16-byte aligned (an output allocated here is)
+    given_out = [] if out is None else [as_device_array(out, "out")]
+    vec = (launch_params.es2d_merge_norm_vectorized(dim, itemsize, ya.shape[2], za.shape[3])
+           and all(a.ptr % 16 == 0 for a in [*arrs.values(), *given_out])
+           and launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=True) > 0)
+    most = launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=vec)
+    if positions is not None and (positions & (positions - 1) or not (8 if vec else 1) <= positions <= most):
+        raise ValueError(f"positions must be a power of two from {8 if vec else 1} to {most} for this layer, "
+                         f"got {positions}")
     result, device = _checked_out(arrs, out, (batch, h, w, dim), ya.dtype, stream)
     if batch * dim * ya.shape[2] == 0:
         return result
-    vec = (launch_params.es2d_merge_norm_vectorized(dim, itemsize, ya.shape[2], za.shape[3])
-           and all(a.ptr % 16 == 0 for a in arrs.values())
-           and launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=True) > 0)
-    most = launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=vec)
     if positions is None:
         sms = launch.sm_count(launch.current_device() if device is None else device)
         positions = launch_params.es2d_merge_norm_plan(batch, dim, ya.shape[2], itemsize, vec, sms)
-    elif positions & (positions - 1) or not (8 if vec else 1) <= positions <= most:
-        raise ValueError(f"positions must be a power of two from {8 if vec else 1} to {most} for this layer, "
-                         f"got {positions}")
     grid, block = launch_params.es2d_merge_norm_grid(batch, ya.shape[2], positions)
     launch.run("es2d", f"fe_es2d_merge_norm{'_cross' if cross else ''}_{TYPE_CODE[ya.dtype]}", grid, block,
                (launch.ptr(ya), launch.ptr(za), launch.ptr(arrs["weight"]), launch.ptr(arrs["bias"]),

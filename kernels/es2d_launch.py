@@ -231,8 +231,7 @@ def launch_es2d_merge_norm(ys: Any, z: Any, weight: Any, bias: Any, out: Any = N
     # 16-byte form: every array 16-byte aligned (an output allocated here is)
     given_out = [] if out is None else [as_device_array(out, "out")]
     vec = (launch_params.es2d_merge_norm_vectorized(dim, itemsize, ya.shape[2], za.shape[3])
-           and all(a.ptr % 16 == 0 for a in [*arrs.values(), *given_out])
-           and launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=True) > 0)
+           and all(a.ptr % 16 == 0 for a in [*arrs.values(), *given_out]))
     most = launch_params.es2d_merge_norm_positions(dim, itemsize, vectorized=vec)
     if positions is not None and (positions & (positions - 1) or not (8 if vec else 1) <= positions <= most):
         raise ValueError(f"positions must be a power of two from {8 if vec else 1} to {most} for this layer, "

@@ -344,6 +344,9 @@ def test_merge_norm_tiles_fit_the_block():
     assert [lp.es2d_merge_norm_vectorized(d, 2, 5120, 2 * d) for d in (192, 1536, 1544, 100)] == [
         True, True, False, False]
     assert not lp.es2d_merge_norm_vectorized(192, 4, 5120, 384) and not lp.es2d_merge_norm_vectorized(192, 2, 30, 384)
+    # every width the 16-byte form takes has a tile that fits (the launcher relies on it)
+    assert all(lp.es2d_merge_norm_positions(d, 2, vectorized=True) >= 8 for d in range(8, 4096, 8)
+               if lp.es2d_merge_norm_vectorized(d, 2, 5120, 2 * d))
     # fewer positions a block where the most that fit leave the GPU short of blocks (132 SMs: 264 wanted)
     plan = functools.partial(lp.es2d_merge_norm_plan, itemsize=2, vectorized=True, sm_count=132)
     assert [plan(1, 192, 5120), plan(2, 384, 1280), plan(1, 384, 1280), plan(1, 768, 320), plan(2, 1536, 80)] == [

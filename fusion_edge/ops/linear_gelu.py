@@ -19,9 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fusion_edge.ops import torch_ops
+
 MODES = ("auto", "on", "off")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
-OP_NAME = "fusion_edge::linear_gelu"
 SCHEMA = "(Tensor x, Tensor weight, Tensor bias) -> Tensor"
 _mode = "auto"
 
@@ -82,19 +83,4 @@ def _fused_fake(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
-def _register() -> bool:
-    """Define the op once per process; False where this torch has no ``torch.library.custom_op``."""
-    if not (hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_fake")):
-        return False
-    try:
-        torch.ops.fusion_edge.linear_gelu  # noqa: B018  already defined (module reloaded)
-        return True
-    except (AttributeError, RuntimeError):
-        pass
-    op = torch.library.custom_op(OP_NAME, _fused_cuda, mutates_args=(), device_types="cuda", schema=SCHEMA)
-    op.register_kernel("cpu", _fused_cpu)
-    op.register_fake(_fused_fake)
-    return True
-
-
-_OP_REGISTERED = _register()
+_OP_REGISTERED = torch_ops.define_op("linear_gelu", SCHEMA, _fused_cuda, _fused_cpu, _fused_fake)

@@ -229,14 +229,20 @@ def es2d_scan_projected_fused(x, proj, dt_projs_weight, dt_projs_bias, A_logs, D
     return _launch_es2d(x, params, proj=proj, delta=delta)  # the launcher checks proj's and delta's shapes
 
 
+def _scan_route_rows(xs, delta, A, Bs, Cs, Ds, delta_bias) -> torch.Tensor:
+    """The plain scan (softplus) of gathered routes xs and their deltas (B, 4, D, L') as (B, 4D, L') rows."""
+    b, routes, d, length = xs.shape
+    return _scan_forward(xs.reshape(b, routes * d, length), delta.reshape(b, routes * d, length), A, Bs, Cs, Ds,
+                         None, delta_bias, True)
+
+
 def es2d_scan_routes_cuda(xs, delta, A, Bs, Cs, Ds, delta_bias, h: int, w: int) -> torch.Tensor:
     """``es2d.scan_routes_merged`` on our kernels: the plain scan of the route rows (its planner's core),
     then one tiled launch that writes them into a channels-last (B, D, h, w) map in xs's dtype."""
     from fusion_edge import kernels
 
-    b, routes, d, length = xs.shape
-    ys = _scan_forward(xs.reshape(b, routes * d, length), delta.reshape(b, routes * d, length), A, Bs, Cs, Ds,
-                       None, delta_bias, True)
+    b, _, d, _ = xs.shape
+    ys = _scan_route_rows(xs, delta, A, Bs, Cs, Ds, delta_bias)
     out = torch.empty((b, h, w, d), device=xs.device, dtype=ys.dtype)
     with torch.cuda.device(xs.device):
         kernels.launch_es2d_merge(ys, out, h=h, w=w, channels_last=True, stream=_stream(xs))
@@ -252,9 +258,8 @@ def es2d_scan_routes_norm_cuda(xs, delta, A, Bs, Cs, Ds, delta_bias, h: int, w: 
     Returns (B, h, w, D) in xs's dtype."""
     from fusion_edge import kernels
 
-    b, routes, d, length = xs.shape
-    ys = _scan_forward(xs.reshape(b, routes * d, length), delta.reshape(b, routes * d, length), A, Bs, Cs, Ds,
-                       None, delta_bias, True)
+    b, _, d, _ = xs.shape
+    ys = _scan_route_rows(xs, delta, A, Bs, Cs, Ds, delta_bias)
     z = _pixel_rows_or_dense(z.to(ys.dtype))
     out = torch.empty((b, h, w, d), device=xs.device, dtype=ys.dtype)
     with torch.cuda.device(xs.device):

@@ -168,9 +168,8 @@ def _check_gate(xs, h, w, z, norm_weight, norm_bias):
 
 def _routes_norm_cuda(xs, delta, A, B, C, D, delta_bias, h, w, z, norm_weight, norm_bias, eps, cross):
     _check_gate(xs, h, w, z, norm_weight, norm_bias)
-    with torch.no_grad():
-        return selective_scan_cuda.es2d_scan_routes_norm_cuda(xs, delta, A, B, C, D, delta_bias, h, w, z, norm_weight,
-                                                              norm_bias, eps, cross)
+    return _computed(selective_scan_cuda.es2d_scan_routes_norm_cuda, xs, delta, A, B, C, D, delta_bias, h, w, z,
+                     norm_weight, norm_bias, eps, cross)
 
 
 def _routes_norm_cpu(xs, delta, A, B, C, D, delta_bias, h, w, z, norm_weight, norm_bias, eps, cross):
@@ -238,21 +237,27 @@ def _registered(name: str) -> bool:
     return True
 
 
-def register_ops() -> bool:
-    """Define the ops once per process; False where this torch has no ``torch.library.custom_op``."""
+def define_op(name: str, schema: str, cuda_fn, cpu_fn, fake_fn, tags: tuple = ()) -> bool:
+    """Define ``fusion_edge::<name>`` (a CUDA kernel, a CPU kernel and a fake) unless it exists already;
+    False where this torch has no ``torch.library.custom_op``."""
     if not OPS_SUPPORTED:
         return False
-    for name, (schema, cuda_fn, cpu_fn, fake_fn) in _OPS.items():
-        if _registered(name):
-            continue
-        # The ES2D ops return their map in the input map's layout (channels-last or not), so a compiler
-        # must hand them inputs with exactly the traced strides, or its idea of the output's layout
-        # would be wrong.
-        tags = _EXACT_STRIDES if name.startswith("es2d") else ()
+    if not _registered(name):
         op = torch.library.custom_op(f"{NAMESPACE}::{name}", cuda_fn, mutates_args=(), device_types="cuda",
                                      schema=schema, tags=tags)
         op.register_kernel("cpu", cpu_fn)
         op.register_fake(fake_fn)
+    return True
+
+
+def register_ops() -> bool:
+    """Define the ops once per process; False where this torch has no ``torch.library.custom_op``."""
+    for name, (schema, cuda_fn, cpu_fn, fake_fn) in _OPS.items():
+        # The ES2D ops return their map in the input map's layout (channels-last or not), so a compiler
+        # must hand them inputs with exactly the traced strides, or its idea of the output's layout
+        # would be wrong.
+        if not define_op(name, schema, cuda_fn, cpu_fn, fake_fn, _EXACT_STRIDES if name.startswith("es2d") else ()):
+            return False
     return True
 
 

@@ -122,6 +122,7 @@ SCAN_TIME_MIN_LENGTH = 256       # shorter scans leave most lanes of a tile idle
 SCAN_TIME_LONG = 1024            # one warp a channel pays from this length on ...
 SCAN_TIME_MAX_IDLE = 0.1         # ... with at most this share of the last tile's lanes idle, or in one wave
 SCAN_TIME_FEW_TILES = 3          # with fewer warps than schedulers, only this many tiles a channel
+SCAN_TIME_MAX_WAVES = 2          # one warp a channel, tiles not whole: at most this many waves, the last full
 
 
 def scan_time_allowed(n_states: int) -> bool:
@@ -150,7 +151,8 @@ def scan_time_plan(channels: int, length: int, chunks: int, sm_count: int) -> Sc
 def scan_time_preferred(channels: int, length: int, n_states: int, sm_count: int, routes: bool = False) -> bool:
     """Whether the time-parallel core beats the lane-major plans on this scan (see above): two warps a
     channel win unless the lane-major core can cut a long scan of few channels into many chunks; one warp a
-    channel needs long sequences, and whole tiles unless its warps fit in one wave."""
+    channel needs long sequences, and whole tiles unless its warps fit in one wave or in two nearly full ones
+    (the shared encoder's batch of two, paper stage 2: 3072 x 1280)."""
     if routes or not scan_time_allowed(n_states) or length < SCAN_TIME_MIN_LENGTH:
         return False  # routes: forced only (see above)
     tile = SCAN_LANES_TILE[SCAN_TIME_LANES]
@@ -159,7 +161,10 @@ def scan_time_preferred(channels: int, length: int, n_states: int, sm_count: int
     if split > 1:
         return channels * split >= SCAN_LANES_SMSP * max(sm_count, 1) or tiles <= SCAN_TIME_FEW_TILES
     whole = tiles * tile <= length * (1 + SCAN_TIME_MAX_IDLE)
-    return length >= SCAN_TIME_LONG and (whole or channels <= _scan_time_resident_warps(sm_count))
+    resident = _scan_time_resident_warps(sm_count)
+    waves = math.ceil(channels / resident)
+    whole_waves = waves <= SCAN_TIME_MAX_WAVES and waves * resident <= channels * (1 + SCAN_TIME_MAX_IDLE)
+    return length >= SCAN_TIME_LONG and (whole or channels <= resident or whole_waves)
 
 
 @dataclass(frozen=True)

@@ -496,6 +496,25 @@ def test_time_parallel_rule_matches_the_h200_sweep():
     assert rows == 32
 
 
+def test_time_parallel_rule_matches_the_batch_two_sweep():
+    """The shared encoder's batch of two (second table of the sweep): against the fastest lane-major
+    plan of each shape, forced; ties of 2% may go either way."""
+    from fusion_edge.kernels import launch_params as lp
+
+    rows = 0
+    for line in TIME_SWEEP.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != 10 or "x" not in cells[1] or not cells[2].isdigit():
+            continue
+        batch, dim, length = (int(v) for v in cells[3].strip("()").split(","))
+        lane_ms, time_ms = float(cells[7]), float(cells[8].split()[0])
+        preferred = lp.scan_time_preferred(batch * dim, length, 16, sm_count=132)
+        if "chunks" not in cells[8] and abs(time_ms / lane_ms - 1) > 0.02:
+            assert preferred == (time_ms < lane_ms), (cells, preferred)
+        rows += 1
+    assert rows == 16
+
+
 def test_scan_plan_layouts_and_fallbacks():
     from fusion_edge.kernels import launch_params as lp
 

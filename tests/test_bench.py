@@ -650,8 +650,11 @@ def test_cudnn_benchmark_flag_reaches_cudnn_and_the_report(monkeypatch, flag, ex
     assert args.cudnn_benchmark is expected
     monkeypatch.setattr(runner, "resolve_device", lambda requested: "cuda")
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", not expected)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark_limit", 10)
     config = BenchConfig(preset="edge", sizes=[(32, 32)], backends=["torch-cuda"], device="cuda", count_cost=False,
                          cudnn_benchmark=args.cudnn_benchmark)
     report = runner.run_bench(config, progress=lambda line: None)
     assert torch.backends.cudnn.benchmark is expected
+    # timed, cuDNN tries every algorithm it has, not only its heuristic's first ten
+    assert torch.backends.cudnn.benchmark_limit == (0 if expected else 10)
     assert report.config["cudnn_benchmark"] is expected

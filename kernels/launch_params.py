@@ -120,7 +120,7 @@ SCAN_TIME_BLOCKS_PER_SM = 3      # timepar::kMinBlocks (its register cap)
 SCAN_TIME_MAX_SPLIT = 2          # timepar::kMaxSplit: warps a channel, each with a share of the states
 SCAN_TIME_MIN_LENGTH = 256       # shorter scans leave most lanes of a tile idle
 SCAN_TIME_LONG = 1024            # one warp a channel pays from this length on ...
-SCAN_TIME_MAX_IDLE = 0.1         # ... with at most this share of the last tile's lanes idle, or in one wave
+SCAN_TIME_MAX_IDLE = 0.1         # ... with at most this share of the last tile's lanes (or wave's warps) idle
 SCAN_TIME_FEW_TILES = 3          # with fewer warps than schedulers, only this many tiles a channel
 SCAN_TIME_MAX_WAVES = 2          # one warp a channel, tiles not whole: at most this many waves, the last full
 

@@ -310,33 +310,44 @@ def _conv_silu_split(a, weight, bias, rows, stream) -> torch.Tensor:
 
 @torch.no_grad()
 def conv_gather_table(copy_gbs: float) -> list[str]:
-    """The SS2D layer's conv gather on each stage's map (float16, batch 1): a (1, h, w, 2D) in_proj output
-    whose first half is convolved in place; bytes = that half read once + the route rows written once."""
+    """The SS2D layer's conv gather on each stage's map (float16, batch 1 and 2: the decoder's and the shared
+    encoder's): a (batch, h, w, 2D) in_proj output whose first half is convolved in place, with the launcher's
+    tile and each tile forced; bytes = that half read once + the route rows written once."""
+    from fusion_edge.kernels import launch, launch_params
+
     from fusion_edge import kernels
 
-    lines = ["| preset | HxW | stage | map (h, w, D) | conv gather ms | GB/s | of copy bw "
-             "| conv (cuDNN) + SiLU + split ms | split alone ms | max rel diff |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    big = launch_params.ES2D_CONV_TILE
+    lines = [f"| preset | HxW | stage | batch | map (h, w, D) | conv gather ms (tile) | GB/s | of copy bw "
+             f"| tile {big} ms | tile {big // 2} ms | conv (cuDNN) + SiLU + split ms | split alone ms | max rel diff |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     gen = torch.Generator(device="cuda").manual_seed(3)
     stream = torch.cuda.current_stream().cuda_stream
+    sms = launch.sm_count(launch.current_device())
     for preset, res, s, d, h, w in stage_shapes():
         if res != (512, 640):
             continue
-        a = torch.randn(1, h, w, 2 * d, generator=gen, device="cuda").half()[..., :d]
-        weight = (torch.randn(d, 1, 3, 3, generator=gen, device="cuda") / 3).half()
-        bias = torch.randn(d, generator=gen, device="cuda").half()
-        rows = torch.empty(1, 4 * d, ((h + 1) // 2) * ((w + 1) // 2), device="cuda", dtype=torch.half)
-        conv_then_split = functools.partial(_conv_silu_split, a, weight, bias, rows, stream)
-        gathered = bench(functools.partial(es2d_conv_gather_cuda, a, weight, bias))
-        separate = bench(conv_then_split)
-        conv_map = _conv_silu(a, weight, bias)
-        split = bench(functools.partial(kernels.launch_es2d_split, conv_map, rows, channels_last=True, stream=stream))
-        nbytes = (a.numel() + rows.numel()) * 2
-        diff = rel_diff(es2d_conv_gather_cuda(a, weight, bias).reshape(rows.shape), conv_then_split())
-        lines.append(f"| {preset} | {res[0]}x{res[1]} | {s + 1} | ({h}, {w}, {d}) | {fmt(gathered)} "
-                     f"| {nbytes / gathered / 1e6:.0f} | {nbytes / gathered / 1e6 / copy_gbs:.0%} | {fmt(separate)} "
-                     f"| {fmt(split)} | {diff:.1e} |")
-        print(lines[-1], flush=True)
+        for batch in (1, 2):
+            full = torch.randn(batch, h, w, 2 * d, generator=gen, device="cuda").half()
+            a = full[..., :d]
+            weight = (torch.randn(d, 1, 3, 3, generator=gen, device="cuda") / 3).half()
+            bias = torch.randn(d, generator=gen, device="cuda").half()
+            rows = torch.empty(batch, 4 * d, ((h + 1) // 2) * ((w + 1) // 2), device="cuda", dtype=torch.half)
+            conv_then_split = functools.partial(_conv_silu_split, a, weight, bias, rows, stream)
+            gathered = bench(functools.partial(es2d_conv_gather_cuda, a, weight, bias))
+            forced = [bench(functools.partial(kernels.launch_es2d_conv_split, full, weight, bias, rows, tile=tile,
+                                              stream=stream)) for tile in (big, big // 2)]
+            separate = bench(conv_then_split)
+            conv_map = _conv_silu(a, weight, bias)
+            split = bench(functools.partial(kernels.launch_es2d_split, conv_map, rows, channels_last=True,
+                                            stream=stream))
+            nbytes = (a.numel() + rows.numel()) * 2
+            chosen = launch_params.es2d_conv_split_tile(batch, d, h, w, 2, sms)
+            diff = rel_diff(es2d_conv_gather_cuda(a, weight, bias).reshape(rows.shape), conv_then_split())
+            lines.append(f"| {preset} | {res[0]}x{res[1]} | {s + 1} | {batch} | ({h}, {w}, {d}) | {fmt(gathered)} "
+                         f"({chosen}) | {nbytes / gathered / 1e6:.0f} | {nbytes / gathered / 1e6 / copy_gbs:.0%} "
+                         f"| {fmt(forced[0])} | {fmt(forced[1])} | {fmt(separate)} | {fmt(split)} | {diff:.1e} |")
+            print(lines[-1], flush=True)
     return lines
 
 
@@ -480,7 +491,7 @@ def main() -> None:
         "scan": ("Selective scan (float16, N=16, 4 groups, softplus, D, delta_bias)",
                  functools.partial(scan_table, copy_gbs)),
         "es2d": ("Fused ES2D vs gather + scan + scatter (x float16, output float32)", es2d_table),
-        "conv": ("Conv gather vs conv + SiLU + split (float16, batch 1, 512x640)",
+        "conv": ("Conv gather vs conv + SiLU + split (float16, batch 1 and 2, 512x640; both tiles forced)",
                  functools.partial(conv_gather_table, copy_gbs)),
         "norm": ("Merge-norm vs merge, then LayerNorm and gate (float16, 512x640)",
                  functools.partial(merge_norm_table, copy_gbs)),

@@ -36,6 +36,7 @@ ES2D_CONV_TILE = 16              # route positions a side of a conv split tile (
 ES2D_CONV_THREADS = 256          # kConvThreads
 ES2D_CONV_BYTES = 16             # kConvBytes (bytes of each pixel's channels a conv split block owns)
 ES2D_CONV_MIN_BLOCKS_PER_SM = 2  # below this many blocks an SM at ES2D_CONV_TILE, the half-size tile
+ES2D_CONV_MIN_FILL = 0.5         # ... and below this share of the large tiles' positions inside the routes
 
 LDC_TILE_W, LDC_TILE_H, LDC_OUT, LDC_THREADS = 32, 16, 8, 128  # ldc_conv2d.cu
 
@@ -377,9 +378,14 @@ def es2d_merge_norm_grid(batch: int, length: int, positions: int):
 
 def es2d_conv_split_tile(batch: int, dim: int, h: int, w: int, itemsize: int, sm_count: int) -> int:
     """Route positions a side of a conv split tile: ES2D_CONV_TILE, or half of it where the large tiles would
-    give fewer than ES2D_CONV_MIN_BLOCKS_PER_SM blocks an SM (small maps, few channels)."""
-    blocks = math.prod(es2d_conv_split_grid(batch, dim, h, w, itemsize, ES2D_CONV_TILE)[0])
-    return ES2D_CONV_TILE if blocks >= ES2D_CONV_MIN_BLOCKS_PER_SM * sm_count else ES2D_CONV_TILE // 2
+    give fewer than ES2D_CONV_MIN_BLOCKS_PER_SM blocks an SM (small maps, few channels) or lie mostly outside
+    the routes (paper stage 4 at 512x640: 8 x 10 positions in a 16 x 16 tile). Fitted on the H200
+    (benchmarks/results/conv_gather_h200.md, both tiles forced at batch 1 and 2)."""
+    tile = ES2D_CONV_TILE
+    blocks = math.prod(es2d_conv_split_grid(batch, dim, h, w, itemsize, tile)[0])
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    fill = h2 * w2 / (math.ceil(h2 / tile) * math.ceil(w2 / tile) * tile * tile)
+    return tile if blocks >= ES2D_CONV_MIN_BLOCKS_PER_SM * sm_count and fill >= ES2D_CONV_MIN_FILL else tile // 2
 
 
 def es2d_conv_split_grid(batch: int, dim: int, h: int, w: int, itemsize: int, tile: int):

@@ -635,14 +635,17 @@ def test_projection_width_follows_the_layer():
 
 
 def test_conv_split_tile_follows_the_map():
-    """32 x 32 pixel tiles where they give at least two blocks an SM (paper stages 1-2 at 512x640), 16 x 16
-    ones for small maps and few channels (paper stages 3-4, every edge stage), so those fill the GPU."""
+    """32 x 32 pixel tiles where they give at least two blocks an SM and lie mostly inside the routes (paper
+    stages 1-2 at 512x640, stage 3 at batch 2), 16 x 16 ones for small maps and few channels (paper stages 3-4,
+    every edge stage), so those fill the GPU: the faster tile of each row of conv_gather_h200.md's H200 table."""
     from fusion_edge.kernels import launch_params as lp
 
     big, small = lp.ES2D_CONV_TILE, lp.ES2D_CONV_TILE // 2
     assert lp.es2d_conv_split_tile(1, 192, 128, 160, 2, 132) == big     # paper stage 1: 480 blocks
     assert lp.es2d_conv_split_tile(1, 384, 64, 80, 2, 132) == big       # paper stage 2: 288 blocks
     assert lp.es2d_conv_split_tile(1, 768, 32, 40, 2, 132) == small     # paper stage 3: 192 blocks
+    assert lp.es2d_conv_split_tile(2, 768, 32, 40, 2, 132) == big       # at batch 2: 384 blocks, 62% inside
+    assert lp.es2d_conv_split_tile(2, 1536, 16, 20, 2, 132) == small    # paper stage 4: 384 blocks, 31% inside
     assert lp.es2d_conv_split_tile(1, 32, 128, 160, 2, 132) == small    # edge stage 1: 80 blocks
     assert lp.es2d_conv_split_tile(8, 32, 128, 160, 2, 132) == big      # the same at batch 8
     assert lp.es2d_conv_split_tile(1, 192, 128, 160, 4, 132) == big     # float32: 4 channels a block

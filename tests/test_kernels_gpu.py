@@ -631,7 +631,8 @@ def test_es2d_merge_norm_names_a_layer_too_wide(kernels):
 @pytest.mark.parametrize("cross", [False, True])
 @pytest.mark.parametrize("shape, pitch", [((1, 1, 1, 1), 1), ((2, 8, 7, 5), 16), ((1, 33, 9, 5), 33),
                                           ((1, 33, 9, 5), 66), ((1, 96, 9, 12), 192), ((2, 130, 33, 20), 260),
-                                          ((1, 64, 1, 9), 64), ((1, 24, 40, 70), 48), ((2, 12, 35, 33), 24)])
+                                          ((1, 64, 1, 9), 64), ((1, 24, 40, 70), 48), ((2, 12, 35, 33), 24),
+                                          ((1, 16, 32, 48), 32), ((2, 16, 48, 80), 16), ((1, 8, 40, 20), 24)])
 def test_es2d_conv_split_is_the_gather_of_the_conv_map(kernels, shape, pitch, cross, dtype):
     """launch_es2d_conv_split (through es2d_conv_gather_cuda) writes every row position with the route's pixel
     of SiLU(depthwise 3x3 conv + bias) of the first D channels of a (batch, h, w, pitch) buffer (a half of an

@@ -290,7 +290,8 @@ __device__ __forceinline__ void merge_norm(const T* rows, const T* z, const T* g
 // 8 where 16 leaves the GPU short of blocks: small maps, few channels).
 constexpr int kConvThreads = 256;  // threads per conv split block
 constexpr int kConvBytes = 16;     // bytes of each pixel's channels a block owns: one 16-byte load a pixel
-constexpr int kConvVec = 4;        // channels a thread convolves
+constexpr int kConvVec = 2;        // channels a thread convolves (few registers: four blocks an SM)
+constexpr int kConvMinBlocks = 4;  // blocks an SM the conv split's register budget is set for
 
 // SiLU on the special-function unit (silu_fast above): the conv split is issue-bound, and the IEEE exp and
 // divide of fe::silu cost it a quarter of its instructions.
@@ -298,16 +299,16 @@ constexpr int kConvVec = 4;        // channels a thread convolves
 // The channels a conv split block owns: 8 of a 16-bit type, 4 floats.
 template <typename T> __host__ __device__ constexpr int conv_channels() { return kConvBytes / static_cast<int>(sizeof(T)); }
 
-// Four channels at p (kConvVec consecutive elements of shared memory, 8- or 16-byte aligned) as floats.
+// The kConvVec channels at p (consecutive elements of shared memory, aligned to their size) as floats.
 template <typename T>
-__device__ __forceinline__ void load_vec4(const T* p, float v[kConvVec]) {
+__device__ __forceinline__ void load_conv_vec(const T* p, float (&v)[kConvVec]) {
+    static_assert(kConvVec == 2, "two channels a thread");
     if constexpr (sizeof(T) == 2) {
-        const uint2 q = *reinterpret_cast<const uint2*>(p);
-        v[0] = Word<T>::get(q.x, 0); v[1] = Word<T>::get(q.x, 1);
-        v[2] = Word<T>::get(q.y, 0); v[3] = Word<T>::get(q.y, 1);
+        const unsigned q = *reinterpret_cast<const unsigned*>(p);
+        v[0] = Word<T>::get(q, 0); v[1] = Word<T>::get(q, 1);
     } else {
-        const float4 q = *reinterpret_cast<const float4*>(p);
-        v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+        const float2 q = *reinterpret_cast<const float2*>(p);
+        v[0] = q.x; v[1] = q.y;
     }
 }
 
@@ -348,6 +349,41 @@ __device__ __forceinline__ void stage_conv_input(const T* a, int ps, T* tile, lo
     }
 }
 
+// Elements of a route run a conv split block stores with one access: the most (up to 16 bytes) that divide the
+// run's stride in the rows (w2 for the row-major routes 0 and 2, h2 for 1 and 3), so every run of a tile is whole
+// or wholly outside the route and starts aligned; 1 when dst itself is not 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ int conv_run_vec(int stride, const T* dst) {
+    constexpr int kMax = kConvBytes / static_cast<int>(sizeof(T));
+    if (reinterpret_cast<unsigned long long>(dst) % kConvBytes != 0) return 1;
+    int v = kMax;
+    while (v > 1 && stride % v != 0) v /= 2;
+    return v;
+}
+
+// One route's rows of a conv split tile, V elements an access: `plane` is the route's [kC][kT][kPitch] block of
+// the shared route tile (run direction last), `rows` its (D, L) rows in dst. A thread takes whole runs.
+template <typename T, int kT, int kPitch, int V>
+__device__ __forceinline__ void store_route_runs(const T* plane, T* rows, bool odd, int c0, int D, int L, int i0,
+                                                 int j0, int h2, int w2) {
+    constexpr int kC = conv_channels<T>(), kRuns = kT / V, kItems = kC * kT * kRuns;
+    using lanes::Pick;
+    using Vec = typename Pick<V * sizeof(T) == 16, uint4,
+                typename Pick<V * sizeof(T) == 8, uint2,
+                typename Pick<V * sizeof(T) == 4, unsigned, T>::type>::type>::type;
+#pragma unroll 2
+    for (int n = 0; n < (kItems + kConvThreads - 1) / kConvThreads; ++n) {
+        const int it = threadIdx.x + n * kConvThreads;
+        if (kItems % kConvThreads != 0 && it >= kItems) break;
+        const int b0 = (it % kRuns) * V, a = (it / kRuns) % kT, c = it / (kRuns * kT);
+        const int i = odd ? i0 + b0 : i0 + a, j = odd ? j0 + a : j0 + b0;  // the run's first position
+        if (i >= h2 || j >= w2 || c0 + c >= D) continue;
+        const long pos = odd ? (long)j * h2 + i : (long)i * w2 + j;
+        *reinterpret_cast<Vec*>(rows + (long)(c0 + c) * L + pos) =
+            *reinterpret_cast<const Vec*>(plane + (c * kT + a) * kPitch + b0);
+    }
+}
+
 // The split with the map computed on the way (the SS2D layer's map is SiLU(depthwise 3x3 conv + bias) of
 // the in_proj output's first half, and nothing but this gather reads it): the map never exists, so the
 // conv's write and the split's read of it disappear. `a` is the channels-last input (batch, h, w, *) with
@@ -355,20 +391,23 @@ __device__ __forceinline__ void stage_conv_input(const T* a, int ps, T* tile, lo
 // kCross (the CMFM): a second input a2 (pixel stride ps2) through the same conv, the map c1 * c2 + c1 + c2.
 // grid (ceil(D / kC), tiles, batch), block kConvThreads: a block owns a 2kT x 2kT pixel tile (kT x kT positions
 // of each route) and kC channels. Its input tile with halo is staged in shared memory (each pixel read once,
-// not once per tap), a thread convolves a column strip of pixels for kConvVec channels on a sliding 3 x 3
-// window, the results land in a route-major shared tile, and the rows are written a run of positions at a
-// time. The channel groups of one tile are neighbouring blocks, so the 32-byte sectors they share are read
-// from L2 together.
+// not once per tap). A thread convolves a column strip of pixels for kConvVec channels, one input row at a
+// time: each row adds its three taps' products to the three outputs it touches (three running sums instead of
+// a 3 x 3 window of inputs, which kept the kernel at two blocks an SM by registers). The results land in a
+// shared route tile laid out along each route's runs (j for routes 0 and 2, i for 1 and 3), from which the
+// rows are written up to 16 bytes an access. The channel groups of one tile are neighbouring blocks, so the
+// 32-byte sectors they share are read from L2 together.
 template <typename T, bool kCross, int kT>
 __device__ __forceinline__ void conv_split(const T* a, const T* a2, const T* wt, const T* bias, T* dst, int D,
                                            int h, int w, int ps, int ps2) {
     constexpr int kC = conv_channels<T>(), kSide = 2 * kT + 2;
-    constexpr int kLanesPerPixel = kC / kConvVec;                              // 2 (16-bit) or 1 (float)
+    constexpr int kLanesPerPixel = kC / kConvVec;                              // 4 (16-bit) or 2 (float)
     constexpr int kThreadsPerCol = kConvThreads / (2 * kT * kLanesPerPixel);  // strips of a column
     constexpr int kStripRows = 2 * kT / kThreadsPerCol;                       // pixels a thread convolves
+    constexpr int kPitch = kT + kConvBytes / static_cast<int>(sizeof(T));    // a run's row, 16-byte multiple
     static_assert(kC % kConvVec == 0 && kThreadsPerCol >= 1 && kStripRows * kThreadsPerCol == 2 * kT, "tiling");
     __shared__ __align__(16) T in[kSide * kSide * kC];
-    __shared__ T routes[4][kC][kT][kT + 2];  // the tile's outputs by route; padded so columns spread over banks
+    __shared__ __align__(16) T routes[4][kC][kT][kPitch];  // [route][channel][across the run][along the run]
     const int h2 = (h + 1) / 2, w2 = (w + 1) / 2, L = h2 * w2;
     const int c0 = blockIdx.x * kC, b = blockIdx.z;
     const int tiles_w = (w2 + kT - 1) / kT;
@@ -391,55 +430,64 @@ __device__ __forceinline__ void conv_split(const T* a, const T* a2, const T* wt,
         if (pass) __syncthreads();  // every thread is done with the first input's tile
         stage_conv_input<T, kT>(pass ? a2 : a, pass ? ps2 : ps, in, img, h, w, 2 * i0, 2 * j0, c0, D);
         __syncthreads();
-        float win[3][3][kConvVec];  // rows r - 1, r, r + 1 of columns col - 1, col, col + 1
+        // Input row r0 + q (tile rows; tile row 0 is the halo above) is tap row 0 of output r0 + q, row 1 of
+        // output r0 + q - 1 and row 2 of output r0 + q - 2, which it completes.
+        float done[kConvVec] = {}, mid[kConvVec] = {};  // running sums of outputs r0 + q - 2 and r0 + q - 1
 #pragma unroll
-        for (int y = 0; y < 2; ++y)
+        for (int q = 0; q < kStripRows + 2; ++q) {
+            float x[3][kConvVec], top[kConvVec];
 #pragma unroll
-            for (int x = 0; x < 3; ++x) load_vec4(in + ((r0 + y) * kSide + col + x) * kC + ch, win[y + 1][x]);
-#pragma unroll
-        for (int dr = 0; dr < kStripRows; ++dr) {
-            const int r = r0 + dr;
-#pragma unroll
-            for (int x = 0; x < 3; ++x) {
-#pragma unroll
-                for (int v = 0; v < kConvVec; ++v) { win[0][x][v] = win[1][x][v]; win[1][x][v] = win[2][x][v]; }
-                load_vec4(in + ((r + 2) * kSide + col + x) * kC + ch, win[2][x]);
-            }
-            const int row = 2 * i0 + r, pcol = 2 * j0 + col;
-            const int k = (r & 1) | ((col & 1) << 1), i = r >> 1, j = col >> 1;
+            for (int dx = 0; dx < 3; ++dx) load_conv_vec(in + ((r0 + q) * kSide + col + dx) * kC + ch, x[dx]);
 #pragma unroll
             for (int v = 0; v < kConvVec; ++v) {
-                float s = b4[v];
+                top[v] = b4[v];
 #pragma unroll
-                for (int t = 0; t < 9; ++t) s = fmaf(tap[t][v], win[t / 3][t % 3][v], s);
-                const float y = (row < h && pcol < w) ? silu_fast(s) : 0.f;  // padding positions of a route read as 0
-                if constexpr (kCross) {
-                    if (pass == 0) {
-                        first[dr][v] = y;
-                        continue;
-                    }
-                    routes[k][ch + v][i][j] = from_float<T>(first[dr][v] * y + first[dr][v] + y);
-                } else {
-                    routes[k][ch + v][i][j] = from_float<T>(y);
+                for (int dx = 0; dx < 3; ++dx) {
+                    top[v] = fmaf(tap[dx][v], x[dx][v], top[v]);
+                    mid[v] = fmaf(tap[3 + dx][v], x[dx][v], mid[v]);
+                    done[v] = fmaf(tap[6 + dx][v], x[dx][v], done[v]);
                 }
             }
+            if (q >= 2) {
+                const int dr = q - 2, r = r0 + dr;
+                const int row = 2 * i0 + r, pcol = 2 * j0 + col;
+                const int k = (r & 1) | ((col & 1) << 1), i = r >> 1, j = col >> 1;
+                const bool odd = r & 1;  // routes 1 and 3 run along i
+#pragma unroll
+                for (int v = 0; v < kConvVec; ++v) {
+                    const float y = (row < h && pcol < w) ? silu_fast(done[v]) : 0.f;  // padding reads as 0
+                    T* slot = &routes[k][ch + v][odd ? j : i][odd ? i : j];
+                    if constexpr (kCross) {
+                        if (pass == 0) {
+                            first[dr][v] = y;
+                            continue;
+                        }
+                        *slot = from_float<T>(first[dr][v] * y + first[dr][v] + y);
+                    } else {
+                        *slot = from_float<T>(y);
+                    }
+                }
+            }
+#pragma unroll
+            for (int v = 0; v < kConvVec; ++v) { done[v] = mid[v]; mid[v] = top[v]; }
         }
     }
     __syncthreads();
-    // rows (batch, 4D, L): routes 0 and 2 run along j (row-major sub-grid), routes 1 and 3 along i. A thread
-    // keeps its position q of the tile for every channel and route (kT * kT divides kConvThreads).
-    static_assert(kConvThreads % (kT * kT) == 0 && (4 * kC * kT * kT) % kConvThreads == 0, "write tiling");
-    constexpr int kPerThread = 4 * kC * kT * kT / kConvThreads, kChanStep = kConvThreads / (kT * kT);
-    const int q = threadIdx.x % (kT * kT), cq = threadIdx.x / (kT * kT);
-    const int ia = q / kT, ja = q % kT;  // routes 0, 2 (j fastest); routes 1, 3 transposed
-    const bool in_a = i0 + ia < h2 && j0 + ja < w2, in_b = i0 + ja < h2 && j0 + ia < w2;
-    const long la = (long)(i0 + ia) * w2 + j0 + ja, lb = (long)(j0 + ia) * h2 + i0 + ja;
-#pragma unroll
-    for (int n = 0; n < kPerThread; ++n) {
-        const int ck = cq + n * kChanStep, c = ck % kC, k = ck / kC;
+    // rows (batch, 4D, L): route k's rows start at (b * 4 + k) * D * L.
+    const int v_rows = conv_run_vec(w2, dst), v_cols = conv_run_vec(h2, dst);
+#pragma unroll 1
+    for (int k = 0; k < 4; ++k) {
         const bool odd = k & 1;
-        if (!(odd ? in_b : in_a) || c0 + c >= D) continue;
-        dst[((long)(b * 4 + k) * D + c0 + c) * L + (odd ? lb : la)] = odd ? routes[k][c][ja][ia] : routes[k][c][ia][ja];
+        const T* plane = &routes[k][0][0][0];
+        T* rows = dst + (long)(b * 4 + k) * D * L;
+        switch (odd ? v_cols : v_rows) {
+            case 8:
+                if constexpr (sizeof(T) == 2) store_route_runs<T, kT, kPitch, 8>(plane, rows, odd, c0, D, L, i0, j0, h2, w2);
+                break;
+            case 4: store_route_runs<T, kT, kPitch, 4>(plane, rows, odd, c0, D, L, i0, j0, h2, w2); break;
+            case 2: store_route_runs<T, kT, kPitch, 2>(plane, rows, odd, c0, D, L, i0, j0, h2, w2); break;
+            default: store_route_runs<T, kT, kPitch, 1>(plane, rows, odd, c0, D, L, i0, j0, h2, w2);
+        }
     }
 }
 
@@ -594,7 +642,7 @@ __device__ __forceinline__ void project(const TX* x, const float* xw, float* pro
 
 // a: channels-last input (pixel stride ps), wt (D, 9), bias (D), dst the rows (batch, 4D, L); CROSS: a2 too.
 #define FE_ES2D_CONV_SPLIT_ENTRY(NAME, T, CROSS, TILE)                                                 \
-    extern "C" __global__ void __launch_bounds__(fe::es2d::kConvThreads, 2) NAME(                     \
+    extern "C" __global__ void __launch_bounds__(fe::es2d::kConvThreads, fe::es2d::kConvMinBlocks) NAME(                     \
         const T* a, const T* a2, const T* wt, const T* bias, T* dst, int D, int h, int w, int ps,     \
         int ps2) {                                                                                    \
         fe::es2d::conv_split<T, CROSS, TILE>(a, a2, wt, bias, dst, D, h, w, ps, ps2);                  \

@@ -12,8 +12,10 @@
    in one launch) against the conv (cuDNN) + SiLU + the split kernel, and the split kernel alone.
 4. The merge-norm (the scanned routes merged with the SS2D layer's LayerNorm and gate applied) against our
    merge alone and the merge followed by PyTorch's LayerNorm and gate.
-5. The LDC kernel against the folded convolution (cuDNN).
-6. Model forward (512x640, float16 autocast, batch 1) with our kernels and with the chunked scan.
+5. BiAttn's pooled LayerNorm with ECA's mean (fusion_edge::ln_pool) against the plain expression, eager and
+   compiled by inductor.
+6. The LDC kernel against the folded convolution (cuDNN).
+7. Model forward (512x640, float16 autocast, batch 1) with our kernels and with the chunked scan.
 
 Timing: CUDA events around a batch of calls queued behind a GPU sleep (so CPU launch
 overhead does not pad the kernels' time), median of several rounds.
@@ -37,9 +39,11 @@ from fusion_edge.kernels import launch_params
 
 from fusion_edge.models import create_model
 from fusion_edge.models.presets import PRESETS
+from fusion_edge.ops import ln_pool as ln_pool_module
 from fusion_edge.ops import use_impl
 from fusion_edge.ops.es2d import es2d_scan_unfused
 from fusion_edge.ops.ldc import ldc_effective_weight
+from fusion_edge.ops.ln_pool import ln_pool
 from fusion_edge.ops.selective_scan_chunked import selective_scan_chunked
 from fusion_edge.ops.selective_scan_cuda import (
     es2d_conv_gather_cuda,
@@ -351,6 +355,50 @@ def conv_gather_table(copy_gbs: float) -> list[str]:
     return lines
 
 
+def _pooled_plain(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    """BiAttn's pooled LayerNorm and ECA's mean as the blocks wrote them before fusion_edge::ln_pool."""
+    return F.layer_norm(x, x.shape[-1:], weight, bias, 1e-5).mean(dim=(1, 2)), x.mean(dim=(1, 2))
+
+
+def _pooled_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    """The same through fusion_edge.ops.ln_pool (the op where it applies)."""
+    return ln_pool(x, weight, bias, 1e-5, with_raw=True)
+
+
+@torch.no_grad()
+def ln_pool_table(copy_gbs: float) -> list[str]:
+    """BiAttn's pooled LayerNorm with ECA's mean of the same map (float16, batch 1 and 2, a DVSS block's map at
+    each paper stage, 512x640), compiled by inductor both ways: fusion_edge::ln_pool (a memset and one kernel,
+    then the LayerNorm's weight and bias in a small fused kernel) against the plain expression; the op alone
+    too. Bytes = the map read once."""
+    for option in ("recompile_limit", "cache_size_limit"):  # one compilation per shape
+        if hasattr(torch._dynamo.config, option):
+            setattr(torch._dynamo.config, option, 64)
+    ln_pool_module.ENABLED = True  # off by default (not bitwise reproducible); this table times it
+    compiled_plain = torch.compile(_pooled_plain, dynamic=False)
+    compiled_ours = torch.compile(_pooled_op, dynamic=False)
+    lines = ["| stage | batch | map (h, w, C) | compiled with ln_pool ms | the op alone ms | GB/s (op) | of copy bw "
+             "| compiled expression ms | expression / ln_pool | max abs diff |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    for s, dim in enumerate(PRESETS["paper"]["dims"]):
+        h, w = 512 // 4 // 2**s, 640 // 4 // 2**s
+        for batch in (1, 2):
+            x = (torch.randn(batch, h, w, dim, generator=gen, device="cuda") * 2 + 0.5).half()
+            weight = torch.randn(dim, generator=gen, device="cuda").half()
+            bias = torch.randn(dim, generator=gen, device="cuda").half()
+            ours = bench(functools.partial(compiled_ours, x, weight, bias))
+            op = bench(functools.partial(torch.ops.fusion_edge.ln_pool, x, 1e-5, True))
+            plain = bench(functools.partial(compiled_plain, x, weight, bias))
+            got, want = compiled_ours(x, weight, bias), _pooled_plain(x, weight, bias)
+            diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(got, want))
+            nbytes = x.numel() * 2
+            lines.append(f"| {s + 1} | {batch} | ({h}, {w}, {dim}) | {fmt(ours)} | {fmt(op)} | {nbytes / op / 1e6:.0f} "
+                         f"| {nbytes / op / 1e6 / copy_gbs:.0%} | {fmt(plain)} | {plain / ours:.2f}x | {diff:.1e} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def _merge_then_norm_gate(kernels, ys, z, weight, bias, d, h, w, stream) -> torch.Tensor:
     """The separate form: our merge into a channels-last map, then PyTorch's LayerNorm and gate."""
     merged = torch.empty(ys.shape[0], h, w, d, device="cuda", dtype=ys.dtype)
@@ -478,7 +526,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the tables to this markdown file (after each section)")
     parser.add_argument("--compile-budget", type=float, default=150.0,
                         help="compiled section: seconds the cases (compiled at once, one process each) may take")
-    parser.add_argument("--sections", default="scan,es2d,conv,norm,ldc,model,compiled")
+    parser.add_argument("--sections", default="scan,es2d,conv,norm,pool,ldc,model,compiled")
     parser.add_argument("--wait-for", help="compiled section: time only once this file exists")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -495,6 +543,8 @@ def main() -> None:
                  functools.partial(conv_gather_table, copy_gbs)),
         "norm": ("Merge-norm vs merge, then LayerNorm and gate (float16, 512x640)",
                  functools.partial(merge_norm_table, copy_gbs)),
+        "pool": ("Pooled LayerNorm (BiAttn) with ECA's mean vs the plain expression (float16, paper, 512x640)",
+                 functools.partial(ln_pool_table, copy_gbs)),
         "ldc": ("LDC kernel vs the folded convolution (float16, batch 1)", ldc_table),
         "model": ("Model forward, batch 1", model_table),
         "compiled": ("Chunked op under torch.compile (float16, batch 1, 512x640)",

@@ -1,4 +1,4 @@
-"""CUDA kernels of fusion-edge: the selective scan, the fused ES2D route scan and LDC.
+"""CUDA kernels of fusion-edge: the selective scan, the fused ES2D route scan, LDC and a pooled LayerNorm.
 
 The sources live beside this file as ``.cu``/``.cuh`` (one kernel family per folder, in the
 style of mamba_ssm's csrc). They are compiled at first use for the GPU at hand with NVRTC
@@ -68,6 +68,11 @@ workspace=None, proj=None, delta=None, channels_last=False, stream=None) -> out`
     the channels-last buffer a (batch, h, w, P), the SS2D layer's in_proj output; with a2 the CMFM's
     c1 * c2 + c1 + c2 of two such convs. The map is never stored: rows ``out`` (batch, 4D, L').
 
+``launch_ln_pool(x, out=None, *, eps, with_raw=False, stream=None) -> out``
+    The pooled LayerNorm of BiAttn (and ECA's pooled mean) in one pass: ``out`` (batch, 2, C) float32 holds
+    the mean over the rows of x (batch, ..., C) of (x - mean) * rstd, the LayerNorm before its weight and
+    bias, and with ``with_raw`` the mean of x; the normalized map is never stored.
+
 ``launch_ldc_conv2d(x, weight, base_mask, learnable_mask, theta, out, *, stream=None) -> out``
     3x3 convolution, stride 1, padding 1, no bias, with the LDC weight transform
     (``fusion_edge.ops.ldc.ldc_effective_weight``) applied inside. x (batch, Cin, H, W),
@@ -104,6 +109,7 @@ from fusion_edge.kernels.loader import (
     kernel_names,
     kernel_source,
 )
+from fusion_edge.kernels.norm_launch import launch_ln_pool
 from fusion_edge.kernels.scan_bwd_launch import launch_selective_scan_bwd, selective_scan_bwd_workspace_bytes
 from fusion_edge.kernels.scan_launch import launch_selective_scan, selective_scan_workspace_bytes
 
@@ -123,6 +129,7 @@ __all__ = [
     "launch_es2d_scan",
     "launch_es2d_split",
     "launch_ldc_conv2d",
+    "launch_ln_pool",
     "launch_selective_scan",
     "launch_selective_scan_bwd",
     "selective_scan_bwd_workspace_bytes",

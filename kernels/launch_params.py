@@ -40,6 +40,12 @@ ES2D_CONV_MIN_FILL = 0.5         # ... and below this share of the large tiles' 
 
 LDC_TILE_W, LDC_TILE_H, LDC_OUT, LDC_THREADS = 32, 16, 8, 128  # ldc_conv2d.cu
 
+LN_POOL_THREADS = 256            # ln_pool.cu: kPoolThreads
+LN_POOL_TILE_BYTES = 8192        # kTileBytes (a tile's staged rows)
+LN_POOL_MAX_ROWS = 256           # kMaxRows (rows of a tile)
+LN_POOL_MAX_C = 256 * 8          # kPoolThreads * kChanPerThread (channels a row, at most)
+LN_POOL_BLOCKS_PER_SM = 2        # tiles are shared out until about this many blocks an SM
+
 
 def scan_layout(n_states: int) -> tuple[int, int]:
     """(lanes per channel, states per lane) of scan_core.cuh for N states: 8 x 2 up to 16, else 16 x N/16."""
@@ -398,6 +404,19 @@ def es2d_conv_split_grid(batch: int, dim: int, h: int, w: int, itemsize: int, ti
 def ldc_grid(batch: int, cout: int, height: int, width: int):
     grid = (math.ceil(width / LDC_TILE_W), math.ceil(height / LDC_TILE_H), batch * math.ceil(cout / LDC_OUT))
     return grid, (LDC_THREADS, 1, 1)
+
+
+def ln_pool_plan(batch: int, rows: int, channels: int, itemsize: int, sm_count: int) -> tuple[int, int]:
+    """(rows a tile, rows a block) of the pooled LayerNorm: tiles as large as the shared tile holds, shared out
+    over about LN_POOL_BLOCKS_PER_SM blocks an SM (a block takes whole tiles of one image)."""
+    tile = max(1, min(LN_POOL_MAX_ROWS, LN_POOL_TILE_BYTES // (channels * itemsize)))
+    tiles = math.ceil(rows / tile)
+    per_block = max(1, math.ceil(tiles * batch / (LN_POOL_BLOCKS_PER_SM * sm_count)))
+    return tile, per_block * tile
+
+
+def ln_pool_grid(batch: int, rows: int, rows_per_block: int):
+    return (math.ceil(rows / rows_per_block), batch, 1), (LN_POOL_THREADS, 1, 1)
 
 
 # ---------------------------------------------------------------------------------------------

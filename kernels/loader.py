@@ -25,6 +25,7 @@ FAMILIES: dict[str, str] = {
     "selective_scan_bwd": "selective_scan/selective_scan_bwd.cu",
     "es2d": "es2d/es2d_fwd.cu",
     "ldc": "ldc/ldc_conv2d.cu",
+    "norm": "norm/ln_pool.cu",
 }
 
 COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++17",)

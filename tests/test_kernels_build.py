@@ -36,6 +36,7 @@ REPRESENTATIVE = {
              "fe_es2d_time_scan_f16", "fe_es2d_time_states_bf16", "fe_es2d_merge_f16", "fe_es2d_merge_bf16",
              "fe_es2d_split_f32", "fe_es2d_conv_split_f16_t16", "fe_es2d_conv_split_cross_bf16_t8"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
+    "norm": ("fe_ln_pool_f32", "fe_ln_pool_f16", "fe_ln_pool_bf16"),
 }
 
 

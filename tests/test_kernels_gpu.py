@@ -772,3 +772,48 @@ def test_model_forward_with_kernels_matches_reference():
             ldc_ops._CUDA_LDC_AUTO = False
     assert rel_err(fast, slow) <= 1e-4
     assert rel_err(fast_ldc, slow) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 5, 7, 12), (1, 128, 160, 96), (2, 32, 40, 384),
+                                   (1, 16, 20, 768), (2, 3, 3, 2048), (1, 7, 3, 130), (3, 1000, 9)])
+def test_ln_pool_is_the_mean_of_the_layer_norm(kernels, shape, dtype):
+    """launch_ln_pool: out[:, 0] the pixel mean of (x - mean) * rstd, out[:, 1] of x, against float64 on the same
+    rounded inputs (offset and scaled, so the normalization matters); out is poisoned first (the launcher zeroes it);
+    odd channel counts take the element-by-element staging; a row wider than 2048 channels is refused."""
+    gen = torch.Generator(device="cuda").manual_seed(seed(shape, dtype))
+    x = (torch.randn(*shape, generator=gen, device="cuda") * 3 + 1).to(dtype)
+    pixels = tuple(range(1, x.dim() - 1))
+    truth_ln = F.layer_norm(x.double(), x.shape[-1:], eps=1e-5).mean(dim=pixels)
+    truth_x = x.double().mean(dim=pixels)
+    for with_raw in (True, False):
+        out = torch.full((shape[0], 2, shape[-1]), float("nan"), device="cuda")
+        kernels.launch_ln_pool(x, out, eps=1e-5, with_raw=with_raw, stream=torch.cuda.current_stream().cuda_stream)
+        torch.cuda.synchronize()
+        assert not out.isnan().any()
+        # means of O(1) terms: bound the absolute error (a mean near 0 has no useful relative error)
+        assert (out[:, 0].double() - truth_ln).abs().max().item() <= 2e-5
+        raw = truth_x if with_raw else torch.zeros_like(truth_x)
+        assert (out[:, 1].double() - raw).abs().max().item() <= 2e-5 * max(1.0, truth_x.abs().max().item())
+    with pytest.raises(ValueError, match="1 to 2048 channels"):
+        kernels.launch_ln_pool(torch.zeros(1, 2, 2049, device="cuda", dtype=dtype), eps=1e-5)
+
+
+def test_ln_pool_op_is_the_model_expression(kernels, monkeypatch):
+    """fusion_edge.ops.ln_pool on CUDA (the op, switched on) against F.layer_norm(...).mean and x.mean in float16,
+    a BHWC map taken as a permuted view (the op makes it dense), weight and bias applied by the wrapper."""
+    from fusion_edge.ops import ln_pool as ln_pool_module
+    from fusion_edge.ops.ln_pool import ln_pool
+
+    monkeypatch.setattr(ln_pool_module, "ENABLED", True)
+
+    gen = torch.Generator(device="cuda").manual_seed(seed("ln_pool_op"))
+    x = (torch.randn(2, 96, 20, 24, generator=gen, device="cuda") * 2).half().permute(0, 2, 3, 1)
+    weight = torch.randn(96, generator=gen, device="cuda").half()
+    bias = torch.randn(96, generator=gen, device="cuda").half()
+    with torch.no_grad():
+        pooled, raw = ln_pool(x, weight, bias, 1e-5, with_raw=True)
+        plain = F.layer_norm(x.float(), (96,), weight.float(), bias.float(), 1e-5).mean(dim=(1, 2))
+    assert pooled.dtype == raw.dtype == torch.float16 and pooled.shape == raw.shape == (2, 96)
+    assert (pooled.float() - plain).abs().max().item() <= 2e-3
+    assert (raw.float() - x.float().mean(dim=(1, 2))).abs().max().item() <= 2e-3

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fusion_edge.ops.fusable import channel_conv1d, linear
+from fusion_edge.ops.ln_pool import ln_pool
 
 
 class ECA(nn.Module):
@@ -16,9 +17,11 @@ class ECA(nn.Module):
         self.conv = nn.Conv1d(1, 1, kernel_size=3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = x.mean(dim=(2, 3))
-        gate = torch.sigmoid(channel_conv1d(pooled, self.conv.weight))
-        return x * gate[:, :, None, None]
+        return x * self.gate(x.mean(dim=(2, 3)))[:, :, None, None]
+
+    def gate(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, C) channel gates from the (B, C) spatial mean (a caller that has the mean already skips a pass)."""
+        return torch.sigmoid(channel_conv1d(pooled, self.conv.weight))
 
 
 class BiAttn(nn.Module):
@@ -33,7 +36,13 @@ class BiAttn(nn.Module):
         self.channel_select = nn.Linear(reduced, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.norm(x).mean(dim=(1, 2))
+        return x * self.gate(self.pool(x)[0])[:, None, None, :]
+
+    def pool(self, x: torch.Tensor, with_raw: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The (B, C) mean of LN(x) over the pixels, and with ``with_raw`` x's own mean (ECA's), in one pass."""
+        return ln_pool(x, self.norm.weight, self.norm.bias, self.norm.eps, with_raw=with_raw)
+
+    def gate(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, C) channel gates from :meth:`pool`'s mean of LN(x)."""
         hidden = self.act(linear(pooled, self.global_reduce.weight, self.global_reduce.bias))
-        gate = torch.sigmoid(linear(hidden, self.channel_select.weight, self.channel_select.bias))
-        return x * gate[:, None, None, :]
+        return torch.sigmoid(linear(hidden, self.channel_select.weight, self.channel_select.bias))

@@ -31,9 +31,12 @@ class DVSSBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.op(self.norm(x))
+        # BiAttn's pooled LN(S) and ECA's mean of S come from one pass over S.
+        pooled_s, mean_s = self.se.pool(s, with_raw=True)
         s_chw = s.permute(0, 3, 1, 2)
-        q = self.conv_branch(s_chw + self.self_attention_cross_channel(s_chw)).permute(0, 2, 3, 1)
-        z = x + self.drop_path(self.se(s) + self.se(q))
+        eca_gate = self.self_attention_cross_channel.gate(mean_s)
+        q = self.conv_branch(s_chw + s_chw * eca_gate[:, :, None, None]).permute(0, 2, 3, 1)
+        z = x + self.drop_path(s * self.se.gate(pooled_s)[:, None, None, :] + self.se(q))
         return z + self.drop_path(self.mlp(self.norm2(z)))
 
 

@@ -15,6 +15,9 @@ opaque operator with a fake implementation that gives only the output's shape an
 * ``fusion_edge::selective_scan``  the selective scan forward -> u's shape and dtype
 * ``fusion_edge::ldc_conv2d``  the LDC convolution -> (B, Cout, H, W) in x's dtype
 
+Defined beside their Python wrappers with :func:`define_op`: ``fusion_edge::linear_gelu``
+(``fusion_edge.ops.linear_gelu``) and ``fusion_edge::ln_pool`` (``fusion_edge.ops.ln_pool``).
+
 The CUDA kernel of each op is the inference branch of ``fusion_edge.ops.selective_scan_cuda``;
 its CPU kernel is the reference path, so the ops run (and ``torch.library.opcheck`` checks
 them) on any machine. :func:`install` routes the ops' dispatch (``es2d``, ``ldc`` and the
@@ -276,7 +279,7 @@ def _inference_only(*tensors: torch.Tensor | None) -> bool:
     return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
 
 
-def _use_ops(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
+def use_ops(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
     """Inference on a dtype our kernels take, on a GPU with the kernels (or the CPU route for tests)."""
     if x.dtype not in selective_scan_cuda.SUPPORTED_DTYPES or not _inference_only(x, *tensors):
         return False
@@ -315,7 +318,7 @@ def es2d_conv_routes_dispatch(a, conv_weight, conv_bias, a2, params, gate=None) 
             or not es2d.gathers_through_conv()):
         return None
     b, h, w, d = a.shape
-    if not (_es2d_op_applies(a, params) and _use_ops(a, conv_weight, conv_bias, a2)
+    if not (_es2d_op_applies(a, params) and use_ops(a, conv_weight, conv_bias, a2)
             and es2d.scans_routes_of((b, d, h, w), a.dtype)):
         return None
     rows = torch.ops.fusion_edge.es2d_conv_gather(a, conv_weight, conv_bias, a2)
@@ -341,12 +344,12 @@ def _routes_norm_op(xs, delta, A, B, C, D, delta_bias, h, w, *, gate: es2d.NormG
 def _es2d_op_applies(x: torch.Tensor, params: tuple) -> bool:
     """The conditions of the fused function's own kernel branch (scan not pinned elsewhere, N small)."""
     return (get_default_impl() in ("auto", "cuda") and params[3].shape[-1] <= selective_scan_cuda.MAX_STATES
-            and _use_ops(x, *params))
+            and use_ops(x, *params))
 
 
 def selective_scan_dispatch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Implementation "cuda" of the selective scan: the custom op for inference, autograd otherwise."""
-    if A.shape[-1] <= selective_scan_cuda.MAX_STATES and _use_ops(u, delta, A, B, C, D, z, delta_bias):
+    if A.shape[-1] <= selective_scan_cuda.MAX_STATES and use_ops(u, delta, A, B, C, D, z, delta_bias):
         return torch.ops.fusion_edge.selective_scan(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
     return selective_scan_cuda.selective_scan_cuda(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                                                    delta_softplus=delta_softplus)
@@ -354,7 +357,7 @@ def selective_scan_dispatch(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
 
 def ldc_conv2d_dispatch(x, weight, base_mask, learnable_mask, theta):
     """The LDC kernel: the custom op for inference, the existing function otherwise."""
-    if _use_ops(x, weight, base_mask, learnable_mask, theta):
+    if use_ops(x, weight, base_mask, learnable_mask, theta):
         return torch.ops.fusion_edge.ldc_conv2d(x, weight, base_mask, learnable_mask, theta)
     return selective_scan_cuda.ldc_conv2d_cuda(x, weight, base_mask, learnable_mask, theta)
 

@@ -236,7 +236,7 @@ def launch_es2d_merge_norm(ys: Any, z: Any, weight: Any, bias: Any, out: Any = N
     if positions is not None and (positions & (positions - 1) or not (8 if vec else 1) <= positions <= most):
         raise ValueError(f"positions must be a power of two from {8 if vec else 1} to {most} for this layer, "
                          f"got {positions}")
-    result, device = _checked_out(arrs, out, (batch, h, w, dim), ya.dtype, stream)
+    result, device = launch.checked_out(arrs, out, (batch, h, w, dim), ya.dtype, stream)
     if batch * dim * ya.shape[2] == 0:
         return result
     if positions is None:
@@ -295,7 +295,7 @@ def launch_es2d_conv_split(a: Any, weight: Any, bias: Any, out: Any = None, *, a
     shape = (batch, ROUTES * dim, _route_length(h, w))
     cross = arrs["a2"] is not None
     second = arrs["a2"] if cross else aa
-    result, device = _checked_out(arrs, out, shape, aa.dtype, stream)
+    result, device = launch.checked_out(arrs, out, shape, aa.dtype, stream)
     if batch * dim * shape[2] == 0:
         return result
     itemsize = ITEMSIZE[aa.dtype]
@@ -310,24 +310,11 @@ def launch_es2d_conv_split(a: Any, weight: Any, bias: Any, out: Any = None, *, a
     return result
 
 
-def _checked_out(arrs: dict, out: Any, shape: tuple, dtype: str, stream: Any) -> tuple[Any, int | None]:
-    """(the result, the device): ``out`` allocated when None, else checked as a ``shape`` ``dtype`` array, on
-    the one GPU of the inputs ``arrs`` (where it is added as ``"out"``)."""
-    arrs["out"] = None if out is None else as_device_array(out, "out")
-    device = common_device(arrs)
-    result = out
-    if arrs["out"] is None:
-        result = launch.alloc(0, dtype, shape, device=device, stream=stream)
-        arrs["out"] = as_device_array(result, "out")
-    check(arrs["out"], "out", shape, (dtype,))
-    return result, device
-
-
 def _move_routes(kind: str, src: DeviceArray, out: Any, shape: tuple, batch: int, dim: int, h: int, w: int,
                  channels_last: bool, stream: Any) -> Any:
     """One launch of fe_es2d_{merge,split}: src checked by the caller, out allocated or checked here."""
     arrs = {"src": src}
-    result, device = _checked_out(arrs, out, shape, src.dtype, stream)
+    result, device = launch.checked_out(arrs, out, shape, src.dtype, stream)
     length = _route_length(h, w)
     if batch * dim * length == 0:
         return result

@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 import numpy as np
-from fusion_edge.kernels.arrays import DeviceArray
+from fusion_edge.kernels.arrays import DeviceArray, as_device_array, check, common_device
 from fusion_edge.kernels.loader import ensure_available, get_kernel, import_cupy
 
 _STREAMS: dict[tuple[int, int], Any] = {}
@@ -79,3 +79,16 @@ def alloc(nbytes: int, dtype: str, shape: tuple[int, ...], *, device: int | None
         raise ValueError(f"cannot allocate {dtype} with CuPy; pass `out` (e.g. a torch tensor or DeviceArray)")
     with cupy.cuda.Device(dev), stream_object(stream, dev):
         return cupy.empty(shape, dtype=np_dtype)
+
+
+def checked_out(arrs: dict, out: Any, shape: tuple, dtype: str, stream: Any) -> tuple[Any, int | None]:
+    """(the result, the device): ``out`` allocated when None, else checked as a ``shape`` ``dtype`` array, on
+    the one GPU of the inputs ``arrs`` (where it is added as ``"out"``)."""
+    arrs["out"] = None if out is None else as_device_array(out, "out")
+    device = common_device(arrs)
+    result = out
+    if arrs["out"] is None:
+        result = alloc(0, dtype, shape, device=device, stream=stream)
+        arrs["out"] = as_device_array(result, "out")
+    check(arrs["out"], "out", shape, (dtype,))
+    return result, device

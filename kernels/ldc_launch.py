@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fusion_edge.kernels import launch, launch_params
-from fusion_edge.kernels.arrays import TYPE_CODE, as_device_array, check, common_device
+from fusion_edge.kernels.arrays import TYPE_CODE, as_device_array, check
 from fusion_edge.kernels.scan_launch import FLOAT_TYPES
 
 
@@ -26,7 +26,6 @@ def launch_ldc_conv2d(
         "base_mask": as_device_array(base_mask, "base_mask"),
         "learnable_mask": as_device_array(learnable_mask, "learnable_mask"),
         "theta": as_device_array(theta, "theta"),
-        "out": None if out is None else as_device_array(out, "out"),
     }
     xa, wa = arrs["x"], arrs["weight"]
     if len(xa.shape) != 4 or xa.dtype not in FLOAT_TYPES:
@@ -40,12 +39,7 @@ def launch_ldc_conv2d(
     check(arrs["learnable_mask"], "learnable_mask", (cout, cin), ("float32",))
     if arrs["theta"].shape not in ((1,), ()) or arrs["theta"].dtype != "float32":
         raise ValueError(f"theta must be one float32, got {arrs['theta'].shape} {arrs['theta'].dtype}")
-    device = common_device(arrs)
-    result = out
-    if arrs["out"] is None:
-        result = launch.alloc(0, xa.dtype, (batch, cout, height, width), device=device, stream=stream)
-        arrs["out"] = as_device_array(result, "out")
-    check(arrs["out"], "out", (batch, cout, height, width), (xa.dtype,))
+    result, device = launch.checked_out(arrs, out, (batch, cout, height, width), xa.dtype, stream)
     if batch * cout * height * width == 0:
         return result
     grid, block = launch_params.ldc_grid(batch, cout, height, width)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from fusion_edge.kernels import launch, launch_params
-from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, as_device_array, check, common_device
+from fusion_edge.kernels.arrays import ITEMSIZE, TYPE_CODE, as_device_array
 from fusion_edge.kernels.scan_launch import FLOAT_TYPES
 
 
@@ -15,22 +16,14 @@ def launch_ln_pool(x: Any, out: Any = None, *, eps: float, with_raw: bool = Fals
     (batch, ..., C), e.g. a channels-last map (batch, h, w, C)) of (x - mean) * rstd, the LayerNorm without its
     weight and bias (eps inside the square root); out[b, 1] the mean of x itself with ``with_raw`` (else 0).
     Zeroed and filled on ``stream``; C <= launch_params.LN_POOL_MAX_C."""
-    arrs = {"x": as_device_array(x, "x"), "out": None if out is None else as_device_array(out, "out")}
+    arrs = {"x": as_device_array(x, "x")}
     xa = arrs["x"]
     if len(xa.shape) < 2 or xa.dtype not in FLOAT_TYPES:
         raise ValueError(f"x must be (batch, ..., C) float32/float16/bfloat16, got {xa.shape} {xa.dtype}")
-    batch, channels = xa.shape[0], xa.shape[-1]
-    rows = 1
-    for extent in xa.shape[1:-1]:
-        rows *= extent
+    batch, channels, rows = xa.shape[0], xa.shape[-1], math.prod(xa.shape[1:-1])
     if not 0 < channels <= launch_params.LN_POOL_MAX_C:
         raise ValueError(f"x must have 1 to {launch_params.LN_POOL_MAX_C} channels (its last axis), got {channels}")
-    device = common_device(arrs)
-    result = out
-    if arrs["out"] is None:
-        result = launch.alloc(0, "float32", (batch, 2, channels), device=device, stream=stream)
-        arrs["out"] = as_device_array(result, "out")
-    check(arrs["out"], "out", (batch, 2, channels), ("float32",))
+    result, device = launch.checked_out(arrs, out, (batch, 2, channels), "float32", stream)
     if batch == 0:
         return result
     launch.memset_async(arrs["out"].ptr, batch * 2 * channels * 4, device=device, stream=stream)

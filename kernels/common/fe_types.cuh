@@ -74,6 +74,13 @@ __device__ __forceinline__ float exp2_fast(float x) {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
+// Warp sum, every lane gets it.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 // PyTorch's softplus with threshold 20 (mamba_ssm's delta_softplus), to about 5e-7 relative:
 // log(1 + e^x) = max(x, 0) + log1p(t), t = e^-|x| in (0, 1], and log1p(t) = 2 atanh(s) with
 // s = t / (2 + t) <= 1/3, an odd series that converges fast (7 terms). Cheaper than log1pf.

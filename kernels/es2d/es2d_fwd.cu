@@ -124,18 +124,19 @@ __device__ __forceinline__ float gate_of(float z, bool cross) {
     return cross ? g + silu_fast(g) : g;
 }
 
-// Warp sum, every lane gets it.
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // 16-bit types, D % 8 == 0, D <= 1536, L % 8 == 0, P % 8 == 0, z's pixels and every array 16-byte aligned.
 // The tile is pixel-major (tile[ll * D + d]): a thread loads 8 positions of one channel's row (16 bytes) and
 // stores them into 8 pixels, the warp's lanes on consecutive channels (no bank conflicts); a lane then owns
 // 16-byte chunks of its warp's pixel: the statistics and the output read them as vectors, and each lane's
 // gate inputs are requested before the two reductions, so their latency hides behind them.
+// The eight 16-bit values of a 16-byte chunk as floats.
+template <typename T>
+__device__ __forceinline__ void chunk_floats(const uint4 x, float (&f)[8]) {
+    const unsigned words[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) f[j] = Word<T>::get(words[j / 2], j % 2);
+}
+
 template <typename T, bool CROSS>
 __device__ __forceinline__ void merge_norm_vec(const T* rows, const T* z, const T* gamma, const T* beta, T* out,
                                                int D, int h, int w, int zps, int P, float eps, T* tile) {
@@ -176,27 +177,22 @@ __device__ __forceinline__ void merge_norm_vec(const T* rows, const T* z, const 
 #pragma unroll
         for (int i = 0; i < kNormChunks; ++i)
             if (lane + 32 * i < chunks) zc[i] = __ldg(zp + lane + 32 * i);
-        float sum = 0.f;
+        float sum = 0.f, f[8];
 #pragma unroll
         for (int i = 0; i < kNormChunks; ++i) {
             if (lane + 32 * i >= chunks) break;
-            const uint4 x = xp[lane + 32 * i];
-            const unsigned words[4] = {x.x, x.y, x.z, x.w};
+            chunk_floats<T>(xp[lane + 32 * i], f);
 #pragma unroll
-            for (int j = 0; j < 8; ++j) sum += Word<T>::get(words[j / 2], j % 2);
+            for (int j = 0; j < 8; ++j) sum += f[j];
         }
         const float mean = warp_sum(sum) * inv_d;
         float sq = 0.f;
 #pragma unroll
         for (int i = 0; i < kNormChunks; ++i) {
             if (lane + 32 * i >= chunks) break;
-            const uint4 x = xp[lane + 32 * i];
-            const unsigned words[4] = {x.x, x.y, x.z, x.w};
+            chunk_floats<T>(xp[lane + 32 * i], f);
 #pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                const float c = Word<T>::get(words[j / 2], j % 2) - mean;
-                sq = fmaf(c, c, sq);
-            }
+            for (int j = 0; j < 8; ++j) sq = fmaf(f[j] - mean, f[j] - mean, sq);
         }
         const float rstd = rsqrtf(warp_sum(sq) * inv_d + eps);
         uint4* op = reinterpret_cast<uint4*>(out + pixel * D);

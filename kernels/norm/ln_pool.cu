@@ -27,12 +27,6 @@ constexpr int kMaxRows = 256;                   // rows of a tile, at most (laun
 constexpr int kChanPerThread = 8;               // C <= kPoolThreads * kChanPerThread (launch_params.LN_POOL_MAX_C)
 constexpr int kLoads = kTileBytes / 16 / kPoolThreads;  // 16-byte loads a thread issues a tile
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // A tile's n elements (rows * C, one run) as this thread's share of raw 16-byte words (vec), requested
 // together, so the next tile's loads are in flight while the block works on the current one.
 struct TileWords { uint4 w[kLoads]; };
@@ -78,7 +72,7 @@ __device__ __forceinline__ void ln_pool(const T* x, float* out, int P, int C, in
     // threads add; wider rows: a thread takes channels t, t + kPoolThreads, ... of every row.
     const int groups = C <= kPoolThreads / 2 ? kPoolThreads / C : 1;
     const int group = threadIdx.x / C, chan = threadIdx.x % C;
-    const bool adds = groups > 1 ? group < groups : true;
+    const bool adds = group < groups;  // read with groups > 1 only
     float acc_ln[kChanPerThread], acc_x[kChanPerThread];
 #pragma unroll
     for (int i = 0; i < kChanPerThread; ++i) { acc_ln[i] = 0.f; acc_x[i] = 0.f; }

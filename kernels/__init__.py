@@ -68,10 +68,12 @@ workspace=None, proj=None, delta=None, channels_last=False, stream=None) -> out`
     the channels-last buffer a (batch, h, w, P), the SS2D layer's in_proj output; with a2 the CMFM's
     c1 * c2 + c1 + c2 of two such convs. The map is never stored: rows ``out`` (batch, 4D, L').
 
-``launch_ln_pool(x, out=None, *, eps, with_raw=False, stream=None) -> out``
-    The pooled LayerNorm of BiAttn (and ECA's pooled mean) in one pass: ``out`` (batch, 2, C) float32 holds
-    the mean over the rows of x (batch, ..., C) of (x - mean) * rstd, the LayerNorm before its weight and
-    bias, and with ``with_raw`` the mean of x; the normalized map is never stored.
+``launch_ln_pool(x, out=None, *, weight=None, bias=None, eps, with_raw=False, workspace=None, stream=None) -> out``
+    The pooled LayerNorm of BiAttn (and ECA's pooled mean) in one pass over x (batch, ..., C): ``out``
+    (batch, 1 + with_raw, C) in x's type holds the mean over the rows of LayerNorm(x) (with its weight and
+    bias where given) and with ``with_raw`` the mean of x; the normalized map is never stored. Each block
+    writes its share into ``workspace`` (``ln_pool_workspace_floats(shape, itemsize, sm_count, with_raw)``
+    float32) and a second launch adds them in a fixed order: no atomics, calls repeat bitwise.
 
 ``launch_ldc_conv2d(x, weight, base_mask, learnable_mask, theta, out, *, stream=None) -> out``
     3x3 convolution, stride 1, padding 1, no bias, with the LDC weight transform
@@ -109,7 +111,7 @@ from fusion_edge.kernels.loader import (
     kernel_names,
     kernel_source,
 )
-from fusion_edge.kernels.norm_launch import launch_ln_pool
+from fusion_edge.kernels.norm_launch import launch_ln_pool, ln_pool_workspace_floats
 from fusion_edge.kernels.scan_bwd_launch import launch_selective_scan_bwd, selective_scan_bwd_workspace_bytes
 from fusion_edge.kernels.scan_launch import launch_selective_scan, selective_scan_workspace_bytes
 
@@ -130,6 +132,7 @@ __all__ = [
     "launch_es2d_split",
     "launch_ldc_conv2d",
     "launch_ln_pool",
+    "ln_pool_workspace_floats",
     "launch_selective_scan",
     "launch_selective_scan_bwd",
     "selective_scan_bwd_workspace_bytes",

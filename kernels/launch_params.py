@@ -40,11 +40,12 @@ ES2D_CONV_MIN_FILL = 0.5         # ... and below this share of the large tiles' 
 
 LDC_TILE_W, LDC_TILE_H, LDC_OUT, LDC_THREADS = 32, 16, 8, 128  # ldc_conv2d.cu
 
-LN_POOL_THREADS = 256            # ln_pool.cu: kPoolThreads
-LN_POOL_TILE_BYTES = 8192        # kTileBytes (a tile's staged rows)
-LN_POOL_MAX_ROWS = 256           # kMaxRows (rows of a tile)
-LN_POOL_MAX_C = 256 * 8          # kPoolThreads * kChanPerThread (channels a row, at most)
-LN_POOL_BLOCKS_PER_SM = 2        # tiles are shared out until about this many blocks an SM
+LN_POOL_THREADS = 128            # ln_pool.cu: kPoolThreads
+LN_POOL_SLOTS = 8                # kSlots: 16-byte loads in flight a lane
+LN_POOL_CHUNKS = (1, 2, 4)       # K: 16-byte words a lane takes of a row (an entry point each)
+LN_POOL_WARPS_PER_SM = 16        # a map's row units are shared out until about this many warps an SM ...
+LN_POOL_MIN_ROWS = 8             # ... but a block takes this many rows at least (its share is 2 * C floats)
+LN_POOL_SUM_THREADS = 1024       # kSumThreads: the shares' sum, a lane an output
 
 
 def scan_layout(n_states: int) -> tuple[int, int]:
@@ -406,17 +407,45 @@ def ldc_grid(batch: int, cout: int, height: int, width: int):
     return grid, (LDC_THREADS, 1, 1)
 
 
-def ln_pool_plan(batch: int, rows: int, channels: int, itemsize: int, sm_count: int) -> tuple[int, int]:
-    """(rows a tile, rows a block) of the pooled LayerNorm: tiles as large as the shared tile holds, shared out
-    over about LN_POOL_BLOCKS_PER_SM blocks an SM (a block takes whole tiles of one image)."""
-    tile = max(1, min(LN_POOL_MAX_ROWS, LN_POOL_TILE_BYTES // (channels * itemsize)))
-    tiles = math.ceil(rows / tile)
-    per_block = max(1, math.ceil(tiles * batch / (LN_POOL_BLOCKS_PER_SM * sm_count)))
-    return tile, per_block * tile
+def ln_pool_max_channels(itemsize: int) -> int:
+    """Widest row of the pooled LayerNorm: 32 lanes of the largest K, 16 bytes a word."""
+    return 32 * max(LN_POOL_CHUNKS) * (16 // itemsize)
 
 
-def ln_pool_grid(batch: int, rows: int, rows_per_block: int):
-    return (math.ceil(rows / rows_per_block), batch, 1), (LN_POOL_THREADS, 1, 1)
+def ln_pool_chunks(channels: int, itemsize: int) -> tuple[int, int]:
+    """(K, L) of the pooled LayerNorm for rows of ``channels`` (16-byte runs): K the fewest 16-byte words a lane
+    that cover a row with 32 lanes (the entry point), L the lanes that read a row."""
+    words = max(1, channels * itemsize // 16)
+    chunks = next((k for k in LN_POOL_CHUNKS if 32 * k >= words), None)
+    if chunks is None:
+        raise ValueError(f"rows of {channels} channels are wider than {ln_pool_max_channels(itemsize)}")
+    return chunks, 32 if chunks > 1 else min(32, 1 << (words - 1).bit_length())
+
+
+def ln_pool_blocks(batch: int, rows: int, channels: int, itemsize: int, sm_count: int) -> int:
+    """Blocks an image of the pooled LayerNorm's pass: its units (a row group's rows) shared out over about
+    LN_POOL_WARPS_PER_SM warps an SM, whole units a warp (LN_POOL_MIN_ROWS rows a block at least). Few units a
+    warp on small maps: there the pass waits on its chain of latencies, not on bandwidth."""
+    _, width = ln_pool_chunks(channels, itemsize)
+    unit_rows, warps = 32 // width, LN_POOL_THREADS // 32
+    units = math.ceil(rows / unit_rows) * batch
+    units_a_warp = max(1, math.ceil(units / (LN_POOL_WARPS_PER_SM * sm_count)))
+    block_rows = warps * unit_rows
+    per_block = math.ceil(max(LN_POOL_MIN_ROWS, units_a_warp * block_rows) / block_rows) * block_rows
+    return max(1, math.ceil(rows / per_block))
+
+
+def ln_pool_rows_per_block(rows: int, blocks: int) -> int:
+    """Rows a block when an image's rows are shared out over ``blocks`` (the last block may take fewer or none)."""
+    return max(1, math.ceil(rows / blocks))
+
+
+def ln_pool_grid(batch: int, blocks: int):
+    return (blocks, batch, 1), (LN_POOL_THREADS, 1, 1)
+
+
+def ln_pool_sum_grid(batch: int, outputs: int):
+    return (math.ceil(outputs / 32), batch, 1), (LN_POOL_SUM_THREADS, 1, 1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ REPRESENTATIVE = {
              "fe_es2d_time_scan_f16", "fe_es2d_time_states_bf16", "fe_es2d_merge_f16", "fe_es2d_merge_bf16",
              "fe_es2d_split_f32", "fe_es2d_conv_split_f16_t16", "fe_es2d_conv_split_cross_bf16_t8"),
     "ldc": ("fe_ldc_conv2d_f16", "fe_ldc_conv2d_bf16"),
-    "norm": ("fe_ln_pool_f32", "fe_ln_pool_f16", "fe_ln_pool_bf16"),
+    "norm": ("fe_ln_pool_f32_k4", "fe_ln_pool_f16_k1", "fe_ln_pool_bf16_k2", "fe_ln_pool_sum_bf16"),
 }
 
 
@@ -325,6 +325,82 @@ def test_es2d_merge_norm_launch_matches_the_kernel_signature(monkeypatch, dtype,
         other = "float32" if dtype != "float32" else "float16"
         kernels.launch_es2d_merge_norm(arr(1000, (batch, 4 * d, length)), arr(2000, (batch, h, w, d), other),
                                        arr(3000, (d,)), arr(4000, (d,)), h=h, w=w, eps=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_ln_pool_launch_matches_the_kernel_signatures(monkeypatch, dtype):
+    """Without a GPU: launch_ln_pool runs the pass (the entry point of the row's words a lane) and then the sum,
+    each with its kernel's parameters in order and kind, the pass's blocks covering the rows and the sum reading
+    what the pass wrote; weights of the wrong shape and a short workspace are named."""
+    import numpy as np
+    from fusion_edge.kernels import launch
+    from fusion_edge.kernels import launch_params as lp
+
+    calls = []
+    monkeypatch.setattr(launch, "run", lambda family, name, grid, block, args, **kw: calls.append((name, grid,
+                                                                                                   block, args)))
+    monkeypatch.setattr(launch, "sm_count", lambda device: 132)
+    monkeypatch.setattr(launch, "current_device", lambda: 0)
+    itemsize = 4 if dtype == "float32" else 2
+    code = {"float16": "f16", "float32": "f32", "bfloat16": "bf16"}[dtype]
+    batch, h, w, c = 2, 32, 40, 384
+
+    def arr(ptr, shape, dt=dtype):
+        return kernels.DeviceArray(ptr, shape, dt, 0)
+
+    floats = kernels.ln_pool_workspace_floats((batch, h, w, c), itemsize, 132, True)
+    kernels.launch_ln_pool(arr(1024, (batch, h, w, c)), arr(2048, (batch, 2, c)), weight=arr(4096, (c,)),
+                           eps=1e-5, with_raw=True, workspace=arr(8192, (floats,), "float32"))
+    [(pass_name, grid, block, args), (sum_name, sum_grid, sum_block, sum_args)] = calls
+    chunks = {2: 2, 4: 4}[itemsize]  # 48 (float32: 96) 16-byte words a row: 2 (4) a lane
+    assert pass_name == f"fe_ln_pool_{code}_k{chunks}" and pass_name in kernels.kernel_names("norm")
+    assert sum_name == f"fe_ln_pool_sum_{code}" and sum_name in kernels.kernel_names("norm")
+    for entry, values in (("FE_LN_POOL_ENTRY", args), ("FE_LN_POOL_SUM_ENTRY", sum_args)):
+        params = entry_params("norm", entry)
+        assert len(params) == len(values)
+        for (kind, pname), value in zip(params, values):
+            assert isinstance(value, {"ptr": np.uint64, "int": np.int32, "float": np.float32}[kind]), (pname, value)
+    named = dict(zip((p for _, p in entry_params("norm", "FE_LN_POOL_ENTRY")), args))
+    summed = dict(zip((p for _, p in entry_params("norm", "FE_LN_POOL_SUM_ENTRY")), sum_args))
+    blocks = grid[0]
+    assert grid == (blocks, batch, 1) and block == (lp.LN_POOL_THREADS, 1, 1)
+    assert named["rows_per_block"] * blocks >= h * w > named["rows_per_block"] * (blocks - 1)
+    assert (named["x"], named["part"], named["P"], named["C"], named["with_raw"]) == (1024, 8192, h * w, c, 1)
+    assert floats == batch * blocks * 2 * c
+    assert (summed["part"], summed["weight"], summed["bias"], summed["out"]) == (8192, 4096, 0, 2048)
+    assert (summed["blocks"], summed["kinds"], summed["C"]) == (blocks, 2, c)
+    assert sum_grid == (math.ceil(2 * c / 32), batch, 1) and sum_block == (lp.LN_POOL_SUM_THREADS, 1, 1)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        kernels.launch_ln_pool(arr(1024, (batch, h, w, c)), arr(2048, (batch, 1, c)), weight=arr(4096, (c - 8,)),
+                               eps=1e-5)
+    with pytest.raises(ValueError, match="workspace must be float32 with at least"):
+        kernels.launch_ln_pool(arr(1024, (batch, h, w, c)), arr(2048, (batch, 2, c)), eps=1e-5, with_raw=True,
+                               workspace=arr(8192, (floats - 1,), "float32"))
+
+
+def test_ln_pool_plan_gives_small_maps_short_chains():
+    """The pass's plan: the fewest words a lane that cover a row (sub-warp groups for narrow rows), whole row
+    units a warp, one unit a warp where the GPU has warps to spare (small maps: the pass waits on latency), more
+    on maps larger than the GPU's warps, and never fewer rows a block than LN_POOL_MIN_ROWS."""
+    from fusion_edge.kernels import launch_params as lp
+
+    assert [lp.ln_pool_chunks(c, 2) for c in (8, 16, 96, 192, 256, 384, 768, 1024)] == [
+        (1, 1), (1, 2), (1, 16), (1, 32), (1, 32), (2, 32), (4, 32), (4, 32)]
+    assert lp.ln_pool_chunks(512, 4) == (4, 32) and lp.ln_pool_max_channels(4) == 512
+    with pytest.raises(ValueError, match="wider than 1024"):
+        lp.ln_pool_chunks(1032, 2)
+    warps = lp.LN_POOL_THREADS // 32
+    for batch, rows, c in ((1, 320, 128), (2, 1280, 384), (1, 320, 768), (2, 20480, 96), (2, 20480, 16),
+                           (1, 1, 8), (3, 7, 136)):
+        _, width = lp.ln_pool_chunks(c, 2)
+        unit = 32 // width
+        blocks = lp.ln_pool_blocks(batch, rows, c, 2, 132)
+        per_block = lp.ln_pool_rows_per_block(rows, blocks)
+        assert blocks * per_block >= rows and per_block >= min(rows, lp.LN_POOL_MIN_ROWS)
+        units_a_warp = math.ceil(per_block / unit / warps)
+        spare = math.ceil(rows / unit) * batch <= lp.LN_POOL_WARPS_PER_SM * 132
+        assert units_a_warp == max(1, math.ceil(lp.LN_POOL_MIN_ROWS / unit / warps)) if spare else units_a_warp > 1
+    assert lp.ln_pool_blocks(1, 320, 128, 2, 132) == 40  # edge's stage-4 map: a unit (two rows) a warp
 
 
 def test_merge_norm_tiles_fit_the_block():

@@ -1,178 +1,250 @@
-// Pooled LayerNorm: the mean over a map's pixels of LayerNorm(x) without the affine part (BiAttn's pooled
-// vector before its weight and bias), and optionally of x itself (ECA's pooled vector), in one pass over x.
+// Pooled LayerNorm: the mean over a map's pixels of LayerNorm(x) (BiAttn's pooled vector), and optionally of x
+// itself (ECA's pooled vector), in one pass over x and without atomics.
 //
-//   fe_ln_pool_<x>   x (batch, P, C) rows of channels (a channels-last map); out (batch, 2, C) float32 gets the
-//                    means over the P rows of (x - mean) * rstd (out[b, 0]) and, with `with_raw`, of x (out[b, 1])
+//   fe_ln_pool_<x>_k<K>   x (batch, P, C) rows of channels (a channels-last map), rows 16-byte runs;
+//                         part (batch, blocks, 1 + with_raw, C) float32 gets each block's share of the means:
+//                         part[b, i, 0] = sum over block i's rows of (x - mean) * rstd / P, part[b, i, 1] of x / P
+//   fe_ln_pool_sum_<x>    out (batch, 1 + with_raw, C) in x's type: the shares added in block order, the
+//                         LayerNorm's weight and bias applied to out[b, 0]
 //
 // Why: compiled, LayerNorm(x).mean(pixels) is three kernels (the per-pixel statistics, then the mean over the
 // pixels split in two launches) and the normalized map is written and read back in between; the DVSS block
 // needs it twice (on its SS2D output and on its LDC output), and ECA's mean of the first is one more pass.
+// Two launches instead, no memset, and the shares add up in a fixed order: calls repeat bitwise.
 //
-// grid (blocks an image, batch), block kPoolThreads. A block walks its rows of one image in tiles of R rows
-// (launch_params.ln_pool_plan) staged in shared memory with 16-byte loads where the rows allow, the next
-// tile's loads in flight while the block works on the current one; a warp a row computes the row's mean and
-// variance from the tile (float32, one pass shifted by the row's first value), and each thread adds
-// (x - mean) * rstd (and x) of its channels over the tile's rows into registers (narrow rows: groups of
-// threads take every G-th row). At the end the block adds its sums / P into out with one atomic a channel:
-// out must be zeroed first (the launcher does). The caller applies the LayerNorm's weight and bias.
+// Pass: grid (blocks an image, batch), block kPoolThreads. A row is read by a group of L lanes, 16 bytes a lane
+// and word (K words a lane: L = 32 for rows over 32 words, else the power of two that covers the row), so a
+// warp reads a unit of 32 / L rows at a time. A block's units go round its warps, each warp loading up to
+// kPasses = kSlots / K units at once. Each row's mean and variance come from its group's registers (one pass
+// shifted by the row's first value, a butterfly over the group); a lane adds (x - mean) * rstd and x of its
+// channels into registers. At the end a warp's row groups meet by shuffles, the warps in shared memory in warp
+// order, and the block writes its share. launch_params.ln_pool_plan picks K and the rows a block: few units a
+// warp on small maps, where the pass is bound by its chain of latencies rather than by bandwidth.
+//
+// Sum: grid (outputs / 32, batch), block kSumThreads: a lane an output, the warps taking every kSumWarps-th
+// share (many warps and loads in flight: the sum waits on L2 latency, hundreds of shares on large maps), then
+// the warps in order.
 #include "../common/fe_types.cuh"
 
 namespace fe {
 namespace pool {
 
-constexpr int kPoolThreads = 256;               // launch_params.LN_POOL_THREADS
+constexpr int kPoolThreads = 128;  // launch_params.LN_POOL_THREADS
 constexpr int kPoolWarps = kPoolThreads / 32;
-constexpr int kTileBytes = 8192;                // a tile's staged rows, at most (launch_params.LN_POOL_TILE_BYTES)
-constexpr int kMaxRows = 256;                   // rows of a tile, at most (launch_params.LN_POOL_MAX_ROWS)
-constexpr int kChanPerThread = 8;               // C <= kPoolThreads * kChanPerThread (launch_params.LN_POOL_MAX_C)
-constexpr int kLoads = kTileBytes / 16 / kPoolThreads;  // 16-byte loads a thread issues a tile
+constexpr int kSlots = 8;          // 16-byte loads in flight a lane (launch_params.LN_POOL_SLOTS)
+constexpr int kSumThreads = 1024;  // launch_params.LN_POOL_SUM_THREADS
+constexpr int kSumWarps = kSumThreads / 32;
 
-// A tile's n elements (rows * C, one run) as this thread's share of raw 16-byte words (vec), requested
-// together, so the next tile's loads are in flight while the block works on the current one.
-struct TileWords { uint4 w[kLoads]; };
+template <typename T, int K>
+struct Shape {
+    static constexpr int kVec = 16 / static_cast<int>(sizeof(T));  // elements a 16-byte word
+    static constexpr int kPasses = kSlots / K;                      // units a warp loads at once
+    static constexpr int kLaneChannels = K * kVec;                  // channels a lane accumulates
+    static constexpr int kMaxC = 32 * kLaneChannels;                // launch_params.ln_pool_max_channels
+};
 
+// The kVec elements of a 16-byte word as floats.
 template <typename T>
-__device__ __forceinline__ void fetch_tile(const T* src, int n, bool vec, TileWords& got) {
-    constexpr int kPer = 16 / static_cast<int>(sizeof(T));
-    if (!vec) return;
+__device__ __forceinline__ void unpack(const uint4& w, float* v) {
+    constexpr int kPer = Word<T>::kPerWord;
 #pragma unroll
-    for (int q = 0; q < kLoads; ++q) {
-        const int i = threadIdx.x + q * kPoolThreads;
-        got.w[q] = i * kPer < n ? __ldg(reinterpret_cast<const uint4*>(src) + i) : make_uint4(0, 0, 0, 0);
+    for (int j = 0; j < kPer; ++j) {
+        v[j] = Word<T>::get(w.x, j);
+        v[kPer + j] = Word<T>::get(w.y, j);
+        v[2 * kPer + j] = Word<T>::get(w.z, j);
+        v[3 * kPer + j] = Word<T>::get(w.w, j);
     }
 }
 
-// The fetched words into the shared tile, or (rows not 16-byte runs) the elements straight from memory.
-template <typename T>
-__device__ __forceinline__ void store_tile(const T* src, int n, bool vec, const TileWords& got, T* tile) {
-    constexpr int kPer = 16 / static_cast<int>(sizeof(T));
-    if (vec) {
+// Sum over the `width` lanes (a power of two) of this lane's group; every lane of the group gets it.
+__device__ __forceinline__ float group_sum(float v, int width) {
 #pragma unroll
-        for (int q = 0; q < kLoads; ++q) {
-            const int i = threadIdx.x + q * kPoolThreads;
-            if (i * kPer < n) reinterpret_cast<uint4*>(tile)[i] = got.w[q];
-        }
-        return;
+    for (int o = 16; o > 0; o /= 2) {
+        if (o < width) v += __shfl_xor_sync(0xffffffffu, v, o);
     }
-    for (int i = threadIdx.x; i < n; i += kPoolThreads) tile[i] = src[i];
+    return v;
 }
 
-template <typename T>
-__device__ __forceinline__ void ln_pool(const T* x, float* out, int P, int C, int R, int rows_per_block,
-                                        int with_raw, float eps) {
-    __shared__ __align__(16) T tile[kTileBytes / sizeof(T)];
-    __shared__ float2 stats[kMaxRows];  // (mean, rstd) of the tile's rows
+template <typename T, int K>
+__device__ __forceinline__ void ln_pool(const T* x, float* part, int P, int C, int rows_per_block, int with_raw,
+                                        float eps) {
+    using S = Shape<T, K>;
+    constexpr int kVec = S::kVec, kPasses = S::kPasses;
+    __shared__ float warp_sums[kPoolWarps][2][S::kMaxC];
     const int b = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int words = C / kVec;  // 16-byte words a row
+    const int width = K > 1 ? 32 : min(32, 1 << (32 - __clz(max(words, 1) - 1)));  // L, lanes a row
+    const int sub = lane / width, col = lane % width, rows_a_pass = 32 / width;
     const int row_begin = blockIdx.x * rows_per_block, row_end = min(P, row_begin + rows_per_block);
-    if (row_begin >= row_end) return;  // whole block idle (no barrier passed yet)
-    const T* img = x + (long)b * P * C;
-    const bool vec = reinterpret_cast<unsigned long long>(x) % 16 == 0 && (C * (int)sizeof(T)) % 16 == 0;
+    const int units = row_end > row_begin ? (row_end - row_begin + rows_a_pass - 1) / rows_a_pass : 0;
+    const uint4* img = reinterpret_cast<const uint4*>(x + (long)b * P * C);
     const float inv_c = 1.f / (float)C;
-    // Narrow rows (C <= kPoolThreads / 2): G groups of C threads take every G-th row of a tile, so most
-    // threads add; wider rows: a thread takes channels t, t + kPoolThreads, ... of every row.
-    const int groups = C <= kPoolThreads / 2 ? kPoolThreads / C : 1;
-    const int group = threadIdx.x / C, chan = threadIdx.x % C;
-    const bool adds = group < groups;  // read with groups > 1 only
-    float acc_ln[kChanPerThread], acc_x[kChanPerThread];
-#pragma unroll
-    for (int i = 0; i < kChanPerThread; ++i) { acc_ln[i] = 0.f; acc_x[i] = 0.f; }
 
-    TileWords next;
-    fetch_tile(img + (long)row_begin * C, min(R, row_end - row_begin) * C, vec, next);
-    for (int row0 = row_begin; row0 < row_end; row0 += R) {
-        const int rows = min(R, row_end - row0);
-        __syncthreads();  // the previous tile is used up
-        store_tile(img + (long)row0 * C, rows * C, vec, next, tile);
-        if (row0 + R < row_end) fetch_tile(img + (long)(row0 + R) * C, min(R, row_end - row0 - R) * C, vec, next);
-        __syncthreads();
-        // Row statistics, a warp a row, one pass: sums of (x - k) and its square with k the row's first value
-        // (shifting by a value of the row keeps the difference of squares from cancelling).
-        for (int r = warp; r < rows; r += kPoolWarps) {
-            const T* row = tile + r * C;
-            const float k = to_float(row[0]);
+    float acc_ln[S::kLaneChannels], acc_x[S::kLaneChannels];
+#pragma unroll
+    for (int i = 0; i < S::kLaneChannels; ++i) { acc_ln[i] = 0.f; acc_x[i] = 0.f; }
+
+    for (int first = warp; first < units; first += kPasses * kPoolWarps) {
+        uint4 got[kPasses][K];
+#pragma unroll
+        for (int u = 0; u < kPasses; ++u) {
+            const int unit = first + u * kPoolWarps, row = row_begin + unit * rows_a_pass + sub;
+            const uint4* src = img + (long)row * words + col;
+#pragma unroll
+            for (int k = 0; k < K; ++k) {
+                const bool inside = unit < units && row < row_end && k * width + col < words;
+                got[u][k] = inside ? __ldg(src + k * width) : make_uint4(0, 0, 0, 0);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kPasses; ++u) {
+            const int unit = first + u * kPoolWarps, row = row_begin + unit * rows_a_pass + sub;
+            if (unit >= units) break;  // the same for the whole warp
+            float v[S::kLaneChannels];
+#pragma unroll
+            for (int k = 0; k < K; ++k) unpack<T>(got[u][k], v + k * kVec);
+            // One pass shifted by the row's first value (held by the group's first lane): the difference of
+            // squares then does not cancel. Words past the row are zeros and are left out of the sums.
+            const float first_value = __shfl_sync(0xffffffffu, v[0], sub * width);
             float s = 0.f, sq = 0.f;
-            for (int c = lane; c < C; c += 32) {
-                const float d = to_float(row[c]) - k;
-                s += d;
-                sq = fmaf(d, d, sq);
-            }
-            s = warp_sum(s) * inv_c;
-            sq = warp_sum(sq) * inv_c;
-            if (lane == 0) stats[r] = make_float2(k + s, rsqrtf(fmaxf(sq - s * s, 0.f) + eps));
-        }
-        __syncthreads();
-        if (groups > 1) {
-            if (adds) {
-#pragma unroll 4
-                for (int r = group; r < rows; r += groups) {
-                    const float v = to_float(tile[r * C + chan]);
-                    const float2 st = stats[r];
-                    acc_ln[0] = fmaf(v - st.x, st.y, acc_ln[0]);
-                    acc_x[0] += v;
+#pragma unroll
+            for (int k = 0; k < K; ++k) {
+                if (k * width + col < words) {
+#pragma unroll
+                    for (int e = 0; e < kVec; ++e) {
+                        const float d = v[k * kVec + e] - first_value;
+                        s += d;
+                        sq = fmaf(d, d, sq);
+                    }
                 }
             }
-        } else {
+            s = group_sum(s, width) * inv_c;
+            sq = group_sum(sq, width) * inv_c;
+            const float mean = first_value + s, rstd = rsqrtf(fmaxf(sq - s * s, 0.f) + eps);
+            if (row < row_end) {
 #pragma unroll
-            for (int i = 0; i < kChanPerThread; ++i) {
-                const int c = threadIdx.x + i * kPoolThreads;
-                if (c >= C) break;
-#pragma unroll 4
-                for (int r = 0; r < rows; ++r) {
-                    const float v = to_float(tile[r * C + c]);
-                    const float2 st = stats[r];
-                    acc_ln[i] = fmaf(v - st.x, st.y, acc_ln[i]);
-                    acc_x[i] += v;
+                for (int i = 0; i < S::kLaneChannels; ++i) {
+                    acc_ln[i] = fmaf(v[i] - mean, rstd, acc_ln[i]);
+                    acc_x[i] += v[i];
                 }
             }
         }
     }
-    float* dst = out + (long)b * 2 * C;
+    // The warp's row groups, then the warps in order: a fixed order, so the shares repeat bitwise.
+#pragma unroll
+    for (int i = 0; i < S::kLaneChannels; ++i) {
+#pragma unroll
+        for (int o = 16; o > 0; o /= 2) {
+            if (o >= width) {
+                acc_ln[i] += __shfl_xor_sync(0xffffffffu, acc_ln[i], o);
+                acc_x[i] += __shfl_xor_sync(0xffffffffu, acc_x[i], o);
+            }
+        }
+    }
+    if (sub == 0) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            const int w = k * width + col;
+            if (w < words) {
+#pragma unroll
+                for (int e = 0; e < kVec; ++e) {
+                    warp_sums[warp][0][w * kVec + e] = acc_ln[k * kVec + e];
+                    warp_sums[warp][1][w * kVec + e] = acc_x[k * kVec + e];
+                }
+            }
+        }
+    }
+    __syncthreads();
+    const int kinds = 1 + (with_raw != 0);
     const float inv_p = 1.f / (float)P;
-    if (groups > 1) {
-        // The groups' sums of a channel meet in shared memory; one atomic a channel and block.
-        float* part = reinterpret_cast<float*>(tile);  // [groups][2][C] floats: 2 * kPoolThreads at most
-        __syncthreads();
-        if (adds) {
-            part[(group * 2) * C + chan] = acc_ln[0];
-            part[(group * 2 + 1) * C + chan] = acc_x[0];
-        }
-        __syncthreads();
-        if (threadIdx.x < C) {
-            float ln = 0.f, raw = 0.f;
-            for (int g = 0; g < groups; ++g) {
-                ln += part[(g * 2) * C + threadIdx.x];
-                raw += part[(g * 2 + 1) * C + threadIdx.x];
-            }
-            atomicAdd(dst + threadIdx.x, ln * inv_p);
-            if (with_raw) atomicAdd(dst + C + threadIdx.x, raw * inv_p);
-        }
-        return;
-    }
+    float* dst = part + ((long)b * gridDim.x + blockIdx.x) * kinds * C;
+    for (int i = threadIdx.x; i < kinds * C; i += kPoolThreads) {
+        const int kind = i / C, c = i % C;
+        float sum = 0.f;
 #pragma unroll
-    for (int i = 0; i < kChanPerThread; ++i) {
-        const int c = threadIdx.x + i * kPoolThreads;
-        if (c >= C) break;
-        atomicAdd(dst + c, acc_ln[i] * inv_p);
-        if (with_raw) atomicAdd(dst + C + c, acc_x[i] * inv_p);
+        for (int w = 0; w < kPoolWarps; ++w) sum += warp_sums[w][kind][c];
+        dst[i] = sum * inv_p;
     }
+}
+
+// out[b, kind, c] = the shares part[b, i, kind, c] added over i in a fixed order (a warp every kSumWarps-th
+// share, then the warps in order); out[b, 0] times weight plus bias where given; in x's type.
+template <typename T>
+__device__ __forceinline__ void ln_pool_sum(const float* part, const T* weight, const T* bias, T* out, int blocks,
+                                            int kinds, int C) {
+    __shared__ float warp_sums[kSumWarps][32];
+    const int b = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int n = kinds * C, o = blockIdx.x * 32 + lane;
+    const float* src = part + (long)b * blocks * n + o;
+    float sum = 0.f;
+    if (o < n) {
+#pragma unroll 8
+        for (int i = warp; i < blocks; i += kSumWarps) sum += src[(long)i * n];  // 8 loads in flight
+    }
+    warp_sums[warp][lane] = sum;
+    __syncthreads();
+    if (warp != 0 || o >= n) return;
+    sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kSumWarps; ++w) sum += warp_sums[w][lane];
+    if (o < C) {
+        if (weight != nullptr) sum *= to_float(weight[o]);
+        if (bias != nullptr) sum += to_float(bias[o]);
+    }
+    out[(long)b * n + o] = from_float<T>(sum);
 }
 
 }  // namespace pool
 }  // namespace fe
 
-// x (batch, P, C); out (batch, 2, C) float32, zeroed; R rows a tile, rows_per_block a multiple of R.
-#define FE_LN_POOL_ENTRY(NAME, T)                                                                        \
+// x (batch, P, C), C * sizeof(T) a multiple of 16, x 16-byte aligned, C <= Shape<T, K>::kMaxC;
+// part (batch, gridDim.x, 1 + with_raw, C) float32, every element written; then the sum entry below:
+// part -> out (batch, 1 + with_raw, C) in T, weight and bias (C) in T or null.
+#define FE_LN_POOL_ENTRY(NAME, T, K)                                                                     \
     extern "C" __global__ void __launch_bounds__(fe::pool::kPoolThreads) NAME(                           \
-        const T* x, float* out, int P, int C, int R, int rows_per_block, int with_raw, float eps) {      \
-        fe::pool::ln_pool<T>(x, out, P, C, R, rows_per_block, with_raw, eps);                            \
+        const T* x, float* part, int P, int C, int rows_per_block, int with_raw, float eps) {            \
+        fe::pool::ln_pool<T, K>(x, part, P, C, rows_per_block, with_raw, eps);                           \
     }
 
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_f32)
-FE_LN_POOL_ENTRY(fe_ln_pool_f32, float)
+#define FE_LN_POOL_SUM_ENTRY(NAME, T)                                                                    \
+    extern "C" __global__ void __launch_bounds__(fe::pool::kSumThreads) NAME(                            \
+        const float* part, const T* weight, const T* bias, T* out, int blocks, int kinds, int C) {       \
+        fe::pool::ln_pool_sum<T>(part, weight, bias, out, blocks, kinds, C);                             \
+    }
+
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_f32_k1)
+FE_LN_POOL_ENTRY(fe_ln_pool_f32_k1, float, 1)
 #endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_f16)
-FE_LN_POOL_ENTRY(fe_ln_pool_f16, fe::half_t)
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_f32_k2)
+FE_LN_POOL_ENTRY(fe_ln_pool_f32_k2, float, 2)
 #endif
-#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_bf16)
-FE_LN_POOL_ENTRY(fe_ln_pool_bf16, fe::bf16_t)
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_f32_k4)
+FE_LN_POOL_ENTRY(fe_ln_pool_f32_k4, float, 4)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_sum_f32)
+FE_LN_POOL_SUM_ENTRY(fe_ln_pool_sum_f32, float)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_f16_k1)
+FE_LN_POOL_ENTRY(fe_ln_pool_f16_k1, fe::half_t, 1)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_f16_k2)
+FE_LN_POOL_ENTRY(fe_ln_pool_f16_k2, fe::half_t, 2)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_f16_k4)
+FE_LN_POOL_ENTRY(fe_ln_pool_f16_k4, fe::half_t, 4)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_sum_f16)
+FE_LN_POOL_SUM_ENTRY(fe_ln_pool_sum_f16, fe::half_t)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_bf16_k1)
+FE_LN_POOL_ENTRY(fe_ln_pool_bf16_k1, fe::bf16_t, 1)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_bf16_k2)
+FE_LN_POOL_ENTRY(fe_ln_pool_bf16_k2, fe::bf16_t, 2)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_bf16_k4)
+FE_LN_POOL_ENTRY(fe_ln_pool_bf16_k4, fe::bf16_t, 4)
+#endif
+#if defined(FE_ALL_KERNELS) || defined(FE_ONLY_fe_ln_pool_sum_bf16)
+FE_LN_POOL_SUM_ENTRY(fe_ln_pool_sum_bf16, fe::bf16_t)
 #endif

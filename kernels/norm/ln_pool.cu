@@ -18,8 +18,8 @@
 // kPasses = kSlots / K units at once. Each row's mean and variance come from its group's registers (one pass
 // shifted by the row's first value, a butterfly over the group); a lane adds (x - mean) * rstd and x of its
 // channels into registers. At the end a warp's row groups meet by shuffles, the warps in shared memory in warp
-// order, and the block writes its share. launch_params.ln_pool_plan picks K and the rows a block: few units a
-// warp on small maps, where the pass is bound by its chain of latencies rather than by bandwidth.
+// order, and the block writes its share. launch_params (ln_pool_chunks, ln_pool_blocks) picks K and the rows a
+// block: few units a warp on small maps, where the pass is bound by its chain of latencies, not by bandwidth.
 //
 // Sum: grid (outputs / 32, batch), block kSumThreads: a lane an output, the warps taking every kSumWarps-th
 // share (many warps and loads in flight: the sum waits on L2 latency, hundreds of shares on large maps), then

@@ -74,12 +74,17 @@ __device__ __forceinline__ float exp2_fast(float x) {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Warp sum, every lane gets it.
-__device__ __forceinline__ float warp_sum(float v) {
+// Sum over this lane's group of `width` lanes (a power of two, aligned), every lane of the group gets it.
+__device__ __forceinline__ float group_sum(float v, int width) {
 #pragma unroll
-    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o /= 2) {
+        if (o < width) v += __shfl_xor_sync(0xffffffffu, v, o);
+    }
     return v;
 }
+
+// Warp sum, every lane gets it.
+__device__ __forceinline__ float warp_sum(float v) { return group_sum(v, 32); }
 
 // PyTorch's softplus with threshold 20 (mamba_ssm's delta_softplus), to about 5e-7 relative:
 // log(1 + e^x) = max(x, 0) + log1p(t), t = e^-|x| in (0, 1], and log1p(t) = 2 atanh(s) with

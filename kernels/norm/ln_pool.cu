@@ -56,15 +56,6 @@ __device__ __forceinline__ void unpack(const uint4& w, float* v) {
     }
 }
 
-// Sum over the `width` lanes (a power of two) of this lane's group; every lane of the group gets it.
-__device__ __forceinline__ float group_sum(float v, int width) {
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) {
-        if (o < width) v += __shfl_xor_sync(0xffffffffu, v, o);
-    }
-    return v;
-}
-
 template <typename T, int K>
 __device__ __forceinline__ void ln_pool(const T* x, float* part, int P, int C, int rows_per_block, int with_raw,
                                         float eps) {

@@ -18,6 +18,7 @@ kernels after its row (torch.profiler over the replays): where a layer's time go
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -47,20 +48,6 @@ def compiled_layer(form: str, params: tuple, norm: tuple):
     return torch.compile(layer, fullgraph=True, dynamic=False)
 
 
-def graphed(fn, a: torch.Tensor):
-    """``fn(a)`` captured as a CUDA graph (after warm-up calls that compile it): the replay and its output."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn(a)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn(a)
-    return graph.replay, out
-
-
 def rule_picks(x: torch.Tensor) -> str:
     """The form ``es2d.scans_routes`` picks for a compiled layer over the map x."""
     es2d.set_scan_form("auto")
@@ -82,7 +69,7 @@ def row(preset: str, size: tuple[int, int], stage: int, d: int, h: int, w: int, 
             0.1 * torch.randn(d, generator=gen, device="cuda").half())
     replays, outs = {}, {}
     for form in FORMS:
-        replays[form], outs[form] = graphed(compiled_layer(form, params, norm), a)
+        replays[form], outs[form] = kbench.capture(functools.partial(compiled_layer(form, params, norm), a))
     times = {form: kbench.bench(replays[form]) for form in FORMS}
     diff = kbench.rel_diff(outs["routes"], outs["fused"])
     faster = min(times, key=times.get)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from fusion_edge.kernels import launch_params
 
+from fusion_edge.bench.profile import profile_calls
 from fusion_edge.models import create_model
 from fusion_edge.models.presets import PRESETS
 from fusion_edge.ops import ln_pool as ln_pool_module
@@ -365,32 +366,28 @@ def _pooled_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
     return ln_pool(x, weight, bias, 1e-5, with_raw=True)
 
 
-def graph_replay(fn: Callable[[], object], *, calls: int = 20, replays: int = 20) -> tuple[float, float]:
-    """(milliseconds, GPU kernels) per call of ``fn`` captured ``calls`` times in one CUDA graph and replayed: what
-    a captured model pays for it, launch gaps included and host overhead excluded."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
+def capture(fn: Callable[[], object], calls: int = 1):
+    """``fn()`` captured ``calls`` times in one CUDA graph after three warm-up calls on a side stream (compilation,
+    lazy loading and the allocator's pools happen there, not in the capture): the replay and the last output."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         for _ in range(calls):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        graph.replay()
-        torch.cuda.synchronize()
-    kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA) / calls
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(5):
-        start.record()
-        for _ in range(replays):
-            graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / replays / calls)
-    return statistics.median(times), kernels
+            out = fn()
+    return graph.replay, out
+
+
+def graph_replay(fn: Callable[[], object], *, calls: int = 20) -> tuple[float, float]:
+    """(milliseconds, GPU kernels) per call of ``fn`` captured ``calls`` times in one CUDA graph and replayed: what
+    a captured model pays for it, launch gaps included and host overhead excluded."""
+    replay, _ = capture(fn, calls)
+    kernels = profile_calls(replay, 1, on_gpu=True).launches_per_call / calls
+    return bench(replay) / calls, kernels
 
 
 @torch.no_grad()

@@ -9,11 +9,15 @@ Usage: python benchmarks/two_scale_prior.py [--size 512x640] [--iters 200]
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import torch
 
-from fusion_edge.bench.timing import CudaEventTimer
-from fusion_edge.models.two_scale import TwoScaleFusion
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kernels as kbench  # noqa: E402  (benchmarks/kernels.py: capture)
+from fusion_edge.bench.timing import CudaEventTimer  # noqa: E402
+from fusion_edge.models.two_scale import TwoScaleFusion  # noqa: E402
 
 
 def p50_ms(fn, iters: int) -> float:
@@ -21,20 +25,6 @@ def p50_ms(fn, iters: int) -> float:
         fn()
     times = sorted(CudaEventTimer().time_calls(fn, iters))
     return times[len(times) // 2]
-
-
-def graphed(fn):
-    """``fn`` captured as a CUDA graph after three warm-up calls on a side stream; returns the replay."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
 
 
 def main() -> None:
@@ -57,8 +47,8 @@ def main() -> None:
         exact = prior(vis.float(), ir.float())
         for dtype in (torch.float32, torch.float16):
             a, b = vis.to(dtype), ir.to(dtype)
-            calls = [lambda a=a, b=b: prior(a, b), graphed(lambda a=a, b=b: prior(a, b)),
-                     graphed(lambda a=a, b=b: compiled(a, b))]
+            calls = [lambda a=a, b=b: prior(a, b), kbench.capture(lambda a=a, b=b: prior(a, b))[0],
+                     kbench.capture(lambda a=a, b=b: compiled(a, b))[0]]
             times = [p50_ms(call, args.iters) for call in calls]
             diff = (prior(a, b).float() - exact).abs().max().item()
             print(f"| {str(dtype).split('.')[-1]} | " + " | ".join(f"{t:.4f}" for t in times) + f" | {diff:.2g} |")
